@@ -1,0 +1,72 @@
+//! The operators' listener: `/healthz` and `/readyz` (metrics and the console join later).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use hub_bus::{Lifecycle, Producer};
+use hub_state::StateStore;
+
+/// What the admin handlers look at.
+pub struct AdminState {
+    pub instance_id: String,
+    pub producer: Producer,
+    pub state: StateStore,
+    pub lifecycle: Lifecycle,
+    /// Set once the declared topics exist on the cluster.
+    pub topics_ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// The process is alive and answering. Says nothing about its dependencies on purpose: a
+/// liveness probe that fails when Kafka is down would restart healthy hubs in a loop.
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "alive", "version": crate::version_line() }))
+}
+
+/// Ready to take traffic: a broker answers, the state store accepts a write, the declared
+/// topics exist, and the process is not shutting down.
+async fn readyz(State(s): State<Arc<AdminState>>) -> (StatusCode, Json<Value>) {
+    let broker = match s.producer.probe(Duration::from_secs(2)).await {
+        Ok(n) => json!({ "ok": true, "brokers": n }),
+        Err(e) => json!({ "ok": false, "code": e.code(), "error": e.to_string() }),
+    };
+    let store = match s
+        .state
+        .heartbeat(&s.instance_id, env!("CARGO_PKG_VERSION"))
+        .await
+    {
+        Ok(()) => json!({ "ok": true, "backend": s.state.backend().as_str() }),
+        Err(e) => json!({ "ok": false, "code": e.code(), "error": e.to_string() }),
+    };
+    let topics = json!({ "ok": s.topics_ready.load(Ordering::Acquire) });
+    let running = json!({ "ok": !s.lifecycle.is_stopping() });
+    let ready = [&broker, &store, &topics, &running]
+        .iter()
+        .all(|c| c["ok"] == Value::Bool(true));
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "instance_id": s.instance_id,
+            "checks": { "broker": broker, "state_store": store, "topics": topics, "running": running },
+        })),
+    )
+}

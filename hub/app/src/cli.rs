@@ -1,0 +1,200 @@
+//! The command line: `hub serve | check | topics | version`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use hub_bus::admin::{TopicAdmin, TopicOutcome};
+use hub_config::Loaded;
+
+use crate::config::HubConfig;
+
+/// 政务集成枢纽 / the integration hub.
+#[derive(Debug, Parser)]
+#[command(name = "hub", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Keys can be overridden with HUB_<SECTION>__<KEY> variables.
+    #[arg(
+        long,
+        short,
+        env = "HUB_CONFIG",
+        default_value = "hub.toml",
+        global = true
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub until SIGTERM or SIGINT.
+    Serve,
+    /// Check the configuration and the contracts; print every problem with file, line and key.
+    Check,
+    /// List or create the topics the contracts declare.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Print the version, the git commit and the librdkafka version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsAction {
+    /// Compare the declared topics with the cluster.
+    List,
+    /// Create the declared topics that are missing.
+    Ensure,
+}
+
+/// Exit codes: 0 success, 1 the command found problems or failed, 2 the configuration is
+/// unusable.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Version => {
+            println!("{}", crate::version_line());
+            ExitCode::SUCCESS
+        }
+        Command::Check => check(&cli.config),
+        Command::Serve => with_config(&cli.config, |loaded| {
+            runtime().block_on(crate::serve::serve(loaded))
+        }),
+        Command::Topics { action } => with_config(&cli.config, |loaded| {
+            runtime().block_on(topics(loaded, action))
+        }),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+fn load(path: &Path) -> Result<Loaded<HubConfig>, hub_config::ConfigErrors> {
+    hub_config::load::<HubConfig>(path, "HUB")
+}
+
+fn with_config(path: &Path, f: impl FnOnce(Loaded<HubConfig>) -> ExitCode) -> ExitCode {
+    match load(path) {
+        Ok(loaded) => f(loaded),
+        Err(errors) => {
+            eprintln!("配置有误 / the configuration has problems:");
+            for p in &errors.0 {
+                eprintln!("  {p}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `hub check`: every problem of the configuration and the contracts, then a verdict.
+fn check(path: &Path) -> ExitCode {
+    let mut problems: Vec<String> = Vec::new();
+    let mut summary = String::new();
+    match load(path) {
+        Err(errors) => problems.extend(errors.0.iter().map(ToString::to_string)),
+        Ok(loaded) => {
+            let dir = loaded.resolve(&loaded.config.contracts.dir);
+            match hub_contracts::load_dir(&dir) {
+                Ok(catalog) => {
+                    summary = format!(
+                        "{} contracts, {} topics",
+                        catalog.contracts.len(),
+                        catalog.topics().len()
+                    );
+                }
+                Err(p) => problems.extend(p.iter().map(ToString::to_string)),
+            }
+        }
+    }
+    if problems.is_empty() {
+        println!("检查通过 / check passed: {} ({summary})", path.display());
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!("发现 {n} 个问题 / {n} problem(s) found", n = problems.len());
+        ExitCode::from(1)
+    }
+}
+
+/// `hub topics list|ensure`.
+async fn topics(loaded: Loaded<HubConfig>, action: TopicsAction) -> ExitCode {
+    let dir = loaded.resolve(&loaded.config.contracts.dir);
+    let catalog = match hub_contracts::load_dir(&dir) {
+        Ok(c) => c,
+        Err(p) => {
+            for p in &p {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let specs = catalog.topics();
+    let admin = match TopicAdmin::new(&loaded.config.bus, Duration::from_secs(10)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    match action {
+        TopicsAction::List => match admin.existing().await {
+            Ok(existing) => {
+                println!("{:<48} {:>8} {:>8}", "topic", "declared", "actual");
+                let mut ok = true;
+                for s in &specs {
+                    let actual = existing.get(&s.name);
+                    ok &= actual == Some(&s.partitions);
+                    println!(
+                        "{:<48} {:>8} {:>8}",
+                        s.name,
+                        s.partitions,
+                        actual.map_or("missing".to_string(), i32::to_string)
+                    );
+                }
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        TopicsAction::Ensure => match admin.ensure(&specs).await {
+            Ok(outcomes) => {
+                let mut ok = true;
+                for (name, outcome) in outcomes {
+                    let text = match outcome {
+                        TopicOutcome::Created => "created".to_string(),
+                        TopicOutcome::Exists => "exists".to_string(),
+                        TopicOutcome::PartitionsDiffer { declared, actual } => {
+                            ok = false;
+                            format!("exists with {actual} partitions, {declared} declared: change it by hand")
+                        }
+                    };
+                    println!("{name:<48} {text}");
+                }
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}

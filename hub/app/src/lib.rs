@@ -1,0 +1,23 @@
+//! The integration hub (政务集成枢纽).
+//!
+//! This crate wires the hub's parts into one program: configuration ([`config`]), the command
+//! line ([`cli`]: `serve`, `check`, `topics`, `version`), the running service ([`serve`]) and the
+//! operators' admin listener ([`admin`]: `/healthz`, `/readyz`). The parts themselves live in
+//! their own crates: `hub-config`, `hub-bus` (Kafka), `hub-state` (the hub's own state) and
+//! `hub-contracts` (Avro contracts and their topics).
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod serve;
+
+/// Version line: crate version, git commit, librdkafka version.
+pub fn version_line() -> String {
+    let (_, rdkafka) = rdkafka::util::get_rdkafka_version();
+    format!(
+        "hub {} (commit {}, librdkafka {rdkafka})",
+        env!("CARGO_PKG_VERSION"),
+        env!("HUB_GIT_COMMIT")
+    )
+}

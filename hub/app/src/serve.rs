@@ -1,0 +1,203 @@
+//! `hub serve`: start every part, run until a signal, then drain.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_bus::admin::{TopicAdmin, TopicOutcome, TopicSpec};
+use hub_bus::{Lifecycle, Producer};
+use hub_config::Loaded;
+use hub_state::StateStore;
+use tracing::{error, info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::config::HubConfig;
+
+/// How often the instance records it is alive and expired nonces are purged.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(30);
+
+pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
+    let cfg = &loaded.config;
+    crate::logging::init(&cfg.log);
+    let instance_id = cfg.instance_id();
+    info!(version = %crate::version_line(), instance_id, config = %loaded.path.display(), "hub starting");
+    for o in &loaded.overrides {
+        // The value is not logged: overrides are how secrets reach the process.
+        info!(
+            variable = o.var,
+            key = o.key,
+            "configuration key set from the environment"
+        );
+    }
+
+    let contracts_dir = loaded.resolve(&cfg.contracts.dir);
+    let catalog = match hub_contracts::load_dir(&contracts_dir) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                error!(problem = %p, "contract problem");
+            }
+            return ExitCode::from(2);
+        }
+    };
+
+    let lifecycle = Lifecycle::new();
+    if let Err(e) = lifecycle.stop_on_signals() {
+        error!(error = %e, "cannot install signal handlers");
+        return ExitCode::from(1);
+    }
+
+    let base_dir = loaded.resolve(std::path::Path::new("."));
+    let state = match StateStore::connect(&cfg.state, &base_dir).await {
+        Ok(s) => s,
+        Err(e) => {
+            error!(code = e.code(), error = %e, "state store unavailable");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = state
+        .heartbeat(&instance_id, env!("CARGO_PKG_VERSION"))
+        .await
+    {
+        error!(code = e.code(), error = %e, "state store refuses writes");
+        return ExitCode::from(1);
+    }
+    info!(
+        backend = state.backend().as_str(),
+        "state store ready, migrations applied"
+    );
+
+    let producer = match Producer::new(&cfg.bus) {
+        Ok(p) => p,
+        Err(e) => {
+            error!(code = e.code(), error = %e, "cannot create the Kafka producer");
+            return ExitCode::from(1);
+        }
+    };
+    let topic_admin = match TopicAdmin::new(&cfg.bus, Duration::from_secs(10)) {
+        Ok(a) => a,
+        Err(e) => {
+            error!(code = e.code(), error = %e, "cannot create the Kafka admin client");
+            return ExitCode::from(1);
+        }
+    };
+
+    let topics_ready = Arc::new(AtomicBool::new(false));
+    lifecycle.spawn(ensure_topics(
+        topic_admin,
+        catalog.topics(),
+        Arc::clone(&topics_ready),
+        lifecycle.clone(),
+    ));
+    lifecycle.spawn(housekeeping(
+        state.clone(),
+        instance_id.clone(),
+        lifecycle.clone(),
+    ));
+
+    let listener = match tokio::net::TcpListener::bind(cfg.admin.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(listen = %cfg.admin.listen, error = %e, "cannot open the admin listener");
+            lifecycle.stop();
+            lifecycle
+                .drain(Some(&producer), Duration::from_secs(5))
+                .await;
+            return ExitCode::from(1);
+        }
+    };
+    let router = admin::router(Arc::new(AdminState {
+        instance_id: instance_id.clone(),
+        producer: producer.clone(),
+        state: state.clone(),
+        lifecycle: lifecycle.clone(),
+        topics_ready,
+    }));
+    let stop = lifecycle.token().clone();
+    lifecycle.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            error!(error = %e, "admin listener failed");
+        }
+    });
+    info!(admin = %cfg.admin.listen, "hub running");
+
+    let grace = Duration::from_millis(cfg.hub.shutdown_grace_ms);
+    let report = lifecycle.drain(Some(&producer), grace).await;
+    state.close().await;
+    if report.is_clean() {
+        info!("hub stopped cleanly: in-flight work finished, producer flushed");
+        ExitCode::SUCCESS
+    } else {
+        error!(
+            tasks_abandoned = report.tasks_abandoned,
+            records_unflushed = report.records_unflushed,
+            "hub stopped before all in-flight work finished"
+        );
+        ExitCode::from(1)
+    }
+}
+
+/// Creates the declared topics, retrying while the cluster is unreachable; readiness waits
+/// for it. Partition differences are reported, never "fixed".
+async fn ensure_topics(
+    admin: TopicAdmin,
+    specs: Vec<TopicSpec>,
+    ready: Arc<AtomicBool>,
+    lifecycle: Lifecycle,
+) {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match admin.ensure(&specs).await {
+            Ok(outcomes) => {
+                for (topic, outcome) in outcomes {
+                    match outcome {
+                        TopicOutcome::Created => info!(topic, "topic created"),
+                        TopicOutcome::Exists => {}
+                        TopicOutcome::PartitionsDiffer { declared, actual } => warn!(
+                            topic,
+                            declared,
+                            actual,
+                            "topic exists with another partition count; not changed"
+                        ),
+                    }
+                }
+                ready.store(true, Ordering::Release);
+                return;
+            }
+            Err(e) => {
+                warn!(code = e.code(), error = %e, retry_in_ms = wait.as_millis() as u64, "topics not ensured yet");
+            }
+        }
+        tokio::select! {
+            () = lifecycle.token().cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Periodic upkeep of the state store.
+async fn housekeeping(state: StateStore, instance_id: String, lifecycle: Lifecycle) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        tokio::select! {
+            () = lifecycle.token().cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = state
+            .heartbeat(&instance_id, env!("CARGO_PKG_VERSION"))
+            .await
+        {
+            warn!(code = e.code(), error = %e, "heartbeat not recorded");
+        }
+        match state.purge_expired_nonces().await {
+            Ok(0) => {}
+            Ok(n) => info!(purged = n, "expired replay nonces purged"),
+            Err(e) => warn!(code = e.code(), error = %e, "nonce purge failed"),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The producer: one per process, shared by every task that publishes.
+
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::util::Timeout;
+
+use crate::client_config::producer_config;
+use crate::{BusError, BusSection, Envelope};
+
+/// Where the broker put a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// An idempotent `acks=all` producer. Cheap to clone: clones share one librdkafka client.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+    /// How long a send may wait for room in librdkafka's queue before it fails (the queue is
+    /// full only when the broker is slower than intake for a long time).
+    queue_timeout: Duration,
+}
+
+impl Producer {
+    pub fn new(section: &BusSection) -> Result<Self, BusError> {
+        let inner: FutureProducer = producer_config(section)
+            .create()
+            .map_err(BusError::Config)?;
+        Ok(Self {
+            inner,
+            queue_timeout: Duration::from_millis(section.delivery_timeout_ms),
+        })
+    }
+
+    /// Sends one record keyed by the envelope's object id, with the envelope as headers, and
+    /// returns only when the broker has acknowledged it to all in-sync replicas (or failed).
+    pub async fn send(
+        &self,
+        topic: &str,
+        envelope: &Envelope,
+        payload: &[u8],
+    ) -> Result<Delivered, BusError> {
+        let record = FutureRecord::to(topic)
+            .key(envelope.key())
+            .payload(payload)
+            .headers(envelope.to_headers());
+        match self
+            .inner
+            .send(record, Timeout::After(self.queue_timeout))
+            .await
+        {
+            Ok(d) => Ok(Delivered {
+                topic: topic.to_string(),
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            Err((source, _)) => Err(BusError::Produce {
+                topic: topic.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Records handed to librdkafka and not yet acknowledged or failed.
+    pub fn in_flight(&self) -> i32 {
+        self.inner.in_flight_count()
+    }
+
+    /// Waits until every record in flight has its delivery report, or `timeout` passes.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.flush(Timeout::After(timeout)))
+            .await
+            .map_err(|e| BusError::Unreachable(format!("flush task failed: {e}")))?
+            .map_err(BusError::Flush)
+    }
+
+    /// Asks the cluster for its metadata: proves a broker answers within `timeout`.
+    pub async fn probe(&self, timeout: Duration) -> Result<usize, BusError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            inner
+                .client()
+                .fetch_metadata(None, Timeout::After(timeout))
+                .map(|m| m.brokers().len())
+        })
+        .await
+        .map_err(|e| BusError::Unreachable(format!("probe task failed: {e}")))?
+        .map_err(|e| BusError::Unreachable(e.to_string()))
+    }
+}

@@ -1,0 +1,299 @@
+//! Configuration sections shared by the hub and the domain apps, so that every program in the
+//! workspace is configured the same way for the bus, the state store, logging and its admin
+//! listener.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::{join_key, Invalid, Validate};
+
+/// `[bus]`: the Kafka cluster and how we talk to it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BusSection {
+    /// Comma-separated `host:port` list of brokers.
+    pub bootstrap_servers: String,
+    /// Client id reported to the brokers (shows up in broker logs and quotas).
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Producer batch compression.
+    #[serde(default)]
+    pub compression: Compression,
+    /// How long the producer keeps trying one record before reporting it failed
+    /// (librdkafka `message.timeout.ms`). A send answers only after the broker's verdict.
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
+    /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// Consumer group session timeout: how soon a dead consumer's partitions move on.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// Replication factor for the topics the hub creates (3 on a production cluster).
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i16,
+    /// Extra librdkafka properties (e.g. `security.protocol`), passed through as written.
+    /// Properties that carry the hub's delivery guarantees cannot be overridden here.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+/// Properties the bus sets itself because the delivery guarantees depend on them.
+pub const GUARANTEED_PROPERTIES: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "max.in.flight.requests.per.connection",
+    "max.in.flight",
+    "bootstrap.servers",
+    "metadata.broker.list",
+];
+
+fn default_client_id() -> String {
+    "shanghai-hub".into()
+}
+fn default_delivery_timeout_ms() -> u64 {
+    30_000
+}
+fn default_linger_ms() -> u64 {
+    5
+}
+fn default_session_timeout_ms() -> u64 {
+    10_000
+}
+fn default_replication_factor() -> i16 {
+    1
+}
+
+/// Producer compression codecs built into the bundled librdkafka.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+}
+
+impl Compression {
+    /// The librdkafka name of the codec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+        }
+    }
+}
+
+impl Validate for BusSection {
+    fn validate(&self, prefix: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let servers: Vec<&str> = self
+            .bootstrap_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if servers.is_empty() {
+            out.push(Invalid::new(
+                join_key(prefix, "bootstrap_servers"),
+                "must list at least one broker as host:port",
+            ));
+        }
+        for s in &servers {
+            let ok = s
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                out.push(Invalid::new(
+                    join_key(prefix, "bootstrap_servers"),
+                    format!("`{s}` is not host:port"),
+                ));
+            }
+        }
+        if self.client_id.trim().is_empty() {
+            out.push(Invalid::new(
+                join_key(prefix, "client_id"),
+                "must not be empty",
+            ));
+        }
+        if !(1_000..=600_000).contains(&self.delivery_timeout_ms) {
+            out.push(Invalid::new(
+                join_key(prefix, "delivery_timeout_ms"),
+                format!("{} is outside 1000..=600000 ms", self.delivery_timeout_ms),
+            ));
+        }
+        if self.linger_ms > 1_000 {
+            out.push(Invalid::new(
+                join_key(prefix, "linger_ms"),
+                format!(
+                    "{} is above 1000 ms; ingress answers wait for it",
+                    self.linger_ms
+                ),
+            ));
+        }
+        if !(1_000..=300_000).contains(&self.session_timeout_ms) {
+            out.push(Invalid::new(
+                join_key(prefix, "session_timeout_ms"),
+                format!("{} is outside 1000..=300000 ms", self.session_timeout_ms),
+            ));
+        }
+        if self.replication_factor < 1 {
+            out.push(Invalid::new(
+                join_key(prefix, "replication_factor"),
+                "must be at least 1",
+            ));
+        }
+        for k in self.librdkafka.keys() {
+            if GUARANTEED_PROPERTIES.contains(&k.as_str()) {
+                out.push(Invalid::new(
+                    join_key(&join_key(prefix, "librdkafka"), k),
+                    "is set by the hub to keep its delivery guarantees and cannot be overridden",
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// `[state]`: where the program keeps its own state.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// `sqlite://relative/or/absolute/path.db` (the embedded default) or
+    /// `postgres://user@host:port/db` (production, and required for several replicas).
+    /// A relative SQLite path is relative to the configuration file's folder.
+    #[serde(default = "default_state_url")]
+    pub url: String,
+    /// Connection pool size.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_state_url() -> String {
+    "sqlite://var/hub-state.db".into()
+}
+fn default_max_connections() -> u32 {
+    8
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        Self {
+            url: default_state_url(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+impl Validate for StateSection {
+    fn validate(&self, prefix: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let known = ["sqlite://", "postgres://", "postgresql://"];
+        if !known.iter().any(|s| self.url.starts_with(s)) {
+            out.push(Invalid::new(
+                join_key(prefix, "url"),
+                format!(
+                    "`{}` must start with sqlite://, postgres:// or postgresql://",
+                    self.url
+                ),
+            ));
+        } else if self.url.starts_with("sqlite://") && self.url.len() == "sqlite://".len() {
+            out.push(Invalid::new(
+                join_key(prefix, "url"),
+                "names no database file after sqlite://",
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections > 200 {
+            out.push(Invalid::new(
+                join_key(prefix, "max_connections"),
+                format!("{} is outside 1..=200", self.max_connections),
+            ));
+        }
+        out
+    }
+}
+
+/// `[log]`: structured logs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, or `info,hub_bus=debug`.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: default_level(),
+        }
+    }
+}
+
+/// One JSON object per line (production) or human-readable text (a terminal).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+impl Validate for LogSection {
+    fn validate(&self, prefix: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        for directive in self.level.split(',').map(str::trim) {
+            let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+            if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+                out.push(Invalid::new(
+                    join_key(prefix, "level"),
+                    format!("`{directive}` does not end in one of {}", LEVELS.join(", ")),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// `[admin]`: the operators' listener (health, readiness, later metrics and the console).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9470))
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+impl Validate for AdminSection {
+    fn validate(&self, _prefix: &str) -> Vec<Invalid> {
+        Vec::new()
+    }
+}

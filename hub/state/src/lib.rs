@@ -1,0 +1,265 @@
+//! The hub's own state store.
+//!
+//! One data-access layer over two backends: SQLite, the embedded default for a single hub, and
+//! PostgreSQL, for production and whenever several hub replicas share one state (replay nonces
+//! must be seen by every replica, a pull lease must exclude the others). The SQL is written once
+//! in the dialect both accept (`$n` parameters, `INSERT … ON CONFLICT`), and each backend has
+//! its own migration folder because their DDL types differ. Migrations run at connect time;
+//! on PostgreSQL sqlx serialises concurrent migrators with an advisory lock, so replicas can
+//! start together.
+//!
+//! Times are stored as Unix epoch milliseconds (UTC) so both backends compare them the same way.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use hub_config::sections::StateSection;
+
+/// Errors of the state store, each with a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("STATE_CONFIG: {0}")]
+    Config(String),
+    #[error("STATE_UNAVAILABLE: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("STATE_MIGRATION_FAILED: {0}")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+}
+
+impl StateError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StateError::Config(_) => "STATE_CONFIG",
+            StateError::Unavailable(_) => "STATE_UNAVAILABLE",
+            StateError::Migration(_) => "STATE_MIGRATION_FAILED",
+        }
+    }
+}
+
+impl From<sqlx::Error> for StateError {
+    fn from(e: sqlx::Error) -> Self {
+        StateError::Unavailable(e)
+    }
+}
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same sqlx expression against whichever pool is configured.
+macro_rules! on_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A handle to the state store. Cheap to clone.
+#[derive(Clone)]
+pub struct StateStore {
+    pool: Pool,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl StateStore {
+    /// Connects as the section says and applies pending migrations. A relative SQLite path is
+    /// resolved against `base_dir` (the configuration file's folder); its folder is created.
+    pub async fn connect(section: &StateSection, base_dir: &Path) -> Result<Self, StateError> {
+        let url = section.url.as_str();
+        let pool = if let Some(path) = url.strip_prefix("sqlite://") {
+            let (path, _query) = path.split_once('?').unwrap_or((path, ""));
+            let path = if Path::new(path).is_absolute() {
+                PathBuf::from(path)
+            } else {
+                base_dir.join(path)
+            };
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StateError::Config(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                // WAL lets readers run beside the writer; FULL sync because a nonce or a
+                // cursor that is acknowledged and then lost on power failure is a real fault.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(section.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            SQLITE_MIGRATIONS
+                .run(&pool)
+                .await
+                .map_err(StateError::Migration)?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(|e| StateError::Config(format!("bad PostgreSQL URL: {e}")))?
+                .application_name("shanghai-hub");
+            let pool = PgPoolOptions::new()
+                .max_connections(section.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            POSTGRES_MIGRATIONS
+                .run(&pool)
+                .await
+                .map_err(StateError::Migration)?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(StateError::Config(format!(
+                "`{url}` is neither sqlite:// nor postgres://"
+            )));
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        match self.pool {
+            Pool::Sqlite(_) => BackendKind::Sqlite,
+            Pool::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// Versions of the migrations applied, in order.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StateError> {
+        let sql = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_all(p).await?))
+    }
+
+    /// Records that `instance_id` is alive now. Used at start-up and by `/readyz`, which
+    /// therefore proves the store accepts writes, not only reads.
+    pub async fn heartbeat(&self, instance_id: &str, version: &str) -> Result<(), StateError> {
+        let sql = "INSERT INTO hub_instances (instance_id, started_at_ms, seen_at_ms, version) \
+                   VALUES ($1, $2, $2, $3) \
+                   ON CONFLICT (instance_id) DO UPDATE SET seen_at_ms = excluded.seen_at_ms, \
+                   version = excluded.version";
+        let now = now_ms();
+        on_pool!(self, p => sqlx::query(sql).bind(instance_id).bind(now).bind(version).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Claims `nonce` for `app_id` until `now + window`. Returns `false` when the nonce was
+    /// already claimed and has not expired: the request is a replay. Atomic across replicas.
+    pub async fn claim_nonce(
+        &self,
+        app_id: &str,
+        nonce: &str,
+        window: Duration,
+    ) -> Result<bool, StateError> {
+        let sql = "INSERT INTO hub_nonces (app_id, nonce, expires_at_ms) VALUES ($1, $2, $3) \
+                   ON CONFLICT (app_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
+                   WHERE hub_nonces.expires_at_ms < $4";
+        let now = now_ms();
+        let done = on_pool!(self, p => sqlx::query(sql)
+            .bind(app_id)
+            .bind(nonce)
+            .bind(now.saturating_add(millis(window)))
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Deletes expired nonces; returns how many.
+    pub async fn purge_expired_nonces(&self) -> Result<u64, StateError> {
+        let sql = "DELETE FROM hub_nonces WHERE expires_at_ms < $1";
+        let now = now_ms();
+        Ok(on_pool!(self, p => sqlx::query(sql).bind(now).execute(p).await?.rows_affected()))
+    }
+
+    /// The saved value of cursor `name`, if any.
+    pub async fn cursor(&self, name: &str) -> Result<Option<String>, StateError> {
+        let sql = "SELECT value FROM hub_cursors WHERE name = $1";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(name).fetch_optional(p).await?))
+    }
+
+    /// Saves cursor `name`. Call only after the page it stands for is on Kafka.
+    pub async fn save_cursor(&self, name: &str, value: &str) -> Result<(), StateError> {
+        let sql = "INSERT INTO hub_cursors (name, value, updated_at_ms) VALUES ($1, $2, $3) \
+                   ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+                   updated_at_ms = excluded.updated_at_ms";
+        let now = now_ms();
+        on_pool!(self, p => sqlx::query(sql).bind(name).bind(value).bind(now).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Takes or renews lease `name` for `holder` until `now + ttl`. Returns `false` while
+    /// another holder's lease has not expired. Atomic across replicas.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let sql = "INSERT INTO hub_leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
+                   ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                   expires_at_ms = excluded.expires_at_ms \
+                   WHERE hub_leases.holder = excluded.holder OR hub_leases.expires_at_ms < $4";
+        let now = now_ms();
+        let done = on_pool!(self, p => sqlx::query(sql)
+            .bind(name)
+            .bind(holder)
+            .bind(now.saturating_add(millis(ttl)))
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Gives lease `name` up if `holder` has it, so another replica can take it at once.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StateError> {
+        let sql = "DELETE FROM hub_leases WHERE name = $1 AND holder = $2";
+        on_pool!(self, p => sqlx::query(sql).bind(name).bind(holder).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Closes every connection, waiting for queries in progress.
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await);
+    }
+}

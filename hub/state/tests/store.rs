@@ -1,0 +1,211 @@
+//! The state store against both real backends: a temporary SQLite file and a fresh PostgreSQL
+//! database per test (on the server named by HUB_TEST_POSTGRES_URL, default
+//! postgres://postgres@127.0.0.1:5432/postgres).
+
+use std::future::Future;
+use std::time::Duration;
+
+use hub_state::{BackendKind, StateSection, StateStore};
+use sqlx::Connection;
+
+fn admin_url() -> String {
+    std::env::var("HUB_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database created for one test and dropped after it.
+struct PgDb {
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    async fn create() -> Self {
+        let admin = admin_url();
+        let name = format!("hub_state_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is needed for this test at {admin} (set HUB_TEST_POSTGRES_URL): {e}")
+        });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    async fn drop_db(self) {
+        let mut conn = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+/// Runs `check` against a SQLite store and a PostgreSQL store.
+async fn on_both<F, Fut>(check: F)
+where
+    F: Fn(StateStore, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = StateSection {
+        url: "sqlite://state/hub.db".into(),
+        max_connections: 4,
+    };
+    let store = StateStore::connect(&sqlite, dir.path()).await.unwrap();
+    assert_eq!(store.backend(), BackendKind::Sqlite);
+    assert!(dir.path().join("state/hub.db").exists());
+    check(store.clone(), sqlite.url.clone()).await;
+    store.close().await;
+
+    let db = PgDb::create().await;
+    let pg = StateSection {
+        url: db.url.clone(),
+        max_connections: 4,
+    };
+    let store = StateStore::connect(&pg, dir.path()).await.unwrap();
+    assert_eq!(store.backend(), BackendKind::Postgres);
+    check(store.clone(), pg.url.clone()).await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn migrations_apply_once_on_both_backends() {
+    on_both(|store, _| async move {
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1]);
+        store.heartbeat("hub-a", "0.1.0").await.unwrap();
+        store.heartbeat("hub-a", "0.1.1").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reconnecting_does_not_rerun_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let section = StateSection {
+        url: "sqlite://hub.db".into(),
+        max_connections: 2,
+    };
+    let a = StateStore::connect(&section, dir.path()).await.unwrap();
+    a.save_cursor("c", "1").await.unwrap();
+    a.close().await;
+    let b = StateStore::connect(&section, dir.path()).await.unwrap();
+    assert_eq!(b.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn a_nonce_is_accepted_once_within_its_window() {
+    on_both(|store, _| async move {
+        let w = Duration::from_secs(300);
+        assert!(store.claim_nonce("app-1", "n-1", w).await.unwrap());
+        assert!(!store.claim_nonce("app-1", "n-1", w).await.unwrap());
+        assert!(store.claim_nonce("app-2", "n-1", w).await.unwrap());
+        // After its window the same nonce is no longer a replay and may be purged.
+        assert!(store
+            .claim_nonce("app-1", "short", Duration::from_millis(1))
+            .await
+            .unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(store.purge_expired_nonces().await.unwrap(), 1);
+        assert!(store.claim_nonce("app-1", "short", w).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_claims_of_one_nonce_admit_exactly_one() {
+    on_both(|store, _| async move {
+        let claims = (0..16).map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.claim_nonce("app", "same", Duration::from_secs(60)).await })
+        });
+        let mut admitted = 0;
+        for c in claims {
+            if c.await.unwrap().unwrap() {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cursors_are_saved_and_overwritten() {
+    on_both(|store, _| async move {
+        assert_eq!(store.cursor("pull.elicense").await.unwrap(), None);
+        store
+            .save_cursor("pull.elicense", "2026-11-22T08:00:00+08:00")
+            .await
+            .unwrap();
+        store
+            .save_cursor("pull.elicense", "2026-11-22T09:00:00+08:00")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.cursor("pull.elicense").await.unwrap().as_deref(),
+            Some("2026-11-22T09:00:00+08:00")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lease_excludes_other_holders_until_released_or_expired() {
+    on_both(|store, _| async move {
+        let ttl = Duration::from_secs(30);
+        assert!(store.acquire_lease("pull", "hub-a", ttl).await.unwrap());
+        assert!(!store.acquire_lease("pull", "hub-b", ttl).await.unwrap());
+        assert!(
+            store.acquire_lease("pull", "hub-a", ttl).await.unwrap(),
+            "renewal"
+        );
+        store.release_lease("pull", "hub-b").await.unwrap(); // not the holder: no effect
+        assert!(!store.acquire_lease("pull", "hub-b", ttl).await.unwrap());
+        store.release_lease("pull", "hub-a").await.unwrap();
+        assert!(store.acquire_lease("pull", "hub-b", ttl).await.unwrap());
+
+        assert!(store
+            .acquire_lease("other", "hub-a", Duration::from_millis(1))
+            .await
+            .unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            store.acquire_lease("other", "hub-b", ttl).await.unwrap(),
+            "expired lease is taken over"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_postgres_database_is_a_clear_error() {
+    let base = admin_url();
+    let base = base
+        .rsplit_once('/')
+        .map_or(base.as_str(), |(b, _)| b)
+        .to_string();
+    let section = StateSection {
+        url: format!(
+            "{base}/hub_state_does_not_exist_{}",
+            uuid::Uuid::new_v4().simple()
+        ),
+        max_connections: 1,
+    };
+    let err = StateStore::connect(&section, std::path::Path::new("."))
+        .await
+        .err()
+        .expect("connecting to a missing database must fail");
+    assert_eq!(err.code(), "STATE_UNAVAILABLE");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
