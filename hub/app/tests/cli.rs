@@ -1,0 +1,312 @@
+//! The `hub` binary as an operator runs it: `check`, `version`, `topics`, and `serve` against
+//! the real local broker (HUB_TEST_KAFKA_BOOTSTRAP, see ops/test.sh).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const HUB: &str = env!("CARGO_BIN_EXE_hub");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `hub` with a clean environment of HUB_* variables plus `env`.
+fn hub(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(HUB);
+    cmd.args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB_")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("hub runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("hub.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let example = repo().join("ops/hub.example.toml");
+    let out = hub(&["check", "--config", example.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("check passed"), "{stdout}");
+    assert!(stdout.contains("1 contracts, 1 topics"), "{stdout}");
+}
+
+#[test]
+fn check_rejects_a_wrong_type_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[bus]\nbootstrap_servers = \"127.0.0.1:9092\"\n\nlinger_ms = \"soon\"\n",
+    );
+    let out = hub(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let expected = format!(
+        "{}:4:1: key `bus.linger_ms`: invalid type: string \"soon\", expected u64",
+        path.display()
+    );
+    assert!(
+        stderr.contains(&expected),
+        "expected `{expected}` in:\n{stderr}"
+    );
+}
+
+#[test]
+fn check_lists_every_semantic_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[hub]\nshutdown_grace_ms = 5\n\n[bus]\nbootstrap_servers = \"nohost\"\n\n\
+         [state]\nurl = \"mysql://db/hub\"\n\n[log]\nlevel = \"loud\"\n",
+    );
+    let out = hub(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let p = path.display();
+    for expected in [
+        format!("{p}:2:1: key `hub.shutdown_grace_ms`: 5 is outside 1000..=300000 ms"),
+        format!("{p}:5:1: key `bus.bootstrap_servers`: `nohost` is not host:port"),
+        format!("{p}:8:1: key `state.url`: `mysql://db/hub` must start with"),
+        format!("{p}:11:1: key `log.level`: `loud` does not end in one of"),
+        "4 problem(s) found".to_string(),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "expected `{expected}` in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_names_the_environment_variable_of_a_bad_override() {
+    let example = repo().join("ops/hub.example.toml");
+    let out = hub(
+        &["check", "--config", example.to_str().unwrap()],
+        &[("HUB_ADMIN__LISTEN", "everywhere")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "environment variable HUB_ADMIN__LISTEN: key `admin.listen`: invalid socket address"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_contract_problems_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("contracts")).unwrap();
+    std::fs::write(
+        dir.path().join("contracts/broken.avsc"),
+        "{\n  \"type\": \"record\",\n  oops\n}",
+    )
+    .unwrap();
+    let path = write_config(
+        dir.path(),
+        "[bus]\nbootstrap_servers = \"127.0.0.1:9092\"\n[contracts]\ndir = \"contracts\"\n",
+    );
+    let out = hub(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("broken.avsc:3: not valid JSON"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_an_unusable_config_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[bus]\n");
+    let out = hub(&["serve", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("missing field `bootstrap_servers`"));
+}
+
+#[test]
+fn version_names_the_commit_and_librdkafka() {
+    let out = hub(&["version"], &[]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("hub {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("librdkafka 2."), "{stdout}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn kafka() -> String {
+    std::env::var("HUB_TEST_KAFKA_BOOTSTRAP")
+        .expect("HUB_TEST_KAFKA_BOOTSTRAP is not set: run the tests with ops/test.sh")
+}
+
+/// A running `hub serve` that is killed if the test fails before stopping it.
+struct Serving {
+    child: Child,
+    admin: String,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_serving(dir: &Path, bootstrap: &str) -> Serving {
+    let port = free_port();
+    let contracts = repo().join("contracts/schemas");
+    let path = write_config(
+        dir,
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{port}\"\n[bus]\nbootstrap_servers = \"{bootstrap}\"\n\
+             [state]\nurl = \"sqlite://state/hub.db\"\n[contracts]\ndir = \"{}\"\n\
+             [log]\nformat = \"json\"\n",
+            contracts.display()
+        ),
+    );
+    let mut cmd = Command::new(HUB);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB_")) {
+        cmd.env_remove(k);
+    }
+    let child = cmd
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hub serve starts");
+    Serving {
+        child,
+        admin: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// Polls `url` until it answers `status`, for at most `within`.
+async fn wait_for_status(url: &str, status: u16, within: Duration) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = client.get(url).timeout(Duration::from_secs(5)).send().await {
+            if r.status().as_u16() == status {
+                return r.json().await.unwrap();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer {status} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn stop_and_collect_logs(mut s: Serving) -> (std::process::ExitStatus, String) {
+    kill(Pid::from_raw(s.child.id() as i32), Signal::SIGTERM).unwrap();
+    let stderr = s.child.stderr.take().unwrap();
+    let logs: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let status = s.child.wait().unwrap();
+    (status, logs.join("\n"))
+}
+
+#[tokio::test]
+async fn serve_becomes_ready_on_the_real_broker_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = start_serving(dir.path(), &kafka());
+    let health = wait_for_status(
+        &format!("{}/healthz", serving.admin),
+        200,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(health["status"], "alive");
+    let ready = wait_for_status(
+        &format!("{}/readyz", serving.admin),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["state_store"]["backend"], "sqlite");
+    assert!(ready["checks"]["broker"]["brokers"].as_u64().unwrap() >= 1);
+    assert!(
+        dir.path().join("state/hub.db").exists(),
+        "state store created beside the config"
+    );
+
+    // The declared topics now exist: `hub topics list` agrees.
+    let out = hub(
+        &[
+            "topics",
+            "list",
+            "--config",
+            dir.path().join("hub.toml").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("hub.message.deadlettered.v1"));
+
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "exit {status:?}; logs:\n{logs}");
+    assert!(logs.contains("hub stopped cleanly"), "{logs}");
+    // Logs are JSON, one object per line.
+    for line in logs.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+    }
+}
+
+#[tokio::test]
+async fn serve_without_a_broker_is_alive_but_not_ready_and_still_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("127.0.0.1:{}", free_port());
+    let serving = start_serving(dir.path(), &closed);
+    let ready = wait_for_status(
+        &format!("{}/readyz", serving.admin),
+        503,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(ready["status"], "not_ready");
+    assert_eq!(ready["checks"]["broker"]["ok"], false);
+    assert_eq!(ready["checks"]["broker"]["code"], "BUS_UNREACHABLE");
+    assert_eq!(ready["checks"]["topics"]["ok"], false);
+    assert_eq!(ready["checks"]["state_store"]["ok"], true);
+    wait_for_status(
+        &format!("{}/healthz", serving.admin),
+        200,
+        Duration::from_secs(5),
+    )
+    .await;
+
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "exit {status:?}; logs:\n{logs}");
+}
