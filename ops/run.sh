@@ -14,14 +14,9 @@ profile_flag=()
 target=debug
 if [ "${1:-}" = "--release" ]; then profile_flag=(--release); target=release; fi
 
-ops/broker.sh install
-started_broker=no
-if ! ops/broker.sh status dev >/dev/null 2>&1; then
-  ops/broker.sh start dev
-  started_broker=yes
-fi
-cleanup() { [ "$started_broker" = yes ] && ops/broker.sh stop dev || true; }
-trap cleanup EXIT
+# shellcheck source=ops/lib.sh
+. ops/lib.sh
+ensure_broker dev
 
 cargo build "${profile_flag[@]}" -p hub
 hub="${CARGO_TARGET_DIR:-target}/$target/hub"

@@ -10,13 +10,9 @@ cd "$root"
 export HUB_TEST_POSTGRES_URL=${HUB_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export HUB_TEST_KAFKA_BOOTSTRAP=${HUB_TEST_KAFKA_BOOTSTRAP:-$(ops/broker.sh bootstrap test)}
 
-started_broker=no
-if ! ops/broker.sh status test >/dev/null 2>&1; then
-  ops/broker.sh start test
-  started_broker=yes
-fi
-cleanup() { [ "$started_broker" = yes ] && ops/broker.sh stop test || true; }
-trap cleanup EXIT
+# shellcheck source=ops/lib.sh
+. ops/lib.sh
+ensure_broker test
 
 if ! pg_isready -q -d "$HUB_TEST_POSTGRES_URL" 2>/dev/null; then
   echo "test.sh: PostgreSQL does not answer at $HUB_TEST_POSTGRES_URL; start it (see README) or set HUB_TEST_POSTGRES_URL" >&2

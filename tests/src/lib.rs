@@ -30,7 +30,7 @@ pub fn bus_section() -> BusSection {
         client_id: "hub-tests".into(),
         compression: hub_config::sections::Compression::Lz4,
         delivery_timeout_ms: 30_000,
-        linger_ms: 5,
+        linger_ms: 0,
         session_timeout_ms: 6_000,
         replication_factor: 1,
         librdkafka: BTreeMap::new(),

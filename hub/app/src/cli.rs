@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use hub_bus::admin::{TopicAdmin, TopicOutcome};
+use hub_bus::admin::{TopicAdmin, TopicOutcome, TopicSpec};
+use hub_bus::BusError;
 use hub_config::Loaded;
 
 use crate::config::HubConfig;
@@ -145,56 +146,51 @@ async fn topics(loaded: Loaded<HubConfig>, action: TopicsAction) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match action {
-        TopicsAction::List => match admin.existing().await {
-            Ok(existing) => {
-                println!("{:<48} {:>8} {:>8}", "topic", "declared", "actual");
-                let mut ok = true;
-                for s in &specs {
-                    let actual = existing.get(&s.name);
-                    ok &= actual == Some(&s.partitions);
-                    println!(
-                        "{:<48} {:>8} {:>8}",
-                        s.name,
-                        s.partitions,
-                        actual.map_or("missing".to_string(), i32::to_string)
-                    );
-                }
-                if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-        },
-        TopicsAction::Ensure => match admin.ensure(&specs).await {
-            Ok(outcomes) => {
-                let mut ok = true;
-                for (name, outcome) in outcomes {
-                    let text = match outcome {
-                        TopicOutcome::Created => "created".to_string(),
-                        TopicOutcome::Exists => "exists".to_string(),
-                        TopicOutcome::PartitionsDiffer { declared, actual } => {
-                            ok = false;
-                            format!("exists with {actual} partitions, {declared} declared: change it by hand")
-                        }
-                    };
-                    println!("{name:<48} {text}");
-                }
-                if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-        },
+    let result = match action {
+        TopicsAction::List => list_topics(&admin, &specs).await,
+        TopicsAction::Ensure => ensure_topics(&admin, &specs).await,
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
     }
+}
+
+/// Prints declared against actual partitions; `Ok(false)` when a topic is missing or differs.
+async fn list_topics(admin: &TopicAdmin, specs: &[TopicSpec]) -> Result<bool, BusError> {
+    let existing = admin.existing().await?;
+    println!("{:<48} {:>8} {:>8}", "topic", "declared", "actual");
+    let mut ok = true;
+    for s in specs {
+        let actual = existing.get(&s.name);
+        ok &= actual == Some(&s.partitions);
+        println!(
+            "{:<48} {:>8} {:>8}",
+            s.name,
+            s.partitions,
+            actual.map_or("missing".to_string(), i32::to_string)
+        );
+    }
+    Ok(ok)
+}
+
+/// Creates missing topics; `Ok(false)` when an existing topic has other partitions.
+async fn ensure_topics(admin: &TopicAdmin, specs: &[TopicSpec]) -> Result<bool, BusError> {
+    let mut ok = true;
+    for (name, outcome) in admin.ensure(specs).await? {
+        let text = match outcome {
+            TopicOutcome::Created => "created".to_string(),
+            TopicOutcome::Exists => "exists".to_string(),
+            TopicOutcome::PartitionsDiffer { declared, actual } => {
+                ok = false;
+                format!("exists with {actual} partitions, {declared} declared: change it by hand")
+            }
+        };
+        println!("{name:<48} {text}");
+    }
+    Ok(ok)
 }
