@@ -7,12 +7,18 @@
 //! It reports every problem it finds with the file and line, so `hub check` can show them all.
 //! See `docs/contracts.md` for the conventions.
 
+mod conventions;
+mod record;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use hub_bus::admin::TopicSpec;
 use serde::Deserialize;
+
+pub use conventions::{DateTimeField, PiiField, PII_KINDS};
+pub use record::{frame, unframe, RecordError, WireError};
 
 /// Topic names: `<family>.<object>.<event>.v<major>`, lower case, `_` inside words.
 pub const TOPIC_PATTERN: &str = r"^[a-z][a-z0-9]*(\.[a-z][a-z0-9_]*){2}\.v[1-9][0-9]*$";
@@ -64,6 +70,10 @@ pub struct Contract {
     pub full_name: String,
     pub declaration: Declaration,
     pub schema: apache_avro::Schema,
+    /// Fields holding personal data, encrypted field by field before Kafka.
+    pub pii: Vec<PiiField>,
+    /// Fields holding a point in time (RFC 3339 with offset).
+    pub date_times: Vec<DateTimeField>,
 }
 
 impl Contract {
@@ -226,6 +236,21 @@ fn load_file(path: &Path) -> Result<Contract, Vec<Problem>> {
         }
     }
 
+    let findings = conventions::check(&json);
+    for (key, message) in &findings.problems {
+        let leaf = key
+            .trim_end_matches(".x-pii")
+            .trim_end_matches(".x-format")
+            .trim_end_matches(".logicalType");
+        let leaf = leaf
+            .rsplit('.')
+            .next()
+            .unwrap_or(leaf)
+            .trim_end_matches("[]")
+            .trim_end_matches("{}");
+        problems.push(problem(line_of(&text, leaf), key, message.clone()));
+    }
+
     let declaration = match json.get("x-hub") {
         None => {
             problems.push(problem(
@@ -290,17 +315,32 @@ fn load_file(path: &Path) -> Result<Contract, Vec<Problem>> {
                 "a mode other than BACKWARD needs its reason written down".into(),
             ));
         }
-        let fields: Vec<&str> = json
-            .get("fields")
-            .and_then(|f| f.as_array())
-            .map(|a| a.iter().filter_map(|f| f.get("name")?.as_str()).collect())
-            .unwrap_or_default();
-        if !fields.contains(&d.key.as_str()) {
-            problems.push(problem(
+        let key_field = json.get("fields").and_then(|f| f.as_array()).and_then(|a| {
+            a.iter()
+                .find(|f| f.get("name").and_then(|n| n.as_str()) == Some(&d.key))
+        });
+        match key_field {
+            None => problems.push(problem(
                 line_of(&text, "key"),
                 "x-hub.key",
                 format!("`{}` is not a field of the record", d.key),
-            ));
+            )),
+            // The key is the partner's object id, sent as the Kafka key: text, always present.
+            Some(f)
+                if f.get("type").is_none_or(|t| {
+                    t != "string" && t.get("type") != Some(&serde_json::Value::from("string"))
+                }) =>
+            {
+                problems.push(problem(
+                    line_of(&text, "key"),
+                    "x-hub.key",
+                    format!(
+                        "`{}` must be a required string field (it becomes the Kafka key)",
+                        d.key
+                    ),
+                ))
+            }
+            Some(_) => {}
         }
     }
 
@@ -310,6 +350,8 @@ fn load_file(path: &Path) -> Result<Contract, Vec<Problem>> {
             full_name,
             declaration,
             schema,
+            pii: findings.pii,
+            date_times: findings.date_times,
         }),
         _ => Err(problems),
     }

@@ -32,7 +32,7 @@ const GOOD: &str = r#"{
   "x-hub": {"topic": "test.sample.created.v1", "key": "id", "partitions": 1,
             "retention_ms": 1000, "cleanup_policy": "delete", "compatibility": "BACKWARD",
             "volume": "test"},
-  "fields": [{"name": "id", "type": "string"}]
+  "fields": [{"name": "id", "type": "string", "doc": "编号 / id"}]
 }"#;
 
 fn load_one(text: &str) -> Result<Catalog, Vec<String>> {
@@ -110,4 +110,160 @@ fn two_contracts_cannot_share_a_topic() {
         "{}",
         err[0]
     );
+}
+
+#[test]
+fn personal_data_and_times_follow_the_conventions() {
+    let text = GOOD.replace(
+        r#""fields": [{"name": "id", "type": "string", "doc": "编号 / id"}]"#,
+        r#""fields": [
+            {"name": "id", "type": "string", "doc": "编号 / id"},
+            {"name": "holder", "type": {"type": "record", "name": "Holder", "fields": [
+                {"name": "id_number", "type": ["null", "string"], "default": null, "x-pii": "id_number", "doc": "证件号码 / id number"}
+            ]}, "doc": "持证主体 / holder"},
+            {"name": "occurred_at", "type": {"type": "string", "x-format": "date-time"}, "doc": "发生时间 / when"}
+        ]"#,
+    );
+    let c = load_one(&text).unwrap();
+    assert_eq!(
+        c.contracts[0].pii,
+        vec![PiiField {
+            path: "holder.id_number".into(),
+            kind: "id_number".into()
+        }]
+    );
+    assert_eq!(
+        c.contracts[0].date_times,
+        vec![DateTimeField {
+            path: "occurred_at".into()
+        }]
+    );
+}
+
+#[test]
+fn convention_breaches_are_each_reported() {
+    let text = GOOD.replace(
+        r#""fields": [{"name": "id", "type": "string", "doc": "编号 / id"}]"#,
+        r#""fields": [
+            {"name": "id", "type": "string", "doc": "编号 / id"},
+            {"name": "phone", "type": "long", "x-pii": "phone", "doc": "电话 / phone"},
+            {"name": "secret", "type": "string", "x-pii": "password", "doc": "x / x"},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}, "doc": "x / x"},
+            {"name": "state", "type": {"type": "enum", "name": "State", "symbols": ["OPEN", "SHUT"], "doc": "OPEN: 开 / open"}, "doc": "x / x"},
+            {"name": "nodoc", "type": "string"}
+        ]"#,
+    );
+    let err = load_one(&text).unwrap_err().join("\n");
+    for expected in [
+        "key `phone`: a personal-data field must be a string",
+        "key `secret.x-pii`: `password` is not one of",
+        "key `at.logicalType`: timestamp-millis carries no time zone",
+        "key `state`: enum doc does not explain SHUT",
+        "key `nodoc`: has no doc",
+    ] {
+        assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+    }
+}
+
+const NOTICE: &str = r#"{
+  "type": "record", "name": "NoticeIssued", "namespace": "cn.gov.sh.test.v1",
+  "doc": "缴款书已开具 / payment notice issued",
+  "x-hub": {"topic": "test.notice.issued.v1", "key": "notice_no", "partitions": 1,
+            "retention_ms": 1000, "cleanup_policy": "delete", "compatibility": "BACKWARD",
+            "volume": "test"},
+  "fields": [
+    {"name": "notice_no", "type": "string", "doc": "缴款书编号 / notice number"},
+    {"name": "payer_name", "type": "string", "x-pii": "name", "doc": "缴款人 / payer"},
+    {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 2}, "doc": "金额 / amount"},
+    {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["ISSUED", "PAID"], "doc": "ISSUED: 已开具 / issued; PAID: 已缴款 / paid"}, "doc": "状态 / status"},
+    {"name": "due_date", "type": {"type": "int", "logicalType": "date"}, "doc": "缴款期限 / due date"},
+    {"name": "items", "type": {"type": "array", "items": {"type": "record", "name": "Item", "fields": [
+        {"name": "code", "type": "string", "doc": "项目编码 / item code"},
+        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 2}, "doc": "金额 / amount"}
+    ]}}, "doc": "收费项目 / items"},
+    {"name": "remark", "type": ["null", "string"], "default": null, "doc": "备注 / remark"},
+    {"name": "occurred_at", "type": {"type": "string", "x-format": "date-time"}, "doc": "发生时间 / when"}
+  ]
+}"#;
+
+fn notice() -> Contract {
+    load_one(NOTICE).unwrap().contracts.remove(0)
+}
+
+#[test]
+fn a_valid_record_encodes_and_decodes_with_exact_money() {
+    let c = notice();
+    let record = serde_json::json!({
+        "notice_no": "JK3100202611220001", "payer_name": "张三", "amount": "1234.50",
+        "status": "ISSUED", "due_date": "2026-12-31",
+        "items": [{"code": "103040101", "amount": "1000"}, {"code": "103040102", "amount": "234.5"}],
+        "occurred_at": "2026-11-22T09:30:00+08:00"
+    });
+    let datum = c.encode(&record).unwrap();
+    let back = c.decode(&datum).unwrap();
+    let apache_avro::types::Value::Record(fields) = back else {
+        panic!("a record")
+    };
+    let get = |n: &str| fields.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let apache_avro::types::Value::Decimal(d) = get("amount") else {
+        panic!("a decimal")
+    };
+    let unscaled: Vec<u8> = d.try_into().unwrap();
+    assert_eq!(unscaled, vec![0x01, 0xe2, 0x3a], "123450 hundredths");
+    // The absent optional field took its default.
+    assert_eq!(
+        get("remark"),
+        apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null))
+    );
+    assert_eq!(get("due_date"), apache_avro::types::Value::Date(20818));
+}
+
+#[test]
+fn every_offending_path_is_reported_at_once() {
+    let c = notice();
+    let record = serde_json::json!({
+        "payer_name": 42, "amount": 12.5, "status": "CANCELLED", "due_date": "31/12/2026",
+        "items": [{"code": "a", "amount": "1.234"}, {"code": "b"}],
+        "occurred_at": "2026-11-22 09:30:00", "colour": "red"
+    });
+    let errors: Vec<String> = c
+        .to_avro(&record)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let expected = [
+        "notice_no: is required by the contract and missing",
+        "payer_name: expected a string, got a number",
+        "amount: 12.5 is a binary fraction; send the amount as a decimal string",
+        "status: `CANCELLED` is not a symbol of Status (ISSUED, PAID)",
+        "due_date: `31/12/2026` is not a date YYYY-MM-DD",
+        "items[0].amount: `1.234` has 3 decimal places; the contract allows 2",
+        "items[1].amount: is required by the contract and missing",
+        "occurred_at: `2026-11-22 09:30:00` is not an RFC 3339 time with an offset",
+        "colour: is not a field of the contract",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (got, want) in errors.iter().zip(expected) {
+        assert!(got.starts_with(want), "expected `{want}`, got `{got}`");
+    }
+}
+
+#[test]
+fn decimals_that_do_not_fit_are_refused() {
+    let c = notice();
+    for (amount, why) in [
+        ("12345678901234567.00", "does not fit decimal(18, 2)"),
+        ("1.2.3", "is not a decimal number"),
+        ("12.", "is not a decimal number"),
+        ("", "is not a decimal number"),
+    ] {
+        let record = serde_json::json!({
+            "notice_no": "n", "payer_name": "p", "amount": amount, "status": "PAID",
+            "due_date": 0, "items": [], "occurred_at": "2026-11-22T09:30:00+08:00"
+        });
+        let errors = c.to_avro(&record).unwrap_err();
+        assert_eq!(errors.len(), 1, "{amount}: {errors:?}");
+        assert!(errors[0].problem.contains(why), "{amount}: {}", errors[0]);
+    }
 }
