@@ -19,4 +19,17 @@ if ! pg_isready -q -d "$HUB_TEST_POSTGRES_URL" 2>/dev/null; then
   exit 1
 fi
 
+# Independent implementations the tests compare the hub with (tests/python/requirements.txt),
+# in a virtual environment cached beside the broker; rebuilt when the requirements change.
+venv=${HUB_CACHE_DIR:-$HOME/.cache/shanghai-hub}/py-venv
+stamp="$venv/requirements.sha256"
+want=$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "test.sh: preparing the Python test environment in $venv"
+  python3 -m venv --clear "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  echo "$want" >"$stamp"
+fi
+export HUB_TEST_PYTHON="$venv/bin/python"
+
 cargo test --workspace --all-targets "$@"

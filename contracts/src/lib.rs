@@ -9,6 +9,7 @@
 
 mod conventions;
 mod record;
+mod registry;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,10 @@ use serde::Deserialize;
 
 pub use conventions::{DateTimeField, PiiField, PII_KINDS};
 pub use record::{frame, unframe, RecordError, WireError};
+pub use registry::{
+    compatibility_problems, schema_id, subject_of, Registry, RegistryError, SchemaVersion,
+    VersionRef,
+};
 
 /// Topic names: `<family>.<object>.<event>.v<major>`, lower case, `_` inside words.
 pub const TOPIC_PATTERN: &str = r"^[a-z][a-z0-9]*(\.[a-z][a-z0-9_]*){2}\.v[1-9][0-9]*$";
@@ -70,6 +75,8 @@ pub struct Contract {
     pub full_name: String,
     pub declaration: Declaration,
     pub schema: apache_avro::Schema,
+    /// The schema file as JSON, project attributes (`x-hub`, `x-pii`, …) included.
+    pub schema_json: serde_json::Value,
     /// Fields holding personal data, encrypted field by field before Kafka.
     pub pii: Vec<PiiField>,
     /// Fields holding a point in time (RFC 3339 with offset).
@@ -350,6 +357,7 @@ fn load_file(path: &Path) -> Result<Contract, Vec<Problem>> {
             full_name,
             declaration,
             schema,
+            schema_json: json,
             pii: findings.pii,
             date_times: findings.date_times,
         }),

@@ -336,12 +336,14 @@ impl Walk<'_> {
         let text = match v {
             Json::String(s) => s.trim().to_string(),
             Json::Number(n) if n.is_i64() => n.to_string(),
-            Json::Number(n) => return self.fail(
-                path,
-                format!(
+            Json::Number(n) => {
+                return self.fail(
+                    path,
+                    format!(
                     "{n} is a binary fraction; send the amount as a decimal string, e.g. \"{n}\""
                 ),
-            ),
+                )
+            }
             other => return self.expected(path, "a decimal string such as \"1234.50\"", other),
         };
         let (negative, digits) = match text.strip_prefix('-') {

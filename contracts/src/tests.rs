@@ -267,3 +267,102 @@ fn decimals_that_do_not_fit_are_refused() {
         assert!(errors[0].problem.contains(why), "{amount}: {}", errors[0]);
     }
 }
+
+#[test]
+fn the_registry_serves_each_contract_as_version_one_of_its_topic_subject() {
+    let catalog = load_one(GOOD).unwrap();
+    let registry = Registry::from_catalog(&catalog);
+    let subject = "test.sample.created.v1-value";
+    assert_eq!(registry.subjects().collect::<Vec<_>>(), vec![subject]);
+    assert_eq!(registry.versions(subject), Some(vec![1]));
+    let latest = registry.version(subject, VersionRef::Latest).unwrap();
+    assert_eq!(latest.id, catalog.contracts[0].schema_id());
+    assert_eq!(registry.by_id(latest.id).unwrap().subject, subject);
+    assert!(registry.version(subject, VersionRef::Number(2)).is_none());
+    assert_eq!(VersionRef::parse("-1"), Some(VersionRef::Latest));
+    assert_eq!(VersionRef::parse("0"), None);
+    // The id is a function of the schema alone: same schema, same id; changed schema, new id.
+    let again = load_one(GOOD).unwrap();
+    assert_eq!(again.contracts[0].schema_id(), latest.id);
+    let changed = load_one(
+        &GOOD
+            .replace(r#""name": "id""#, r#""name": "ident""#)
+            .replace(r#""key": "id""#, r#""key": "ident""#),
+    )
+    .unwrap();
+    assert_ne!(changed.contracts[0].schema_id(), latest.id);
+}
+
+#[test]
+fn compatibility_is_judged_by_the_declared_mode_and_names_the_field() {
+    let catalog = load_one(GOOD).unwrap();
+    let registry = Registry::from_catalog(&catalog);
+    let subject = "test.sample.created.v1-value";
+    let with = |extra: &str| {
+        format!(
+            r#"{{"type": "record", "name": "Sample", "namespace": "cn.gov.sh.test.v1",
+                 "fields": [{{"name": "id", "type": "string"}}{extra}]}}"#
+        )
+    };
+    // An optional field with a default: old data still reads.
+    let ok = registry
+        .check(
+            subject,
+            VersionRef::Latest,
+            &with(r#", {"name": "note", "type": ["null", "string"], "default": null}"#),
+        )
+        .unwrap();
+    assert!(ok.is_empty(), "{ok:?}");
+    // A required field without a default: old data cannot fill it.
+    let bad = registry
+        .check(
+            subject,
+            VersionRef::Latest,
+            &with(r#", {"name": "district", "type": "string"}"#),
+        )
+        .unwrap();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].starts_with("BACKWARD"), "{}", bad[0]);
+    assert!(
+        bad[0].contains(
+            "field `district`: a field the reader has and the writer lacks needs a default value"
+        ),
+        "{}",
+        bad[0]
+    );
+    // A field's type changed.
+    let bad = registry.check(subject, VersionRef::Latest, r#"{"type": "record", "name": "Sample", "namespace": "cn.gov.sh.test.v1", "fields": [{"name": "id", "type": "int"}]}"#).unwrap();
+    assert!(bad[0].contains("field `id`"), "{}", bad[0]);
+
+    assert_eq!(
+        registry.check("nope-value", VersionRef::Latest, "{}"),
+        Err(RegistryError::SubjectNotFound)
+    );
+    assert!(matches!(
+        registry.check(subject, VersionRef::Latest, "{"),
+        Err(RegistryError::InvalidSchema(_))
+    ));
+}
+
+#[test]
+fn enum_symbols_may_be_added_but_not_removed_backward() {
+    let old: apache_avro::Schema =
+        apache_avro::Schema::parse_str(r#"{"type": "enum", "name": "S", "symbols": ["A", "B"]}"#)
+            .unwrap();
+    let fewer =
+        apache_avro::Schema::parse_str(r#"{"type": "enum", "name": "S", "symbols": ["A"]}"#)
+            .unwrap();
+    let more = apache_avro::Schema::parse_str(
+        r#"{"type": "enum", "name": "S", "symbols": ["A", "B", "C"]}"#,
+    )
+    .unwrap();
+    assert!(compatibility_problems(Compatibility::Backward, &old, &more).is_empty());
+    let p = compatibility_problems(Compatibility::Backward, &old, &fewer);
+    assert!(p[0].contains("an enum lost symbols"), "{p:?}");
+    assert!(compatibility_problems(Compatibility::None, &old, &fewer).is_empty());
+    assert_eq!(
+        compatibility_problems(Compatibility::Full, &old, &more).len(),
+        1,
+        "FULL also reads new data with the old schema"
+    );
+}

@@ -1,4 +1,5 @@
-//! The operators' listener: `/healthz` and `/readyz` (metrics and the console join later).
+//! The operators' listener: `/healthz`, `/readyz` and the schema registry under `/registry`
+//! (metrics and the console join later).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,13 +22,17 @@ pub struct AdminState {
     pub lifecycle: Lifecycle,
     /// Set once the declared topics exist on the cluster.
     pub topics_ready: Arc<AtomicBool>,
+    /// The contracts as a schema registry (`/registry`).
+    pub registry: Arc<hub_contracts::Registry>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
+    let registry = crate::registry_api::router(Arc::clone(&state.registry));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
+        .nest("/registry", registry)
 }
 
 /// The process is alive and answering. Says nothing about its dependencies on purpose: a

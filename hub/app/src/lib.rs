@@ -10,6 +10,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod registry_api;
 pub mod serve;
 
 /// Version line: crate version, git commit, librdkafka version.

@@ -113,6 +113,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         state: state.clone(),
         lifecycle: lifecycle.clone(),
         topics_ready,
+        registry: Arc::new(hub_contracts::Registry::from_catalog(&catalog)),
     }));
     let stop = lifecycle.token().clone();
     lifecycle.spawn(async move {

@@ -1,0 +1,240 @@
+//! The contracts as a schema registry, and the compatibility rules between versions.
+//!
+//! Subjects follow Confluent's TopicNameStrategy: the value schema of topic `t` is subject
+//! `t-value`. A schema's id is derived from the Avro Parsing Canonical Form's Rabin
+//! fingerprint (its low 31 bits), so every hub replica, every restart and every build gives a
+//! schema the same id without coordination, and an id found on a Kafka message stays resolvable
+//! for as long as the hub knows that schema.
+
+use std::collections::BTreeMap;
+
+use apache_avro::error::CompatibilityError;
+use apache_avro::rabin::Rabin;
+use apache_avro::schema::Schema;
+use apache_avro::schema_compatibility::SchemaCompatibility;
+
+use crate::{Catalog, Compatibility, Contract};
+
+/// One registered version of a subject.
+#[derive(Debug, Clone)]
+pub struct SchemaVersion {
+    pub subject: String,
+    pub version: u32,
+    pub id: u32,
+    /// The schema as the contract file writes it (minified JSON, project attributes kept).
+    pub schema: String,
+}
+
+/// Read-only registry over a catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    subjects: BTreeMap<String, Vec<SchemaVersion>>,
+    by_id: BTreeMap<u32, SchemaVersion>,
+    modes: BTreeMap<String, Compatibility>,
+    parsed: BTreeMap<u32, Schema>,
+}
+
+/// Which version of a subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionRef {
+    Latest,
+    Number(u32),
+}
+
+impl VersionRef {
+    /// Parses `latest`, `-1` (Confluent's alias for latest) or a positive number.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "latest" | "-1" => Some(VersionRef::Latest),
+            n => n.parse().ok().filter(|n| *n > 0).map(VersionRef::Number),
+        }
+    }
+}
+
+/// The subject of a topic's value schema.
+pub fn subject_of(topic: &str) -> String {
+    format!("{topic}-value")
+}
+
+/// The registry id of a schema: low 31 bits of its Rabin fingerprint (never 0).
+pub fn schema_id(schema: &Schema) -> u32 {
+    let fp = schema.fingerprint::<Rabin>();
+    let bytes: [u8; 4] = fp.bytes[..4]
+        .try_into()
+        .expect("a Rabin fingerprint has 8 bytes");
+    (u32::from_le_bytes(bytes) & 0x7fff_ffff).max(1)
+}
+
+impl Contract {
+    /// The registry id of this contract's schema.
+    pub fn schema_id(&self) -> u32 {
+        schema_id(&self.schema)
+    }
+}
+
+impl Registry {
+    pub fn from_catalog(catalog: &Catalog) -> Self {
+        let mut r = Registry::default();
+        for c in &catalog.contracts {
+            let subject = subject_of(&c.declaration.topic);
+            let id = c.schema_id();
+            let v = SchemaVersion {
+                subject: subject.clone(),
+                version: 1,
+                id,
+                schema: c.schema_json.to_string(),
+            };
+            r.by_id.insert(id, v.clone());
+            r.parsed.insert(id, c.schema.clone());
+            r.modes.insert(subject.clone(), c.declaration.compatibility);
+            r.subjects.entry(subject).or_default().push(v);
+        }
+        r
+    }
+
+    pub fn subjects(&self) -> impl Iterator<Item = &str> {
+        self.subjects.keys().map(String::as_str)
+    }
+
+    pub fn versions(&self, subject: &str) -> Option<Vec<u32>> {
+        self.subjects
+            .get(subject)
+            .map(|v| v.iter().map(|s| s.version).collect())
+    }
+
+    pub fn version(&self, subject: &str, which: VersionRef) -> Option<&SchemaVersion> {
+        let versions = self.subjects.get(subject)?;
+        match which {
+            VersionRef::Latest => versions.last(),
+            VersionRef::Number(n) => versions.iter().find(|v| v.version == n),
+        }
+    }
+
+    pub fn by_id(&self, id: u32) -> Option<&SchemaVersion> {
+        self.by_id.get(&id)
+    }
+
+    pub fn mode(&self, subject: &str) -> Option<Compatibility> {
+        self.modes.get(subject).copied()
+    }
+
+    /// Checks a candidate schema against a version of `subject` under the subject's mode.
+    /// `Ok(messages)`: empty when compatible; `Err` when the subject, version or candidate is
+    /// unusable.
+    pub fn check(
+        &self,
+        subject: &str,
+        which: VersionRef,
+        candidate: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        if !self.subjects.contains_key(subject) {
+            return Err(RegistryError::SubjectNotFound);
+        }
+        let existing = self
+            .version(subject, which)
+            .ok_or(RegistryError::VersionNotFound)?;
+        let new = Schema::parse_str(candidate)
+            .map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
+        let old = &self.parsed[&existing.id];
+        let mode = self.mode(subject).unwrap_or(Compatibility::Backward);
+        Ok(compatibility_problems(mode, old, &new))
+    }
+}
+
+/// Registry lookup failures, with Confluent's error codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("Subject not found.")]
+    SubjectNotFound,
+    #[error("Version not found.")]
+    VersionNotFound,
+    #[error("Schema not found")]
+    SchemaNotFound,
+    #[error("Invalid schema: {0}")]
+    InvalidSchema(String),
+    #[error("The specified version is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"")]
+    InvalidVersion,
+}
+
+impl RegistryError {
+    /// Confluent Schema Registry's `error_code`.
+    pub fn error_code(&self) -> u32 {
+        match self {
+            RegistryError::SubjectNotFound => 40401,
+            RegistryError::VersionNotFound => 40402,
+            RegistryError::SchemaNotFound => 40403,
+            RegistryError::InvalidSchema(_) => 42201,
+            RegistryError::InvalidVersion => 42202,
+        }
+    }
+
+    /// The HTTP status that goes with it.
+    pub fn status(&self) -> u16 {
+        match self {
+            RegistryError::SubjectNotFound
+            | RegistryError::VersionNotFound
+            | RegistryError::SchemaNotFound => 404,
+            RegistryError::InvalidSchema(_) | RegistryError::InvalidVersion => 422,
+        }
+    }
+}
+
+/// Why `new` may not replace `old` under `mode`, one message per broken rule, naming the
+/// field path where Avro's checker names one. Empty when compatible.
+pub fn compatibility_problems(mode: Compatibility, old: &Schema, new: &Schema) -> Vec<String> {
+    let backward = || {
+        SchemaCompatibility::can_read(old, new).err().map(|e| {
+            format!(
+                "BACKWARD (consumers on the new schema must read data written with the old): {}",
+                describe(&e)
+            )
+        })
+    };
+    let forward = || {
+        SchemaCompatibility::can_read(new, old).err().map(|e| {
+            format!(
+                "FORWARD (consumers on the old schema must read data written with the new): {}",
+                describe(&e)
+            )
+        })
+    };
+    let mut out = Vec::new();
+    match mode {
+        Compatibility::None => {}
+        Compatibility::Backward | Compatibility::BackwardTransitive => out.extend(backward()),
+        Compatibility::Forward | Compatibility::ForwardTransitive => out.extend(forward()),
+        Compatibility::Full | Compatibility::FullTransitive => {
+            out.extend(backward());
+            out.extend(forward());
+        }
+    }
+    out
+}
+
+/// Unwinds nested field mismatches into a dotted path: `field `a.b`: …`.
+fn describe(e: &CompatibilityError) -> String {
+    let mut path = Vec::new();
+    let mut cur = e;
+    while let CompatibilityError::FieldTypeMismatch(field, inner) = cur {
+        path.push(field.as_str());
+        cur = inner;
+    }
+    let rule = match cur {
+        CompatibilityError::MissingDefaultValue(field) => {
+            path.push(field.as_str());
+            "a field the reader has and the writer lacks needs a default value".to_string()
+        }
+        CompatibilityError::MissingSymbols => {
+            "an enum lost symbols the other side may still write".to_string()
+        }
+        CompatibilityError::MissingUnionElements => {
+            "a union lost branches the other side may still write".to_string()
+        }
+        other => other.to_string(),
+    };
+    if path.is_empty() {
+        rule
+    } else {
+        format!("field `{}`: {rule}", path.join("."))
+    }
+}

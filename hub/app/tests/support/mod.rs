@@ -1,0 +1,119 @@
+//! Shared by the `hub` binary's integration tests: run the binary, serve it, wait for it.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `hub` with a clean environment of HUB_* variables plus `env`.
+pub fn hub(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(HUB);
+    cmd.args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB_")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("hub runs")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("hub.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn kafka() -> String {
+    std::env::var("HUB_TEST_KAFKA_BOOTSTRAP")
+        .expect("HUB_TEST_KAFKA_BOOTSTRAP is not set: run the tests with ops/test.sh")
+}
+
+/// A running `hub serve` that is killed if the test fails before stopping it.
+pub struct Serving {
+    pub child: Child,
+    pub admin: String,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_serving(dir: &Path, bootstrap: &str) -> Serving {
+    let port = free_port();
+    let contracts = repo().join("contracts/schemas");
+    let path = write_config(
+        dir,
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{port}\"\n[bus]\nbootstrap_servers = \"{bootstrap}\"\n\
+             [state]\nurl = \"sqlite://state/hub.db\"\n[contracts]\ndir = \"{}\"\n\
+             [log]\nformat = \"json\"\n",
+            contracts.display()
+        ),
+    );
+    let mut cmd = Command::new(HUB);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB_")) {
+        cmd.env_remove(k);
+    }
+    let child = cmd
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hub serve starts");
+    Serving {
+        child,
+        admin: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// Polls `url` until it answers `status`, for at most `within`.
+pub async fn wait_for_status(url: &str, status: u16, within: Duration) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = client.get(url).timeout(Duration::from_secs(5)).send().await {
+            if r.status().as_u16() == status {
+                return r.json().await.unwrap();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer {status} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn stop_and_collect_logs(mut s: Serving) -> (std::process::ExitStatus, String) {
+    kill(Pid::from_raw(s.child.id() as i32), Signal::SIGTERM).unwrap();
+    let stderr = s.child.stderr.take().unwrap();
+    let logs: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let status = s.child.wait().unwrap();
+    (status, logs.join("\n"))
+}
