@@ -181,9 +181,32 @@ impl RegistryError {
 
 /// Why `new` may not replace `old` under `mode`, one message per broken rule, naming the
 /// field path where Avro's checker names one. Empty when compatible.
+///
+/// apache-avro's checker does not know the `decimal` logical type (it answers "inconclusive"
+/// even for two identical schemas), so decimals are compared here by precision and scale and
+/// replaced by their underlying type before the rest is handed to the checker.
 pub fn compatibility_problems(mode: Compatibility, old: &Schema, new: &Schema) -> Vec<String> {
+    let (old, old_decimals) = without_decimals(old);
+    let (new, new_decimals) = without_decimals(new);
+    let mut out = Vec::new();
+    let (old, new) = match (old, new) {
+        (Ok(o), Ok(n)) => (o, n),
+        (Err(e), _) | (_, Err(e)) => return vec![format!("cannot compare: {e}")],
+    };
+    if mode != Compatibility::None {
+        for (path, (p, s)) in &old_decimals {
+            if let Some((p2, s2)) = new_decimals.get(path) {
+                if (p, s) != (p2, s2) {
+                    out.push(format!(
+                        "{}: field `{path}`: decimal({p}, {s}) became decimal({p2}, {s2}); amounts already written would be read at the wrong scale",
+                        mode_label(mode)
+                    ));
+                }
+            }
+        }
+    }
     let backward = || {
-        SchemaCompatibility::can_read(old, new).err().map(|e| {
+        SchemaCompatibility::can_read(&old, &new).err().map(|e| {
             format!(
                 "BACKWARD (consumers on the new schema must read data written with the old): {}",
                 describe(&e)
@@ -191,14 +214,13 @@ pub fn compatibility_problems(mode: Compatibility, old: &Schema, new: &Schema) -
         })
     };
     let forward = || {
-        SchemaCompatibility::can_read(new, old).err().map(|e| {
+        SchemaCompatibility::can_read(&new, &old).err().map(|e| {
             format!(
                 "FORWARD (consumers on the old schema must read data written with the new): {}",
                 describe(&e)
             )
         })
     };
-    let mut out = Vec::new();
     match mode {
         Compatibility::None => {}
         Compatibility::Backward | Compatibility::BackwardTransitive => out.extend(backward()),
@@ -209,6 +231,77 @@ pub fn compatibility_problems(mode: Compatibility, old: &Schema, new: &Schema) -
         }
     }
     out
+}
+
+fn mode_label(mode: Compatibility) -> &'static str {
+    match mode {
+        Compatibility::Backward | Compatibility::BackwardTransitive => "BACKWARD",
+        Compatibility::Forward | Compatibility::ForwardTransitive => "FORWARD",
+        Compatibility::Full | Compatibility::FullTransitive => "FULL",
+        Compatibility::None => "NONE",
+    }
+}
+
+/// The schema with every decimal replaced by its underlying type, and the decimals found, by
+/// field path (`items[].amount`).
+fn without_decimals(schema: &Schema) -> (Result<Schema, String>, BTreeMap<String, (u64, u64)>) {
+    fn walk(v: &mut serde_json::Value, path: &str, found: &mut BTreeMap<String, (u64, u64)>) {
+        use serde_json::Value;
+        match v {
+            Value::Array(union) => union.iter_mut().for_each(|b| walk(b, path, found)),
+            Value::Object(o) => {
+                if o.get("logicalType").and_then(Value::as_str) == Some("decimal") {
+                    let p = o.get("precision").and_then(Value::as_u64).unwrap_or(0);
+                    let s = o.get("scale").and_then(Value::as_u64).unwrap_or(0);
+                    found.insert(path.to_string(), (p, s));
+                    o.remove("logicalType");
+                    o.remove("precision");
+                    o.remove("scale");
+                    if o.get("type") == Some(&Value::from("bytes")) {
+                        *v = Value::from("bytes");
+                    }
+                    return;
+                }
+                if let Some(fields) = o.get_mut("fields").and_then(Value::as_array_mut) {
+                    for f in fields {
+                        let name = f
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string();
+                        let fpath = if path.is_empty() {
+                            name
+                        } else {
+                            format!("{path}.{name}")
+                        };
+                        if let Some(t) = f.get_mut("type") {
+                            walk(t, &fpath, found);
+                        }
+                    }
+                }
+                if let Some(items) = o.get_mut("items") {
+                    walk(items, &format!("{path}[]"), found);
+                }
+                if let Some(values) = o.get_mut("values") {
+                    walk(values, &format!("{path}{{}}"), found);
+                }
+                if let Some(t) = o.get_mut("type") {
+                    if t.is_object() || t.is_array() {
+                        walk(t, path, found);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = BTreeMap::new();
+    let result = serde_json::to_value(schema)
+        .map_err(|e| e.to_string())
+        .and_then(|mut json| {
+            walk(&mut json, "", &mut found);
+            Schema::parse(&json).map_err(|e| e.to_string())
+        });
+    (result, found)
 }
 
 /// Unwinds nested field mismatches into a dotted path: `field `a.b`: …`.

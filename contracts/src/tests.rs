@@ -366,3 +366,34 @@ fn enum_symbols_may_be_added_but_not_removed_backward() {
         "FULL also reads new data with the old schema"
     );
 }
+
+#[test]
+fn decimals_are_compared_by_precision_and_scale() {
+    let with = |p: u32, s: u32, extra: &str| {
+        apache_avro::Schema::parse_str(&format!(
+            r#"{{"type": "record", "name": "R", "fields": [
+                {{"name": "amount", "type": {{"type": "bytes", "logicalType": "decimal", "precision": {p}, "scale": {s}}}}},
+                {{"name": "items", "type": {{"type": "array", "items": {{"type": "record", "name": "I", "fields": [
+                    {{"name": "amount", "type": {{"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 2}}}}]}}}}}}
+                {extra}]}}"#
+        ))
+        .unwrap()
+    };
+    let base = with(18, 2, "");
+    assert!(
+        compatibility_problems(Compatibility::Backward, &base, &base).is_empty(),
+        "identical schemas are compatible"
+    );
+    let optional = with(
+        18,
+        2,
+        r#", {"name": "note", "type": ["null", "string"], "default": null}"#,
+    );
+    assert!(compatibility_problems(Compatibility::Backward, &base, &optional).is_empty());
+    let rescaled = compatibility_problems(Compatibility::Backward, &base, &with(18, 4, ""));
+    assert_eq!(rescaled.len(), 1, "{rescaled:?}");
+    assert!(
+        rescaled[0].contains("field `amount`: decimal(18, 2) became decimal(18, 4)"),
+        "{rescaled:?}"
+    );
+}

@@ -40,8 +40,27 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
+    /// Check the contracts; with --against, also their compatibility with a git ref.
+    Contracts {
+        #[command(subcommand)]
+        action: ContractsAction,
+    },
     /// Print the version, the git commit and the librdkafka version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContractsAction {
+    /// Load and check every contract; with --against, compare each with the same topic's
+    /// contract at that git ref under its declared compatibility mode.
+    Check {
+        /// Folder of the contracts (does not need a configuration file).
+        #[arg(long, default_value = "contracts/schemas")]
+        dir: PathBuf,
+        /// A git ref to compare with, e.g. HEAD~1 or origin/main.
+        #[arg(long)]
+        against: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +80,9 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => check(&cli.config),
+        Command::Contracts {
+            action: ContractsAction::Check { dir, against },
+        } => contracts_check(&dir, against.as_deref()),
         Command::Serve => with_config(&cli.config, |loaded| {
             runtime().block_on(crate::serve::serve(loaded))
         }),
@@ -193,4 +215,50 @@ async fn ensure_topics(admin: &TopicAdmin, specs: &[TopicSpec]) -> Result<bool, 
         println!("{name:<48} {text}");
     }
     Ok(ok)
+}
+
+/// `hub contracts check [--against REF]`.
+fn contracts_check(dir: &Path, against: Option<&str>) -> ExitCode {
+    let Some(reference) = against else {
+        return match hub_contracts::load_dir(dir) {
+            Ok(c) => {
+                println!(
+                    "契约检查通过 / contracts OK: {} contracts in {}",
+                    c.contracts.len(),
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                ExitCode::from(1)
+            }
+        };
+    };
+    match crate::contracts_gate::check_against(dir, reference) {
+        Ok((catalog, problems)) if problems.is_empty() => {
+            println!(
+                "兼容性检查通过 / compatible with {reference}: {} contracts in {}",
+                catalog.contracts.len(),
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((_, problems)) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "发现 {n} 处不兼容 / {n} incompatible change(s) against {reference}",
+                n = problems.len()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod contracts_gate;
 pub mod logging;
 pub mod registry_api;
 pub mod serve;

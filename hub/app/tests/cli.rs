@@ -17,9 +17,18 @@ fn check_accepts_the_example_config() {
     let files = std::fs::read_dir(repo().join("contracts/schemas"))
         .unwrap()
         .flat_map(|family| std::fs::read_dir(family.unwrap().path()).unwrap())
-        .filter(|f| f.as_ref().unwrap().path().extension().is_some_and(|e| e == "avsc"))
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "avsc")
+        })
         .count();
-    assert!(files > 40, "the contracts of all eight families are shipped");
+    assert!(
+        files > 40,
+        "the contracts of all eight families are shipped"
+    );
     assert!(
         stdout.contains(&format!("{files} contracts, {files} topics")),
         "{stdout}"
