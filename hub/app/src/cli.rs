@@ -33,7 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the hub until SIGTERM or SIGINT.
     Serve,
-    /// Check the configuration and the contracts; print every problem with file, line and key.
+    /// Check the configuration, contracts and mappings (running every golden fixture); print
+    /// every problem with file, line and key.
     Check,
     /// List or create the topics the contracts declare.
     Topics {
@@ -116,7 +117,8 @@ fn with_config(path: &Path, f: impl FnOnce(Loaded<HubConfig>) -> ExitCode) -> Ex
     }
 }
 
-/// `hub check`: every problem of the configuration and the contracts, then a verdict.
+/// `hub check`: every problem of the configuration, the contracts and the mappings, and every
+/// mapping's golden fixtures, then a verdict.
 fn check(path: &Path) -> ExitCode {
     let mut problems: Vec<String> = Vec::new();
     let mut summary = String::new();
@@ -131,6 +133,29 @@ fn check(path: &Path) -> ExitCode {
                         catalog.contracts.len(),
                         catalog.topics().len()
                     );
+                    let mappings_dir = loaded.resolve(&loaded.config.mappings.dir);
+                    match hub_mapping::MappingSet::load(&mappings_dir, &catalog) {
+                        Ok(set) => {
+                            let outcomes = hub_mapping::run_fixtures(&set, &catalog);
+                            let failed: Vec<_> =
+                                outcomes.iter().filter(|o| o.failure.is_some()).collect();
+                            problems.extend(failed.iter().map(|o| {
+                                format!(
+                                    "{}: mapping {} fixture `{}`: {}",
+                                    o.path.display(),
+                                    o.mapping,
+                                    o.case,
+                                    o.failure.as_deref().unwrap_or_default()
+                                )
+                            }));
+                            summary.push_str(&format!(
+                                ", {} mappings, {} fixtures",
+                                set.mappings.len(),
+                                outcomes.len()
+                            ));
+                        }
+                        Err(p) => problems.extend(p.iter().map(ToString::to_string)),
+                    }
                 }
                 Err(p) => problems.extend(p.iter().map(ToString::to_string)),
             }

@@ -21,6 +21,8 @@ pub struct HubConfig {
     #[serde(default)]
     pub contracts: ContractsSection,
     #[serde(default)]
+    pub mappings: MappingsSection,
+    #[serde(default)]
     pub log: LogSection,
 }
 
@@ -66,6 +68,28 @@ impl Default for ContractsSection {
     fn default() -> Self {
         Self {
             dir: default_contracts_dir(),
+        }
+    }
+}
+
+/// `[mappings]`: where the declarative mappings (VRL programs, manifests, fixtures, code
+/// tables) are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingsSection {
+    /// Folder of the partner mapping folders and `tables/`, relative to this file's folder.
+    #[serde(default = "default_mappings_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_mappings_dir() -> PathBuf {
+    PathBuf::from("mappings")
+}
+
+impl Default for MappingsSection {
+    fn default() -> Self {
+        Self {
+            dir: default_mappings_dir(),
         }
     }
 }

@@ -42,6 +42,18 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         }
     };
 
+    // Mappings are compiled at start so a broken program stops the hub before it takes traffic.
+    let mappings_dir = loaded.resolve(&cfg.mappings.dir);
+    match hub_mapping::MappingSet::load(&mappings_dir, &catalog) {
+        Ok(set) => info!(mappings = set.mappings.len(), "mappings compiled"),
+        Err(problems) => {
+            for p in &problems {
+                error!(problem = %p, "mapping problem");
+            }
+            return ExitCode::from(2);
+        }
+    }
+
     let lifecycle = Lifecycle::new();
     if let Err(e) = lifecycle.stop_on_signals() {
         error!(error = %e, "cannot install signal handlers");

@@ -30,9 +30,10 @@ fn check_accepts_the_example_config() {
         "the contracts of all eight families are shipped"
     );
     assert!(
-        stdout.contains(&format!("{files} contracts, {files} topics")),
+        stdout.contains(&format!("{files} contracts, {files} topics, ")),
         "{stdout}"
     );
+    assert!(stdout.contains(" mappings, "), "{stdout}");
 }
 
 #[test]
@@ -115,6 +116,38 @@ fn check_reports_contract_problems_with_file_and_line() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("broken.avsc:3: not valid JSON"), "{stderr}");
+}
+
+#[test]
+fn check_reports_a_mapping_that_does_not_compile_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let partner = dir.path().join("mappings/partner");
+    std::fs::create_dir_all(&partner).unwrap();
+    std::fs::write(
+        partner.join("mappings.toml"),
+        "partner = \"partner\"\n[[mapping]]\nname = \"m\"\ndirection = \"inbound\"\n\
+         contract = \"hub.message.deadlettered.v1\"\nprogram = \"m.vrl\"\nformat = \"json\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        partner.join("m.vrl"),
+        "# line 1\n\n. = {\"route\": upcase(.r}\n",
+    )
+    .unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[bus]\nbootstrap_servers = \"127.0.0.1:9092\"\n[contracts]\ndir = \"{}\"\n[mappings]\ndir = \"mappings\"\n",
+            repo().join("contracts/schemas").display()
+        ),
+    );
+    let out = hub(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3: error[E", partner.join("m.vrl").display())),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -70,8 +70,9 @@ pub fn start_serving(dir: &Path, bootstrap: &str) -> Serving {
         &format!(
             "[admin]\nlisten = \"127.0.0.1:{port}\"\n[bus]\nbootstrap_servers = \"{bootstrap}\"\n\
              [state]\nurl = \"sqlite://state/hub.db\"\n[contracts]\ndir = \"{}\"\n\
-             [log]\nformat = \"json\"\n",
-            contracts.display()
+             [mappings]\ndir = \"{}\"\n[log]\nformat = \"json\"\n",
+            contracts.display(),
+            repo().join("mappings").display()
         ),
     );
     let mut cmd = Command::new(HUB);

@@ -1,0 +1,519 @@
+//! Declarative mappings between partner payloads and contract records.
+//!
+//! A mapping is a VRL program (the Vector Remap Language: a maintained language with a
+//! type-checking compiler, good diagnostics and a standard library), not Rust code. Each partner
+//! folder under `mappings/` holds a `mappings.toml` manifest naming its mappings, their programs,
+//! the contract each produces or consumes, the payload format (JSON or XML) and charset
+//! (UTF-8, GBK, GB18030), and `fixtures/` with golden cases. Code tables (districts,
+//! categories, …) are JSON files in `mappings/tables/` that every program reads as
+//! `%tables.<name>`.
+//!
+//! Inbound: bytes → charset decode → JSON or XML tree → program → record → contract validation.
+//! Outbound: contract record → program → JSON or XML → charset encode → bytes.
+//!
+//! Every failure is a [`MappingError`] with a stable code, the mapping's name, the program line
+//! where VRL stopped (or where the offending field is set) and, for contract violations, every
+//! offending field path.
+
+mod fixtures;
+mod program;
+pub mod xml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hub_contracts::{Catalog, RecordError};
+use serde::Deserialize;
+
+pub use fixtures::{run_fixtures, FixtureOutcome};
+pub use program::{CompileProblem, Program, RunError};
+
+/// Which way a mapping goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Partner payload → contract record.
+    Inbound,
+    /// Contract record → partner payload.
+    Outbound,
+}
+
+/// The partner payload's syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+/// The partner payload's charset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum Charset {
+    #[default]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "gbk")]
+    Gbk,
+    #[serde(rename = "gb18030")]
+    Gb18030,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    partner: String,
+    #[serde(rename = "mapping", default)]
+    mappings: Vec<ManifestEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestEntry {
+    name: String,
+    direction: Direction,
+    contract: String,
+    program: PathBuf,
+    format: Format,
+    #[serde(default)]
+    encoding: Charset,
+    /// Outbound XML only: the root element to write.
+    #[serde(default)]
+    xml_root: Option<String>,
+}
+
+/// One mapping, ready to run.
+#[derive(Clone)]
+pub struct Mapping {
+    pub partner: String,
+    pub name: String,
+    pub direction: Direction,
+    /// The topic of the contract it produces (inbound) or reads (outbound).
+    pub contract: String,
+    pub format: Format,
+    pub charset: Charset,
+    pub xml_root: Option<String>,
+    /// The partner folder (holds `fixtures/`).
+    pub folder: PathBuf,
+    program: Arc<Program>,
+    tables: Arc<BTreeMap<String, serde_json::Value>>,
+}
+
+/// A mapping failure, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingError {
+    /// `MAPPING_INPUT_UNREADABLE`, `MAPPING_FAILED`, `MAPPING_OUTPUT_INVALID` or
+    /// `MAPPING_OUTPUT_UNENCODABLE`.
+    pub code: &'static str,
+    /// `partner/name`.
+    pub mapping: String,
+    /// `program.vrl:line`, where known.
+    pub at: Option<String>,
+    pub message: String,
+    /// For `MAPPING_OUTPUT_INVALID`: each offending contract path, with the program line that
+    /// sets it where one does.
+    pub fields: Vec<(RecordError, Option<String>)>,
+}
+
+impl fmt::Display for MappingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: mapping {}", self.code, self.mapping)?;
+        if let Some(at) = &self.at {
+            write!(f, " ({at})")?;
+        }
+        write!(f, ": {}", self.message)?;
+        for (e, at) in &self.fields {
+            write!(f, "\n  {e}")?;
+            if let Some(at) = at {
+                write!(f, " (set at {at})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MappingError {}
+
+/// A problem loading the mappings, located.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// Every mapping under a folder.
+#[derive(Clone, Default)]
+pub struct MappingSet {
+    pub mappings: Vec<Mapping>,
+}
+
+impl MappingSet {
+    /// Loads `root/tables/*.json` and every `root/<partner>/mappings.toml`, compiling each
+    /// program once, and checks each names a contract of `catalog` whose direction fits.
+    pub fn load(root: &Path, catalog: &Catalog) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let tables = Arc::new(load_tables(&root.join("tables"), &mut problems));
+        let functions = vrl::stdlib::all();
+        let mut programs: BTreeMap<PathBuf, Arc<Program>> = BTreeMap::new();
+        let mut mappings = Vec::new();
+
+        let mut partners: Vec<PathBuf> = std::fs::read_dir(root)
+            .map_err(|e| {
+                vec![Problem {
+                    path: root.to_path_buf(),
+                    line: None,
+                    message: format!("cannot read the mappings folder: {e}"),
+                }]
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("mappings.toml").is_file())
+            .collect();
+        partners.sort();
+
+        for folder in partners {
+            let manifest_path = folder.join("mappings.toml");
+            let manifest: Manifest = match std::fs::read_to_string(&manifest_path)
+                .map_err(|e| (None, e.to_string()))
+                .and_then(|t| {
+                    toml::from_str(&t).map_err(|e: toml::de::Error| {
+                        let line = e.span().map(|s| t[..s.start].matches('\n').count() + 1);
+                        (line, e.message().to_string())
+                    })
+                }) {
+                Ok(m) => m,
+                Err((line, message)) => {
+                    problems.push(Problem {
+                        path: manifest_path,
+                        line,
+                        message,
+                    });
+                    continue;
+                }
+            };
+            for entry in manifest.mappings {
+                let program_path = folder.join(&entry.program);
+                let program = match programs.get(&program_path) {
+                    Some(p) => Arc::clone(p),
+                    None => {
+                        let source = match std::fs::read_to_string(&program_path) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                problems.push(Problem {
+                                    path: manifest_path.clone(),
+                                    line: None,
+                                    message: format!(
+                                        "mapping `{}`: cannot read {}: {e}",
+                                        entry.name,
+                                        program_path.display()
+                                    ),
+                                });
+                                continue;
+                            }
+                        };
+                        match Program::compile(&program_path, source, &functions) {
+                            Ok(p) => {
+                                let p = Arc::new(p);
+                                programs.insert(program_path.clone(), Arc::clone(&p));
+                                p
+                            }
+                            Err(list) => {
+                                problems.extend(list.into_iter().map(|c| Problem {
+                                    path: c.path,
+                                    line: c.line,
+                                    message: c.message,
+                                }));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                if !catalog
+                    .contracts
+                    .iter()
+                    .any(|c| c.declaration.topic == entry.contract)
+                {
+                    problems.push(Problem {
+                        path: manifest_path.clone(),
+                        line: None,
+                        message: format!(
+                            "mapping `{}`: no contract declares topic `{}`",
+                            entry.name, entry.contract
+                        ),
+                    });
+                }
+                if entry.direction == Direction::Outbound
+                    && entry.format == Format::Xml
+                    && entry.xml_root.is_none()
+                {
+                    problems.push(Problem {
+                        path: manifest_path.clone(),
+                        line: None,
+                        message: format!("mapping `{}`: outbound XML needs `xml_root`", entry.name),
+                    });
+                }
+                mappings.push(Mapping {
+                    partner: manifest.partner.clone(),
+                    name: entry.name,
+                    direction: entry.direction,
+                    contract: entry.contract,
+                    format: entry.format,
+                    charset: entry.encoding,
+                    xml_root: entry.xml_root,
+                    folder: folder.clone(),
+                    program,
+                    tables: Arc::clone(&tables),
+                });
+            }
+        }
+        let mut seen = BTreeMap::new();
+        for m in &mappings {
+            if seen
+                .insert((m.partner.clone(), m.name.clone()), ())
+                .is_some()
+            {
+                problems.push(Problem {
+                    path: m.folder.join("mappings.toml"),
+                    line: None,
+                    message: format!(
+                        "mapping `{}` is declared twice for partner `{}`",
+                        m.name, m.partner
+                    ),
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { mappings })
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn get(&self, partner: &str, name: &str) -> Option<&Mapping> {
+        self.mappings
+            .iter()
+            .find(|m| m.partner == partner && m.name == name)
+    }
+}
+
+fn load_tables(dir: &Path, problems: &mut Vec<Problem>) -> BTreeMap<String, serde_json::Value> {
+    let mut tables = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return tables;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    for f in files {
+        let name = f
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        match std::fs::read_to_string(&f)
+            .map_err(|e| (None, e.to_string()))
+            .and_then(|t| {
+                serde_json::from_str::<serde_json::Value>(&t)
+                    .map_err(|e| (Some(e.line()), e.to_string()))
+            }) {
+            Ok(v) if v.is_object() => {
+                tables.insert(name, v);
+            }
+            Ok(_) => problems.push(Problem {
+                path: f,
+                line: None,
+                message: "a code table is a JSON object of code → value".into(),
+            }),
+            Err((line, message)) => problems.push(Problem {
+                path: f,
+                line,
+                message,
+            }),
+        }
+    }
+    tables
+}
+
+impl Mapping {
+    fn id(&self) -> String {
+        format!("{}/{}", self.partner, self.name)
+    }
+
+    fn error(
+        &self,
+        code: &'static str,
+        at: Option<String>,
+        message: impl Into<String>,
+    ) -> MappingError {
+        MappingError {
+            code,
+            mapping: self.id(),
+            at,
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    fn file(&self) -> String {
+        self.program
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn run(
+        &self,
+        input: serde_json::Value,
+        xml_root: Option<&str>,
+    ) -> Result<serde_json::Value, MappingError> {
+        let mut metadata = BTreeMap::new();
+        metadata.insert(
+            "tables".to_string(),
+            serde_json::Value::Object(
+                self.tables
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        );
+        if let Some(root) = xml_root {
+            metadata.insert(
+                "xml_root".to_string(),
+                serde_json::Value::String(root.to_string()),
+            );
+        }
+        self.program.run(input, &metadata).map_err(|e| {
+            let at = e.line.map(|l| format!("{}:{l}", self.file()));
+            self.error("MAPPING_FAILED", at, e.message)
+        })
+    }
+
+    /// Reads partner bytes into the tree the program sees.
+    pub fn read_input(
+        &self,
+        body: &[u8],
+    ) -> Result<(serde_json::Value, Option<String>), MappingError> {
+        let unreadable = |m: String| self.error("MAPPING_INPUT_UNREADABLE", None, m);
+        match self.format {
+            Format::Json => {
+                let text =
+                    xml::decode(body, self.charset).map_err(|e| unreadable(e.to_string()))?;
+                let v = serde_json::from_str(&text)
+                    .map_err(|e| unreadable(xml::InputError::Json(e.to_string()).to_string()))?;
+                Ok((v, None))
+            }
+            Format::Xml => {
+                let charset = match xml::declared_encoding(body) {
+                    Some(label) => xml::charset_from_label(&label).ok_or_else(|| {
+                        unreadable(xml::InputError::UnknownEncoding(label).to_string())
+                    })?,
+                    None => self.charset,
+                };
+                let text = xml::decode(body, charset).map_err(|e| unreadable(e.to_string()))?;
+                let (root, v) = xml::to_value(&text).map_err(|e| unreadable(e.to_string()))?;
+                Ok((v, Some(root)))
+            }
+        }
+    }
+
+    /// Inbound: partner bytes → a record of the mapping's contract, validated.
+    pub fn inbound(
+        &self,
+        body: &[u8],
+        catalog: &Catalog,
+    ) -> Result<serde_json::Value, MappingError> {
+        let (input, root) = self.read_input(body)?;
+        let record = self.run(input, root.as_deref())?;
+        self.validate(&record, catalog)?;
+        Ok(record)
+    }
+
+    /// Checks a record against the mapping's contract; on failure names every path and, where
+    /// the program sets that field, the line.
+    pub fn validate(
+        &self,
+        record: &serde_json::Value,
+        catalog: &Catalog,
+    ) -> Result<(), MappingError> {
+        let contract = catalog
+            .contracts
+            .iter()
+            .find(|c| c.declaration.topic == self.contract)
+            .ok_or_else(|| {
+                self.error(
+                    "MAPPING_OUTPUT_INVALID",
+                    None,
+                    format!("contract `{}` is not loaded", self.contract),
+                )
+            })?;
+        contract.to_avro(record).map(|_| ()).map_err(|errors| {
+            let mut e = self.error(
+                "MAPPING_OUTPUT_INVALID",
+                None,
+                format!("the record does not satisfy contract `{}`", self.contract),
+            );
+            e.fields = errors
+                .into_iter()
+                .map(|err| {
+                    let at = self
+                        .line_setting(&err.path)
+                        .map(|l| format!("{}:{l}", self.file()));
+                    (err, at)
+                })
+                .collect();
+            e
+        })
+    }
+
+    /// The first program line that names the field at `path` (its last segment), as a pointer
+    /// for the author: `ticket_no: …` or `.ticket_no = …`.
+    fn line_setting(&self, path: &str) -> Option<usize> {
+        let leaf = path.rsplit('.').next()?.split('[').next()?;
+        if leaf.is_empty() {
+            return None;
+        }
+        self.program
+            .source
+            .lines()
+            .position(|l| {
+                let l = l.trim_start();
+                !l.starts_with('#')
+                    && (l.starts_with(&format!("{leaf}:"))
+                        || l.starts_with(&format!("\"{leaf}\":"))
+                        || l.contains(&format!(".{leaf} ="))
+                        || l.contains(&format!(".{leaf}=")))
+            })
+            .map(|i| i + 1)
+    }
+
+    /// Outbound: a contract record → partner bytes.
+    pub fn outbound(&self, record: &serde_json::Value) -> Result<Vec<u8>, MappingError> {
+        let payload = self.run(record.clone(), None)?;
+        match self.format {
+            Format::Json => {
+                let text = serde_json::to_string(&payload)
+                    .map_err(|e| self.error("MAPPING_OUTPUT_UNENCODABLE", None, e.to_string()))?;
+                xml::encode(&text, self.charset)
+                    .map_err(|m| self.error("MAPPING_OUTPUT_UNENCODABLE", None, m))
+            }
+            Format::Xml => {
+                let root = self.xml_root.as_deref().unwrap_or("root");
+                xml::from_value(root, &payload, self.charset)
+                    .map_err(|m| self.error("MAPPING_OUTPUT_UNENCODABLE", None, m))
+            }
+        }
+    }
+}

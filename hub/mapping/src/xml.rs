@@ -1,0 +1,385 @@
+//! Partner XML and legacy charsets, with `quick-xml` and `encoding_rs`.
+//!
+//! XML becomes a JSON-shaped tree before a mapping sees it, so one VRL program serves a partner's
+//! JSON and XML variants alike: an element with only text becomes a string, an element with
+//! children an object, repeated children an array, attributes `@name`, text beside children
+//! `#text`. The root element's name is dropped (it is handed to the program as `%xml_root`).
+//!
+//! Safety: a document type declaration is refused outright, so no DTD, external entity or entity
+//! expansion is ever processed; only the five predefined entities and character references are
+//! resolved.
+
+use encoding_rs::Encoding;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use serde_json::{Map, Value};
+
+use crate::Charset;
+
+/// Why a payload could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("the body is not valid {0}")]
+    Charset(&'static str),
+    #[error(
+        "the XML prolog declares encoding `{0}`, which is not supported (UTF-8, GBK, GB18030)"
+    )]
+    UnknownEncoding(String),
+    #[error("XML documents with a DOCTYPE (DTD) are refused")]
+    Dtd,
+    #[error("entity `&{0};` is refused: only the five predefined entities and character references are allowed")]
+    Entity(String),
+    #[error("not well-formed XML at byte {position}: {message}")]
+    Xml { position: u64, message: String },
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    #[error("the XML document has no root element")]
+    NoRoot,
+}
+
+/// The encoding an XML prolog declares, if any (`<?xml version="1.0" encoding="GBK"?>`).
+/// The prolog is ASCII in every charset we accept, so it can be read before decoding.
+pub fn declared_encoding(body: &[u8]) -> Option<String> {
+    let head = &body[..body.len().min(200)];
+    let head = std::str::from_utf8(head)
+        .ok()
+        .or_else(|| std::str::from_utf8(&head[..head.iter().position(|b| *b >= 0x80)?]).ok())?;
+    let decl = head.strip_prefix("<?xml")?;
+    let decl = &decl[..decl.find("?>")?];
+    let at = decl.find("encoding")?;
+    let rest = decl[at + "encoding".len()..]
+        .trim_start()
+        .strip_prefix('=')?
+        .trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let rest = &rest[1..];
+    Some(rest[..rest.find(quote)?].to_string())
+}
+
+fn encoding_of(charset: Charset) -> &'static Encoding {
+    match charset {
+        Charset::Utf8 => encoding_rs::UTF_8,
+        Charset::Gbk => encoding_rs::GBK,
+        Charset::Gb18030 => encoding_rs::GB18030,
+    }
+}
+
+/// The charset named by an XML prolog or a mapping manifest.
+pub fn charset_from_label(label: &str) -> Option<Charset> {
+    match label.trim().to_ascii_lowercase().as_str() {
+        "utf-8" | "utf8" => Some(Charset::Utf8),
+        "gbk" | "gb2312" | "cp936" => Some(Charset::Gbk),
+        "gb18030" => Some(Charset::Gb18030),
+        _ => None,
+    }
+}
+
+/// Decodes bytes strictly: a byte sequence the charset does not define is an error, never a
+/// replacement character silently written into a citizen's record.
+pub fn decode(body: &[u8], charset: Charset) -> Result<String, InputError> {
+    let enc = encoding_of(charset);
+    let body = match charset {
+        Charset::Utf8 => body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body),
+        _ => body,
+    };
+    enc.decode_without_bom_handling_and_without_replacement(body)
+        .map(std::borrow::Cow::into_owned)
+        .ok_or(InputError::Charset(enc.name()))
+}
+
+/// Encodes text, refusing characters the charset cannot represent.
+pub fn encode(text: &str, charset: Charset) -> Result<Vec<u8>, String> {
+    let enc = encoding_of(charset);
+    let (bytes, _, had_unmappable) = enc.encode(text);
+    if had_unmappable {
+        let bad: String = text
+            .chars()
+            .filter(|c| {
+                let mut buf = [0u8; 4];
+                enc.encode(c.encode_utf8(&mut buf)).2
+            })
+            .take(5)
+            .collect();
+        return Err(format!(
+            "characters `{bad}` cannot be written in {}",
+            enc.name()
+        ));
+    }
+    Ok(bytes.into_owned())
+}
+
+struct Frame {
+    name: String,
+    fields: Map<String, Value>,
+    text: String,
+}
+
+impl Frame {
+    fn open(e: &BytesStart<'_>, reader: &Reader<&[u8]>) -> Result<Self, InputError> {
+        let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+        let mut fields = Map::new();
+        for a in e.attributes() {
+            let a = a.map_err(|err| xml_error(reader, err.to_string()))?;
+            let key = format!("@{}", String::from_utf8_lossy(a.key.as_ref()));
+            let value = a
+                .unescape_value()
+                .map_err(|err| match err {
+                    quick_xml::Error::Escape(
+                        quick_xml::escape::EscapeError::UnrecognizedEntity(_, name),
+                    ) => InputError::Entity(name),
+                    other => xml_error(reader, other.to_string()),
+                })?
+                .into_owned();
+            fields.insert(key, Value::String(value));
+        }
+        Ok(Self {
+            name,
+            fields,
+            text: String::new(),
+        })
+    }
+
+    fn close(mut self) -> (String, Value) {
+        let text = self.text.trim();
+        let value = if self.fields.is_empty() {
+            Value::String(text.to_string())
+        } else {
+            if !text.is_empty() {
+                self.fields
+                    .insert("#text".into(), Value::String(text.to_string()));
+            }
+            Value::Object(self.fields)
+        };
+        (self.name, value)
+    }
+}
+
+fn xml_error(reader: &Reader<&[u8]>, message: String) -> InputError {
+    InputError::Xml {
+        position: reader.buffer_position(),
+        message,
+    }
+}
+
+fn insert(parent: &mut Map<String, Value>, name: String, value: Value) {
+    match parent.get_mut(&name) {
+        None => {
+            parent.insert(name, value);
+        }
+        Some(Value::Array(items)) => items.push(value),
+        Some(existing) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, value]);
+        }
+    }
+}
+
+/// Parses XML text into a tree; returns the root element's name and content.
+pub fn to_value(text: &str) -> Result<(String, Value), InputError> {
+    let mut reader = Reader::from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<(String, Value)> = None;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| xml_error(&reader, e.to_string()))?;
+        match event {
+            Event::DocType(_) => return Err(InputError::Dtd),
+            Event::Start(e) => stack.push(Frame::open(&e, &reader)?),
+            Event::Empty(e) => {
+                let (name, value) = Frame::open(&e, &reader)?.close();
+                match stack.last_mut() {
+                    Some(parent) => insert(&mut parent.fields, name, value),
+                    None if root.is_none() => root = Some((name, value)),
+                    None => return Err(xml_error(&reader, "more than one root element".into())),
+                }
+            }
+            Event::End(_) => {
+                let frame = stack.pop().ok_or_else(|| {
+                    xml_error(&reader, "closing tag without an opening tag".into())
+                })?;
+                let (name, value) = frame.close();
+                match stack.last_mut() {
+                    Some(parent) => insert(&mut parent.fields, name, value),
+                    None if root.is_none() => root = Some((name, value)),
+                    None => return Err(xml_error(&reader, "more than one root element".into())),
+                }
+            }
+            Event::Text(t) => {
+                if let Some(frame) = stack.last_mut() {
+                    let s = t
+                        .xml_content()
+                        .map_err(|e| xml_error(&reader, e.to_string()))?;
+                    frame.text.push_str(&s);
+                }
+            }
+            Event::CData(c) => {
+                if let Some(frame) = stack.last_mut() {
+                    let s = c.decode().map_err(|e| xml_error(&reader, e.to_string()))?;
+                    frame.text.push_str(&s);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let resolved = match r
+                    .resolve_char_ref()
+                    .map_err(|e| xml_error(&reader, e.to_string()))?
+                {
+                    Some(c) => c.to_string(),
+                    None => {
+                        let name = r.decode().map_err(|e| xml_error(&reader, e.to_string()))?;
+                        resolve_predefined_entity(&name)
+                            .ok_or_else(|| InputError::Entity(name.to_string()))?
+                            .to_string()
+                    }
+                };
+                if let Some(frame) = stack.last_mut() {
+                    frame.text.push_str(&resolved);
+                }
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(xml_error(
+            &reader,
+            format!("element <{}> is not closed", stack[stack.len() - 1].name),
+        ));
+    }
+    root.ok_or(InputError::NoRoot)
+}
+
+/// Writes a tree (the shape [`to_value`] produces) as an XML document in `charset`.
+///
+/// Child elements are written in key order (VRL objects, like serde_json's maps here, are
+/// sorted). A partner whose schema fixes another element order needs an ordering option in
+/// its manifest; none of today's partners does.
+pub fn from_value(root: &str, value: &Value, charset: Charset) -> Result<Vec<u8>, String> {
+    fn escape(s: &str) -> String {
+        quick_xml::escape::escape(s).into_owned()
+    }
+    fn element(out: &mut String, name: &str, value: &Value) -> Result<(), String> {
+        match value {
+            Value::Array(items) => {
+                for item in items {
+                    element(out, name, item)?;
+                }
+                Ok(())
+            }
+            Value::Null => {
+                out.push_str(&format!("<{name}/>"));
+                Ok(())
+            }
+            Value::Object(map) => {
+                out.push('<');
+                out.push_str(name);
+                for (k, v) in map {
+                    if let Some(attr) = k.strip_prefix('@') {
+                        let text = scalar(v).ok_or_else(|| {
+                            format!("attribute `{k}` of <{name}> is not a scalar")
+                        })?;
+                        out.push_str(&format!(" {attr}=\"{}\"", escape(&text)));
+                    }
+                }
+                out.push('>');
+                for (k, v) in map {
+                    if k == "#text" {
+                        out.push_str(&escape(&scalar(v).unwrap_or_default()));
+                    } else if !k.starts_with('@') {
+                        element(out, k, v)?;
+                    }
+                }
+                out.push_str(&format!("</{name}>"));
+                Ok(())
+            }
+            scalar_value => {
+                let text = scalar(scalar_value).unwrap_or_default();
+                out.push_str(&format!("<{name}>{}</{name}>", escape(&text)));
+                Ok(())
+            }
+        }
+    }
+    fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Null => Some(String::new()),
+            _ => None,
+        }
+    }
+    let label = encoding_of(charset).name();
+    let mut out = format!("<?xml version=\"1.0\" encoding=\"{label}\"?>");
+    element(&mut out, root, value)?;
+    encode(&out, charset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn elements_attributes_and_repeats_become_a_tree() {
+        let (root, v) = to_value(
+            r#"<?xml version="1.0"?><gd lx="pd"><gdbh>GD1</gdbh><fj><mc>a.jpg</mc></fj><fj><mc>b &amp; c.jpg</mc></fj><bz/><nr><![CDATA[<路灯>]]>&#x4E0D;亮</nr></gd>"#,
+        )
+        .unwrap();
+        assert_eq!(root, "gd");
+        assert_eq!(
+            v,
+            json!({"@lx": "pd", "gdbh": "GD1", "fj": [{"mc": "a.jpg"}, {"mc": "b & c.jpg"}], "bz": "", "nr": "<路灯>不亮"})
+        );
+    }
+
+    #[test]
+    fn a_doctype_and_unknown_entities_are_refused() {
+        let xxe = r#"<?xml version="1.0"?><!DOCTYPE gd [<!ENTITY x SYSTEM "file:///etc/passwd">]><gd>&x;</gd>"#;
+        assert_eq!(to_value(xxe), Err(InputError::Dtd));
+        assert_eq!(
+            to_value("<gd>&x;</gd>"),
+            Err(InputError::Entity("x".into()))
+        );
+        assert!(matches!(
+            to_value("<gd><a></gd>"),
+            Err(InputError::Xml { .. })
+        ));
+        assert!(matches!(to_value("<a/><b/>"), Err(InputError::Xml { .. })));
+        assert_eq!(to_value("  "), Err(InputError::NoRoot));
+    }
+
+    #[test]
+    fn gbk_is_decoded_strictly_and_read_from_the_prolog() {
+        let text = "<?xml version=\"1.0\" encoding=\"GBK\"?><gd><nr>路灯不亮</nr></gd>";
+        let bytes = encode(text, Charset::Gbk).unwrap();
+        assert_ne!(bytes, text.as_bytes(), "GBK differs from UTF-8");
+        assert_eq!(declared_encoding(&bytes).as_deref(), Some("GBK"));
+        assert_eq!(decode(&bytes, Charset::Gbk).unwrap(), text);
+        assert_eq!(
+            decode(&bytes, Charset::Utf8),
+            Err(InputError::Charset("UTF-8"))
+        );
+        // 0x81 0x20 is not a GBK sequence.
+        assert_eq!(
+            decode(b"\x81\x20", Charset::Gbk),
+            Err(InputError::Charset("GBK"))
+        );
+    }
+
+    #[test]
+    fn a_tree_is_written_back_as_xml_in_the_charset() {
+        let v = json!({"@lx": "pd", "gdbh": "GD1", "fj": [{"mc": "a"}, {"mc": "b"}], "nr": "路灯 <不> 亮"});
+        let bytes = from_value("gd", &v, Charset::Gbk).unwrap();
+        let text = decode(&bytes, Charset::Gbk).unwrap();
+        assert_eq!(
+            text,
+            // Child elements come out in key order: VRL objects are sorted maps.
+            r#"<?xml version="1.0" encoding="GBK"?><gd lx="pd"><fj><mc>a</mc></fj><fj><mc>b</mc></fj><gdbh>GD1</gdbh><nr>路灯 &lt;不&gt; 亮</nr></gd>"#
+        );
+        assert_eq!(to_value(&text).unwrap().1, v);
+        assert!(from_value("gd", &json!({"nr": "😀"}), Charset::Gbk)
+            .unwrap_err()
+            .contains("cannot be written in GBK"));
+    }
+}

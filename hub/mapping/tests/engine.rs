@@ -1,0 +1,236 @@
+//! The mapping engine on small, purpose-built mapping folders: diagnostics, contract
+//! validation with paths and lines, XML in GBK both ways, code tables, fixture coverage.
+
+use std::path::Path;
+
+use hub_contracts::Catalog;
+use hub_mapping::{run_fixtures, MappingSet};
+use serde_json::json;
+
+const CONTRACT: &str = r#"{
+  "type": "record", "name": "Sample", "namespace": "cn.gov.sh.test.v1",
+  "doc": "样例 / sample",
+  "x-hub": {"topic": "test.sample.created.v1", "key": "ticket_no", "partitions": 1,
+            "retention_ms": 1000, "cleanup_policy": "delete", "compatibility": "BACKWARD",
+            "volume": "test"},
+  "fields": [
+    {"name": "ticket_no", "type": "string", "doc": "编号 / number"},
+    {"name": "district", "type": ["null", "string"], "default": null, "doc": "区 / district"},
+    {"name": "occurred_at", "type": {"type": "string", "x-format": "date-time"}, "doc": "时间 / when"}
+  ]
+}"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(manifest: &str, files: &[(&str, &[u8])]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("contracts")).unwrap();
+        std::fs::write(dir.path().join("contracts/sample.avsc"), CONTRACT).unwrap();
+        std::fs::create_dir_all(dir.path().join("mappings/partner")).unwrap();
+        std::fs::write(dir.path().join("mappings/partner/mappings.toml"), manifest).unwrap();
+        for (name, body) in files {
+            let path = dir.path().join("mappings").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        Self { dir }
+    }
+    fn catalog(&self) -> Catalog {
+        hub_contracts::load_dir(&self.dir.path().join("contracts")).unwrap()
+    }
+    fn load(&self) -> Result<MappingSet, Vec<String>> {
+        MappingSet::load(&self.dir.path().join("mappings"), &self.catalog())
+            .map_err(|p| p.iter().map(ToString::to_string).collect())
+    }
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+const INBOUND: &str = r#"partner = "partner"
+[[mapping]]
+name = "in"
+direction = "inbound"
+contract = "test.sample.created.v1"
+program = "in.vrl"
+format = "json"
+"#;
+
+#[test]
+fn a_compile_error_names_the_file_and_line() {
+    let f = Fixture::new(
+        INBOUND,
+        &[(
+            "partner/in.vrl",
+            b"# comment\n. = {\n  \"ticket_no\": upcase(.x\n}\n",
+        )],
+    );
+    let errors = f
+        .load()
+        .err()
+        .expect("the program does not compile")
+        .join("\n");
+    assert!(errors.contains("partner/in.vrl:"), "{errors}");
+    assert!(
+        errors.contains("syntax error") || errors.contains("error[E"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_manifest_naming_no_contract_or_program_is_refused() {
+    let manifest = INBOUND.replace("test.sample.created.v1", "test.nothing.here.v1");
+    let f = Fixture::new(&manifest, &[("partner/in.vrl", b". = {}\n")]);
+    let errors = f.load().err().unwrap().join("\n");
+    assert!(
+        errors.contains("no contract declares topic `test.nothing.here.v1`"),
+        "{errors}"
+    );
+
+    let f = Fixture::new(INBOUND, &[]);
+    let errors = f.load().err().unwrap().join("\n");
+    assert!(errors.contains("mapping `in`: cannot read"), "{errors}");
+
+    let f = Fixture::new(
+        &INBOUND.replace("format = \"json\"", "format = \"yaml\""),
+        &[("partner/in.vrl", b". = {}\n")],
+    );
+    let errors = f.load().err().unwrap().join("\n");
+    assert!(
+        errors.contains("mappings.toml:7: unknown variant `yaml`"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn an_output_that_breaks_the_contract_names_every_path_and_the_line_setting_it() {
+    let program = b"# maps a sample\nticket = .n\n. = {\n  \"ticket_no\": ticket,\n  \"district\": \"310115\",\n  \"occurred_at\": \"yesterday\",\n  \"colour\": \"red\"\n}\n";
+    let f = Fixture::new(INBOUND, &[("partner/in.vrl", program)]);
+    let set = f.load().unwrap();
+    let m = set.get("partner", "in").unwrap();
+    let err = m.inbound(br#"{"n": 42}"#, &f.catalog()).unwrap_err();
+    assert_eq!(err.code, "MAPPING_OUTPUT_INVALID");
+    let text = err.to_string();
+    for expected in [
+        "mapping partner/in: the record does not satisfy contract `test.sample.created.v1`",
+        "ticket_no: expected a string, got a number (set at in.vrl:4)",
+        "occurred_at: `yesterday` is not an RFC 3339 time with an offset",
+        "(set at in.vrl:6)",
+        "colour: is not a field of the contract (set at in.vrl:7)",
+    ] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn code_tables_and_gbk_xml_reach_the_program() {
+    let manifest = r#"partner = "partner"
+[[mapping]]
+name = "in_xml"
+direction = "inbound"
+contract = "test.sample.created.v1"
+program = "in.vrl"
+format = "xml"
+encoding = "gbk"
+
+[[mapping]]
+name = "out_xml"
+direction = "outbound"
+contract = "test.sample.created.v1"
+program = "out.vrl"
+format = "xml"
+encoding = "gbk"
+xml_root = "hz"
+"#;
+    let inbound = "code = string!(.qh)\nname = get!(%tables.districts, [code])\nif is_null(name) { abort \"未知区划 / unknown district\" }\n. = {\"ticket_no\": string!(.bh) + \"@\" + string!(%xml_root), \"district\": name, \"occurred_at\": \"2026-11-22T09:30:00+08:00\"}\n";
+    let outbound = ". = {\"@bb\": \"1\", \"gdbh\": .ticket_no, \"qh\": .district}\n";
+    let f = Fixture::new(
+        manifest,
+        &[
+            ("partner/in.vrl", inbound.as_bytes()),
+            ("partner/out.vrl", outbound.as_bytes()),
+            (
+                "tables/districts.json",
+                "{\"310115\": \"浦东新区\"}".as_bytes(),
+            ),
+        ],
+    );
+    let set = f.load().unwrap();
+    let catalog = f.catalog();
+    let (gbk, _, _) = encoding_rs::GBK
+        .encode("<?xml version=\"1.0\" encoding=\"GBK\"?><gd><bh>工单1</bh><qh>310115</qh></gd>");
+    let record = set
+        .get("partner", "in_xml")
+        .unwrap()
+        .inbound(&gbk, &catalog)
+        .unwrap();
+    assert_eq!(
+        record,
+        json!({"ticket_no": "工单1@gd", "district": "浦东新区", "occurred_at": "2026-11-22T09:30:00+08:00"})
+    );
+    let (gbk, _, _) = encoding_rs::GBK
+        .encode("<?xml version=\"1.0\" encoding=\"GBK\"?><gd><bh>1</bh><qh>999999</qh></gd>");
+    let err = set
+        .get("partner", "in_xml")
+        .unwrap()
+        .inbound(&gbk, &catalog)
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.at.as_deref()),
+        ("MAPPING_FAILED", Some("in.vrl:3"))
+    );
+    assert!(err.message.contains("未知区划 / unknown district"), "{err}");
+
+    let bytes = set
+        .get("partner", "out_xml")
+        .unwrap()
+        .outbound(&record)
+        .unwrap();
+    let (text, _, malformed) = encoding_rs::GBK.decode(&bytes);
+    assert!(!malformed);
+    assert_eq!(
+        text,
+        "<?xml version=\"1.0\" encoding=\"GBK\"?><hz bb=\"1\"><gdbh>工单1@gd</gdbh><qh>浦东新区</qh></hz>"
+    );
+}
+
+#[test]
+fn a_mapping_without_an_invalid_case_fails_its_fixture_coverage() {
+    let program =
+        b". = {\"ticket_no\": string!(.n), \"occurred_at\": \"2026-11-22T09:30:00+08:00\"}\n";
+    let f = Fixture::new(
+        INBOUND,
+        &[
+            ("partner/in.vrl", program),
+            ("partner/fixtures/in/ok.input.json", br#"{"n": "A1"}"#),
+            (
+                "partner/fixtures/in/ok.expected.json",
+                br#"{"ticket_no": "A1", "occurred_at": "2026-11-22T09:30:00+08:00"}"#,
+            ),
+            ("partner/fixtures/in/wrong.input.json", br#"{"n": "A2"}"#),
+            (
+                "partner/fixtures/in/wrong.expected.json",
+                br#"{"ticket_no": "B2", "occurred_at": "2026-11-22T09:30:00+08:00"}"#,
+            ),
+        ],
+    );
+    let set = f.load().unwrap();
+    let outcomes = run_fixtures(&set, &f.catalog());
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.failure.clone().map(|m| format!("[{}] {m}", o.case)))
+        .collect();
+    assert_eq!(failures.len(), 2, "{failures:#?}");
+    assert!(
+        failures[0].starts_with("[wrong] output differs"),
+        "{failures:#?}"
+    );
+    assert!(
+        failures[1].contains("needs at least one passing case and one invalid case; has 2 and 0"),
+        "{failures:#?}"
+    );
+    assert!(f.root().exists());
+}
