@@ -81,6 +81,9 @@ pub struct Contract {
     pub pii: Vec<PiiField>,
     /// Fields holding a point in time (RFC 3339 with offset).
     pub date_times: Vec<DateTimeField>,
+    /// The schema's named types, resolved once for validation.
+    pub(crate) named_types:
+        std::collections::HashMap<apache_avro::schema::Name, apache_avro::Schema>,
 }
 
 impl Contract {
@@ -356,10 +359,11 @@ fn load_file(path: &Path) -> Result<Contract, Vec<Problem>> {
             path: path.to_path_buf(),
             full_name,
             declaration,
-            schema,
             schema_json: json,
             pii: findings.pii,
             date_times: findings.date_times,
+            named_types: record::named_types(&schema),
+            schema,
         }),
         _ => Err(problems),
     }

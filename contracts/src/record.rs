@@ -68,10 +68,9 @@ pub fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), WireError> {
 impl Contract {
     /// Converts `record` into an Avro value of this contract, or lists every problem.
     pub fn to_avro(&self, record: &Json) -> Result<Avro, Vec<RecordError>> {
-        let names = named_types(&self.schema);
         let date_times: BTreeSet<&str> = self.date_times.iter().map(|d| d.path.as_str()).collect();
         let mut walk = Walk {
-            names: &names,
+            names: &self.named_types,
             date_times: &date_times,
             errors: Vec::new(),
         };
@@ -100,7 +99,7 @@ impl Contract {
     }
 }
 
-fn named_types(schema: &Schema) -> HashMap<Name, Schema> {
+pub(crate) fn named_types(schema: &Schema) -> HashMap<Name, Schema> {
     fn collect(s: &Schema, out: &mut HashMap<Name, Schema>) {
         match s {
             Schema::Record(r) => {

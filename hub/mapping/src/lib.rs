@@ -97,7 +97,9 @@ pub struct Mapping {
     /// The partner folder (holds `fixtures/`).
     pub folder: PathBuf,
     program: Arc<Program>,
-    tables: Arc<BTreeMap<String, serde_json::Value>>,
+    /// `%` for every run: `{"tables": {…}}`, built once because converting the tables on every
+    /// record cost more than the program itself.
+    metadata: Arc<vrl::value::Value>,
 }
 
 /// A mapping failure, with a stable code.
@@ -163,7 +165,10 @@ impl MappingSet {
     /// program once, and checks each names a contract of `catalog` whose direction fits.
     pub fn load(root: &Path, catalog: &Catalog) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
-        let tables = Arc::new(load_tables(&root.join("tables"), &mut problems));
+        let tables = load_tables(&root.join("tables"), &mut problems);
+        let metadata = Arc::new(vrl::value::Value::from(serde_json::json!({
+            "tables": serde_json::Value::Object(tables.into_iter().collect()),
+        })));
         let functions = vrl::stdlib::all();
         let mut programs: BTreeMap<PathBuf, Arc<Program>> = BTreeMap::new();
         let mut mappings = Vec::new();
@@ -272,7 +277,7 @@ impl MappingSet {
                     xml_root: entry.xml_root,
                     folder: folder.clone(),
                     program,
-                    tables: Arc::clone(&tables),
+                    metadata: Arc::clone(&metadata),
                 });
             }
         }
@@ -379,23 +384,11 @@ impl Mapping {
         input: serde_json::Value,
         xml_root: Option<&str>,
     ) -> Result<serde_json::Value, MappingError> {
-        let mut metadata = BTreeMap::new();
-        metadata.insert(
-            "tables".to_string(),
-            serde_json::Value::Object(
-                self.tables
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-        );
-        if let Some(root) = xml_root {
-            metadata.insert(
-                "xml_root".to_string(),
-                serde_json::Value::String(root.to_string()),
-            );
+        let mut metadata = (*self.metadata).clone();
+        if let (Some(root), vrl::value::Value::Object(m)) = (xml_root, &mut metadata) {
+            m.insert("xml_root".into(), vrl::value::Value::from(root));
         }
-        self.program.run(input, &metadata).map_err(|e| {
+        self.program.run(input, metadata).map_err(|e| {
             let at = e.line.map(|l| format!("{}:{l}", self.file()));
             self.error("MAPPING_FAILED", at, e.message)
         })

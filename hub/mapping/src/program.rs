@@ -1,6 +1,5 @@
 //! A compiled VRL program, and turning VRL's diagnostics into file-and-line problems.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use vrl::compiler::{Function, Program as VrlProgram, TargetValue, TimeZone};
@@ -74,20 +73,16 @@ impl Program {
         }
     }
 
-    /// Runs the program on `input` (the event, `.`) with `metadata` (`%`); the event after the
-    /// program is the result.
+    /// Runs the program on `input` (the event, `.`) with `metadata` (`%`, an object); the event
+    /// after the program is the result.
     pub fn run(
         &self,
         input: serde_json::Value,
-        metadata: &BTreeMap<String, serde_json::Value>,
+        metadata: VrlValue,
     ) -> Result<serde_json::Value, RunError> {
-        let metadata: serde_json::Map<String, serde_json::Value> = metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let mut target = TargetValue {
             value: VrlValue::from(input),
-            metadata: VrlValue::from(serde_json::Value::Object(metadata)),
+            metadata,
             secrets: Secrets::default(),
         };
         let mut runtime = vrl::compiler::runtime::Runtime::default();
