@@ -46,8 +46,25 @@ pub enum Command {
         #[command(subcommand)]
         action: ContractsAction,
     },
+    /// The SM3-chained audit log in the state store.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Print the version, the git commit and the librdkafka version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Recompute the whole chain; exit 1 and name every break if a record was edited,
+    /// removed, inserted or reordered.
+    Verify,
+    /// Print the newest records.
+    Tail {
+        #[arg(long, short, default_value_t = 20)]
+        n: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +101,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Contracts {
             action: ContractsAction::Check { dir, against },
         } => contracts_check(&dir, against.as_deref()),
+        Command::Audit { action } => with_config(&cli.config, |loaded| {
+            runtime().block_on(audit(loaded, action))
+        }),
         Command::Serve => with_config(&cli.config, |loaded| {
             runtime().block_on(crate::serve::serve(loaded))
         }),
@@ -286,4 +306,56 @@ fn contracts_check(dir: &Path, against: Option<&str>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `hub audit verify|tail`.
+async fn audit(loaded: Loaded<HubConfig>, action: AuditAction) -> ExitCode {
+    let base = loaded.resolve(Path::new("."));
+    let store = match hub_state::StateStore::connect(&loaded.config.state, &base).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match action {
+        AuditAction::Verify => match store.verify_audit().await {
+            Ok(v) if v.problems.is_empty() => {
+                println!("审计链完整 / audit chain intact: {} records", v.records);
+                ExitCode::SUCCESS
+            }
+            Ok(v) => {
+                for p in &v.problems {
+                    eprintln!("{p}");
+                }
+                eprintln!(
+                    "审计链被篡改 / audit chain broken: {} problem(s) in {} records",
+                    v.problems.len(),
+                    v.records
+                );
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        AuditAction::Tail { n } => match store.recent_audit(n).await {
+            Ok(records) => {
+                for r in records.iter().rev() {
+                    println!(
+                        "{:>6} {} {:<24} {:<28} {} {}",
+                        r.seq, r.at_ms, r.actor, r.action, r.subject, r.detail
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+    };
+    store.close().await;
+    code
 }

@@ -79,6 +79,29 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         backend = state.backend().as_str(),
         "state store ready, migrations applied"
     );
+    // Which configuration this instance runs with is a security-relevant fact: record its
+    // digest (not its content: it may hold secrets) and the names of overriding variables.
+    let actor = format!("hub:{instance_id}");
+    let config_digest = std::fs::read(&loaded.path)
+        .map(|b| hub_security::sm::sm3_hex(&b))
+        .unwrap_or_default();
+    let detail = serde_json::json!({
+        "sm3": config_digest,
+        "overrides": loaded.overrides.iter().map(|o| o.var.as_str()).collect::<Vec<_>>(),
+        "version": crate::version_line(),
+    });
+    if let Err(e) = state
+        .append_audit(
+            &actor,
+            "config.loaded",
+            &loaded.path.display().to_string(),
+            &detail,
+        )
+        .await
+    {
+        error!(code = e.code(), error = %e, "cannot write the audit log");
+        return ExitCode::from(1);
+    }
 
     let producer = match Producer::new(&cfg.bus) {
         Ok(p) => p,
@@ -140,6 +163,17 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
 
     let grace = Duration::from_millis(cfg.hub.shutdown_grace_ms);
     let report = lifecycle.drain(Some(&producer), grace).await;
+    let detail = serde_json::json!({
+        "clean": report.is_clean(),
+        "tasks_abandoned": report.tasks_abandoned,
+        "records_unflushed": report.records_unflushed,
+    });
+    if let Err(e) = state
+        .append_audit(&actor, "hub.stopped", &instance_id, &detail)
+        .await
+    {
+        warn!(code = e.code(), error = %e, "stop not recorded in the audit log");
+    }
     state.close().await;
     if report.is_clean() {
         info!("hub stopped cleanly: in-flight work finished, producer flushed");

@@ -217,6 +217,38 @@ async fn serve_becomes_ready_on_the_real_broker_and_stops_cleanly_on_sigterm() {
     let (status, logs) = stop_and_collect_logs(serving);
     assert!(status.success(), "exit {status:?}; logs:\n{logs}");
     assert!(logs.contains("hub stopped cleanly"), "{logs}");
+
+    // The start and the stop are in the audit chain, which verifies; an edit is detected.
+    let config = dir.path().join("hub.toml");
+    let config = config.to_str().unwrap();
+    let out = hub(&["audit", "verify", "--config", config], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("audit chain intact: 2 records"),
+        "{}",
+        text(&out.stdout)
+    );
+    let tail = text(&hub(&["audit", "tail", "--config", config], &[]).stdout);
+    assert!(
+        tail.contains("config.loaded") && tail.contains("hub.stopped"),
+        "{tail}"
+    );
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.path().join("state/hub.db").display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE hub_audit SET actor = 'someone-else' WHERE seq = 1")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let out = hub(&["audit", "verify", "--config", config], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("record 1 was edited"),
+        "{}",
+        text(&out.stderr)
+    );
     // Logs are JSON, one object per line.
     for line in logs.lines() {
         serde_json::from_str::<serde_json::Value>(line)

@@ -81,6 +81,9 @@ macro_rules! on_pool {
     };
 }
 
+mod audit;
+pub use audit::{AuditRecord, AuditVerdict, GENESIS};
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

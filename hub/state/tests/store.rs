@@ -57,7 +57,7 @@ where
 {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = StateSection {
-        url: "sqlite://state/hub.db".into(),
+        url: format!("sqlite://{}", dir.path().join("state/hub.db").display()),
         max_connections: 4,
     };
     let store = StateStore::connect(&sqlite, dir.path()).await.unwrap();
@@ -81,7 +81,7 @@ where
 #[tokio::test]
 async fn migrations_apply_once_on_both_backends() {
     on_both(|store, _| async move {
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1]);
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2]);
         store.heartbeat("hub-a", "0.1.0").await.unwrap();
         store.heartbeat("hub-a", "0.1.1").await.unwrap();
     })
@@ -99,7 +99,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     a.save_cursor("c", "1").await.unwrap();
     a.close().await;
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
-    assert_eq!(b.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2]);
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
 
@@ -208,4 +208,107 @@ async fn a_missing_postgres_database_is_a_clear_error() {
         .expect("connecting to a missing database must fail");
     assert_eq!(err.code(), "STATE_UNAVAILABLE");
     assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+/// Runs one SQL statement on the store's database behind its back (to tamper with it).
+async fn raw(url: &str, sql: &str) {
+    if url.starts_with("sqlite://") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    }
+}
+
+async fn append(store: &StateStore, n: usize) {
+    for i in 0..n {
+        store
+            .append_audit(
+                "hub:test",
+                "config.loaded",
+                "ops/hub.toml",
+                &serde_json::json!({"sm3": format!("{i:064x}")}),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_audit_chain_verifies_when_intact_even_under_concurrent_appends() {
+    on_both(|store, _| async move {
+        assert_eq!(
+            store.verify_audit().await.unwrap().problems,
+            Vec::<String>::new(),
+            "empty log"
+        );
+        append(&store, 3).await;
+        let appends = (0..12).map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.append_audit(
+                    "hub:b",
+                    "auth.signature_invalid",
+                    &format!("app-{i}"),
+                    &serde_json::json!({}),
+                )
+                .await
+                .unwrap()
+            })
+        });
+        let mut seqs: Vec<i64> = Vec::new();
+        for a in appends {
+            seqs.push(a.await.unwrap().seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (4..=15).collect::<Vec<_>>(),
+            "every append got its own place in the chain"
+        );
+        let verdict = store.verify_audit().await.unwrap();
+        assert_eq!(verdict.records, 15);
+        assert!(verdict.problems.is_empty(), "{:?}", verdict.problems);
+        let recent = store.recent_audit(2).await.unwrap();
+        assert_eq!(recent[0].seq, 15);
+        assert_eq!(recent[0].prev_hash, recent[1].hash);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_edited_removed_or_truncated_audit_record_is_detected() {
+    on_both(|store, url| async move {
+        append(&store, 6).await;
+        raw(
+            &url,
+            "UPDATE hub_audit SET detail = '{\"sm3\":\"forged\"}' WHERE seq = 2",
+        )
+        .await;
+        let p = store.verify_audit().await.unwrap().problems;
+        assert_eq!(
+            p,
+            vec!["record 2 was edited: its content does not match its hash".to_string()]
+        );
+
+        raw(&url, "DELETE FROM hub_audit WHERE seq = 4").await;
+        let p = store.verify_audit().await.unwrap().problems.join("\n");
+        assert!(
+            p.contains("record 5 follows record 3: records 4–4 were removed"),
+            "{p}"
+        );
+        assert!(
+            p.contains("record 5 does not follow its predecessor"),
+            "{p}"
+        );
+
+        raw(&url, "DELETE FROM hub_audit WHERE seq = 6").await;
+        let p = store.verify_audit().await.unwrap().problems.join("\n");
+        assert!(
+            p.contains("the chain head says the last record is 6, but the log ends at record 5"),
+            "{p}"
+        );
+    })
+    .await;
 }
