@@ -8,6 +8,7 @@
 //! See `docs/contracts.md` for the conventions.
 
 mod conventions;
+pub mod history;
 mod record;
 mod registry;
 
@@ -135,6 +136,8 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     pub contracts: Vec<Contract>,
+    /// Superseded versions by topic (`contracts/history/`), oldest first.
+    pub history: BTreeMap<String, Vec<history::HistoricVersion>>,
 }
 
 impl Catalog {
@@ -172,8 +175,40 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, Vec<Problem>> {
         }
     }
     check_across(&contracts, &mut problems);
+    let history_dir = history::history_dir_of(dir);
+    let history = match history::load(&history_dir) {
+        Ok(h) => h,
+        Err(mut p) => {
+            problems.append(&mut p);
+            BTreeMap::new()
+        }
+    };
+    for (topic, versions) in &history {
+        let Some(current) = contracts.iter().find(|c| &c.declaration.topic == topic) else {
+            problems.push(Problem {
+                path: history_dir.join(topic),
+                line: None,
+                key: String::new(),
+                message: format!("history of `{topic}`, but no contract declares that topic"),
+            });
+            continue;
+        };
+        if let Some(last) = versions.last() {
+            if last.schema.canonical_form() == current.schema.canonical_form() {
+                problems.push(Problem {
+                    path: last.path.clone(),
+                    line: None,
+                    key: String::new(),
+                    message: format!(
+                        "is the same schema as the current contract {}: history keeps superseded versions only",
+                        current.path.display()
+                    ),
+                });
+            }
+        }
+    }
     if problems.is_empty() {
-        Ok(Catalog { contracts })
+        Ok(Catalog { contracts, history })
     } else {
         Err(problems)
     }

@@ -77,17 +77,31 @@ impl Registry {
         let mut r = Registry::default();
         for c in &catalog.contracts {
             let subject = subject_of(&c.declaration.topic);
-            let id = c.schema_id();
-            let v = SchemaVersion {
-                subject: subject.clone(),
-                version: 1,
-                id,
-                schema: c.schema_json.to_string(),
-            };
-            r.by_id.insert(id, v.clone());
-            r.parsed.insert(id, c.schema.clone());
-            r.modes.insert(subject.clone(), c.declaration.compatibility);
-            r.subjects.entry(subject).or_default().push(v);
+            let past = catalog
+                .history
+                .get(&c.declaration.topic)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let versions = past
+                .iter()
+                .map(|h| (h.schema.clone(), h.schema_json.to_string()))
+                .chain(std::iter::once((
+                    c.schema.clone(),
+                    c.schema_json.to_string(),
+                )));
+            for (n, (schema, text)) in versions.enumerate() {
+                let id = schema_id(&schema);
+                let v = SchemaVersion {
+                    subject: subject.clone(),
+                    version: n as u32 + 1,
+                    id,
+                    schema: text,
+                };
+                r.by_id.insert(id, v.clone());
+                r.parsed.insert(id, schema);
+                r.subjects.entry(subject.clone()).or_default().push(v);
+            }
+            r.modes.insert(subject, c.declaration.compatibility);
         }
         r
     }

@@ -397,3 +397,59 @@ fn decimals_are_compared_by_precision_and_scale() {
         "{rescaled:?}"
     );
 }
+
+#[test]
+fn superseded_versions_stay_resolvable_in_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
+    std::fs::create_dir_all(dir.path().join("history/test.sample.created.v1")).unwrap();
+    std::fs::write(
+        dir.path().join("history/test.sample.created.v1/1.avsc"),
+        GOOD,
+    )
+    .unwrap();
+    let evolved = GOOD.replace(
+        r#"{"name": "id", "type": "string", "doc": "编号 / id"}]"#,
+        r#"{"name": "id", "type": "string", "doc": "编号 / id"}, {"name": "note", "type": ["null", "string"], "default": null, "doc": "备注 / note"}]"#,
+    );
+    std::fs::write(dir.path().join("schemas/sample.avsc"), &evolved).unwrap();
+    let catalog = load_dir(&dir.path().join("schemas")).unwrap();
+    let registry = Registry::from_catalog(&catalog);
+    let subject = "test.sample.created.v1-value";
+    assert_eq!(registry.versions(subject), Some(vec![1, 2]));
+    let v1 = registry.version(subject, VersionRef::Number(1)).unwrap();
+    let v2 = registry.version(subject, VersionRef::Latest).unwrap();
+    assert_ne!(v1.id, v2.id);
+    assert_eq!(v2.id, catalog.contracts[0].schema_id());
+    assert_eq!(
+        registry.by_id(v1.id).unwrap().version,
+        1,
+        "the old id still resolves"
+    );
+
+    // History equal to the current schema, or for a topic without a contract, is refused.
+    std::fs::write(dir.path().join("schemas/sample.avsc"), GOOD).unwrap();
+    let err = load_dir(&dir.path().join("schemas")).unwrap_err();
+    assert!(
+        err[0]
+            .to_string()
+            .contains("history keeps superseded versions only"),
+        "{}",
+        err[0]
+    );
+    std::fs::create_dir_all(dir.path().join("history/test.gone.away.v1")).unwrap();
+    std::fs::write(
+        dir.path().join("history/test.gone.away.v1/1.avsc"),
+        GOOD.replace("test.sample.created.v1", "test.gone.away.v1"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("schemas/sample.avsc"), &evolved).unwrap();
+    let err = load_dir(&dir.path().join("schemas")).unwrap_err();
+    assert!(
+        err[0]
+            .to_string()
+            .contains("no contract declares that topic"),
+        "{}",
+        err[0]
+    );
+}

@@ -130,6 +130,39 @@ pub fn check_against(dir: &Path, reference: &str) -> Result<(Catalog, Vec<String
         for p in compatibility_problems(d.compatibility, &before.schema, &c.schema) {
             problems.push(format!("{at}: topic `{}`: {p}", d.topic));
         }
+        let history = catalog
+            .history
+            .get(&d.topic)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let changed = before.schema.canonical_form() != c.schema.canonical_form();
+        if changed
+            && !history
+                .iter()
+                .any(|h| h.schema.canonical_form() == before.schema.canonical_form())
+        {
+            problems.push(format!(
+                "{at}: topic `{}`: changed without keeping its previous version; copy the file as it is at {reference} to contracts/history/{}/{}.avsc so ids on messages already on Kafka stay resolvable",
+                d.topic,
+                d.topic,
+                history.len() + 1
+            ));
+        }
+        if matches!(
+            d.compatibility,
+            hub_contracts::Compatibility::BackwardTransitive
+                | hub_contracts::Compatibility::ForwardTransitive
+                | hub_contracts::Compatibility::FullTransitive
+        ) {
+            for h in history {
+                for p in compatibility_problems(d.compatibility, &h.schema, &c.schema) {
+                    problems.push(format!(
+                        "{at}: topic `{}`: against version {}: {p}",
+                        d.topic, h.version
+                    ));
+                }
+            }
+        }
         if before.key != d.key {
             problems.push(format!(
                 "{at}: key `x-hub.key`: changed from `{}` to `{}`: records already on `{}` are partitioned by the old key, so one object's events would lose their order; publish a new major version instead",

@@ -69,10 +69,18 @@ fn rewrite(repo: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
+/// Keeps the committed version of the sample as version 1 in the history folder.
+fn keep_history(repo: &Path) {
+    let dir = repo.join("contracts/history/test.sample.created.v1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("1.avsc"), SAMPLE).unwrap();
+}
+
 #[test]
 fn an_unchanged_or_compatibly_evolved_contract_passes() {
     let repo = repo_with_sample();
     assert_eq!(gate(repo.path(), "HEAD").0, Some(0));
+    keep_history(repo.path());
     rewrite(
         repo.path(),
         r#"{"name": "other", "type": "string", "doc": "另一个 / other"}"#,
@@ -85,8 +93,28 @@ fn an_unchanged_or_compatibly_evolved_contract_passes() {
 }
 
 #[test]
+fn an_evolved_contract_must_keep_its_previous_version() {
+    let repo = repo_with_sample();
+    rewrite(
+        repo.path(),
+        r#"{"name": "other", "type": "string", "doc": "另一个 / other"}"#,
+        r#"{"name": "other", "type": "string", "doc": "另一个 / other"},
+    {"name": "note", "type": ["null", "string"], "default": null, "doc": "备注 / note"}"#,
+    );
+    let (code, out) = gate(repo.path(), "HEAD");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("changed without keeping its previous version; copy the file as it is at HEAD to contracts/history/test.sample.created.v1/1.avsc"),
+        "{out}"
+    );
+    keep_history(repo.path());
+    assert_eq!(gate(repo.path(), "HEAD").0, Some(0));
+}
+
+#[test]
 fn a_new_required_field_fails_naming_the_field_and_the_rule() {
     let repo = repo_with_sample();
+    keep_history(repo.path());
     rewrite(
         repo.path(),
         r#"{"name": "other", "type": "string", "doc": "另一个 / other"}"#,
