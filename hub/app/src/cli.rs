@@ -153,6 +153,13 @@ fn check(path: &Path) -> ExitCode {
                         catalog.contracts.len(),
                         catalog.topics().len()
                     );
+                    if let Some(g) = &loaded.config.gateway {
+                        let ring = loaded.resolve(&g.key_ring);
+                        if let Err(e) = hub_security::field::KeyRing::from_file(&ring) {
+                            problems
+                                .push(format!("{}: key `gateway.key_ring`: {e}", path.display()));
+                        }
+                    }
                     let mappings_dir = loaded.resolve(&loaded.config.mappings.dir);
                     match hub_mapping::MappingSet::load(&mappings_dir, &catalog) {
                         Ok(set) => {

@@ -22,6 +22,9 @@ pub struct HubConfig {
     pub contracts: ContractsSection,
     #[serde(default)]
     pub mappings: MappingsSection,
+    /// The partners' entry; absent: the hub takes no pushes (e.g. a pull-only replica).
+    #[serde(default)]
+    pub gateway: Option<hub_gateway::GatewaySection>,
     #[serde(default)]
     pub log: LogSection,
 }
@@ -120,6 +123,9 @@ impl Validate for HubConfig {
         out.extend(self.bus.validate(&join_key(prefix, "bus")));
         out.extend(self.state.validate(&join_key(prefix, "state")));
         out.extend(self.log.validate(&join_key(prefix, "log")));
+        if let Some(g) = &self.gateway {
+            out.extend(g.validate(&join_key(prefix, "gateway")));
+        }
         out
     }
 }

@@ -44,15 +44,18 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
 
     // Mappings are compiled at start so a broken program stops the hub before it takes traffic.
     let mappings_dir = loaded.resolve(&cfg.mappings.dir);
-    match hub_mapping::MappingSet::load(&mappings_dir, &catalog) {
-        Ok(set) => info!(mappings = set.mappings.len(), "mappings compiled"),
+    let mappings = match hub_mapping::MappingSet::load(&mappings_dir, &catalog) {
+        Ok(set) => {
+            info!(mappings = set.mappings.len(), "mappings compiled");
+            Arc::new(set)
+        }
         Err(problems) => {
             for p in &problems {
                 error!(problem = %p, "mapping problem");
             }
             return ExitCode::from(2);
         }
-    }
+    };
 
     let lifecycle = Lifecycle::new();
     if let Err(e) = lifecycle.stop_on_signals() {
@@ -159,6 +162,52 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             error!(error = %e, "admin listener failed");
         }
     });
+    if let Some(gcfg) = &cfg.gateway {
+        let key_ring = loaded.resolve(&gcfg.key_ring);
+        let gateway = match hub_gateway::Gateway::new(
+            gcfg.clone(),
+            &key_ring,
+            Arc::new(catalog.clone()),
+            Arc::clone(&mappings),
+            producer.clone(),
+            state.clone(),
+            actor.clone(),
+        ) {
+            Ok(g) => Arc::new(g),
+            Err(e) => {
+                error!(error = %e, "cannot build the gateway");
+                lifecycle.stop();
+                lifecycle
+                    .drain(Some(&producer), Duration::from_secs(5))
+                    .await;
+                return ExitCode::from(2);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(gcfg.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(listen = %gcfg.listen, error = %e, "cannot open the gateway listener");
+                lifecycle.stop();
+                lifecycle
+                    .drain(Some(&producer), Duration::from_secs(5))
+                    .await;
+                return ExitCode::from(1);
+            }
+        };
+        let stop = lifecycle.token().clone();
+        let router = gateway.router();
+        // Graceful: on a signal the listener closes and requests in flight finish, each
+        // answered after its produce was acknowledged, before the producer is flushed.
+        lifecycle.spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                error!(error = %e, "gateway listener failed");
+            }
+        });
+        warn!(listen = %gcfg.listen, "gateway serving plain HTTP (TLS is not built yet): use only behind a TLS proxy or locally");
+    }
     info!(admin = %cfg.admin.listen, "hub running");
 
     let grace = Duration::from_millis(cfg.hub.shutdown_grace_ms);

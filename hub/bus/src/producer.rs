@@ -65,6 +65,11 @@ impl Producer {
         }
     }
 
+    /// How long one record may take to be acknowledged before it is reported failed.
+    pub fn delivery_timeout(&self) -> Duration {
+        self.queue_timeout
+    }
+
     /// Records handed to librdkafka and not yet acknowledged or failed.
     pub fn in_flight(&self) -> i32 {
         self.inner.in_flight_count()

@@ -82,7 +82,9 @@ macro_rules! on_pool {
 }
 
 mod audit;
+mod receipts;
 pub use audit::{AuditRecord, AuditVerdict, GENESIS};
+pub use receipts::Receipt;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

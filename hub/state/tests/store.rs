@@ -81,7 +81,7 @@ where
 #[tokio::test]
 async fn migrations_apply_once_on_both_backends() {
     on_both(|store, _| async move {
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2]);
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3]);
         store.heartbeat("hub-a", "0.1.0").await.unwrap();
         store.heartbeat("hub-a", "0.1.1").await.unwrap();
     })
@@ -99,7 +99,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     a.save_cursor("c", "1").await.unwrap();
     a.close().await;
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
-    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3]);
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
 
@@ -309,6 +309,87 @@ async fn an_edited_removed_or_truncated_audit_record_is_detected() {
             p.contains("the chain head says the last record is 6, but the log ends at record 5"),
             "{p}"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_retried_push_finds_the_first_receipt() {
+    use hub_state::Receipt;
+    on_both(|store, _| async move {
+        let first = store
+            .claim_receipt("app", "p-1", "m-1", "t", 30_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            Receipt::Claimed {
+                message_id: "m-1".into()
+            }
+        );
+        assert_eq!(
+            store
+                .claim_receipt("app", "p-1", "m-2", "t", 30_000)
+                .await
+                .unwrap(),
+            Receipt::InProgress
+        );
+        store.complete_receipt("app", "p-1").await.unwrap();
+        assert_eq!(
+            store
+                .claim_receipt("app", "p-1", "m-3", "t", 30_000)
+                .await
+                .unwrap(),
+            Receipt::Done {
+                message_id: "m-1".into(),
+                topic: "t".into()
+            }
+        );
+        // A failed attempt releases its claim: the retry is processed afresh.
+        store
+            .claim_receipt("app", "p-2", "m-4", "t", 30_000)
+            .await
+            .unwrap();
+        store.release_receipt("app", "p-2").await.unwrap();
+        assert_eq!(
+            store
+                .claim_receipt("app", "p-2", "m-5", "t", 30_000)
+                .await
+                .unwrap(),
+            Receipt::Claimed {
+                message_id: "m-5".into()
+            }
+        );
+        // A pending claim whose producer died is taken over, keeping its message id.
+        store
+            .claim_receipt("app", "p-3", "m-6", "t", 30_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_receipt("app", "p-3", "m-7", "t", 0)
+                .await
+                .unwrap(),
+            Receipt::Claimed {
+                message_id: "m-6".into()
+            }
+        );
+        // Concurrent first pushes: exactly one claims.
+        let claims = (0..8).map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.claim_receipt("app", "p-4", &format!("c-{i}"), "t", 30_000)
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut claimed = 0;
+        for c in claims {
+            if matches!(c.await.unwrap(), Receipt::Claimed { .. }) {
+                claimed += 1;
+            }
+        }
+        assert_eq!(claimed, 1);
     })
     .await;
 }

@@ -63,6 +63,11 @@ impl Drop for Serving {
 }
 
 pub fn start_serving(dir: &Path, bootstrap: &str) -> Serving {
+    start_serving_with(dir, bootstrap, "")
+}
+
+/// Like [`start_serving`], with more configuration appended (e.g. a `[gateway]` section).
+pub fn start_serving_with(dir: &Path, bootstrap: &str, extra: &str) -> Serving {
     let port = free_port();
     let contracts = repo().join("contracts/schemas");
     let path = write_config(
@@ -70,7 +75,7 @@ pub fn start_serving(dir: &Path, bootstrap: &str) -> Serving {
         &format!(
             "[admin]\nlisten = \"127.0.0.1:{port}\"\n[bus]\nbootstrap_servers = \"{bootstrap}\"\n\
              [state]\nurl = \"sqlite://state/hub.db\"\n[contracts]\ndir = \"{}\"\n\
-             [mappings]\ndir = \"{}\"\n[log]\nformat = \"json\"\n",
+             [mappings]\ndir = \"{}\"\n[log]\nformat = \"json\"\n{extra}",
             contracts.display(),
             repo().join("mappings").display()
         ),

@@ -1,0 +1,478 @@
+//! The gateway on a running hub, against the real broker: a signed push lands on its topic as
+//! a Confluent-framed contract record with its personal fields sealed; every refusal answers
+//! its status and code; replays and retried pushes produce nothing twice; a request signed by
+//! Python gmssl is accepted; no personal data reaches the logs or Kafka in clear text.
+
+mod support;
+
+use std::time::Duration;
+
+use hub_security::field::{FieldCipher, KeyRing};
+use hub_security::signing::{RequestParts, SignatureMethod, SigningCredential};
+use hub_security::sm::Sm2PrivateKey;
+use serde_json::{json, Value};
+use support::*;
+
+const SECRET: &str = "test-only-hmac-secret-0123456789";
+const DISPATCH: &str = "/v1/hotline12345/dispatch_json";
+
+struct Hub {
+    serving: Serving,
+    gateway: String,
+    sm2: Sm2PrivateKey,
+    _dir: tempfile::TempDir,
+}
+
+fn start() -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sm2 = Sm2PrivateKey::generate();
+    let extra = format!(
+        "[gateway]\nlisten = \"127.0.0.1:{port}\"\nplain_http = true\nmax_body_bytes = 65536\n\
+         key_ring = \"{}\"\n\
+         [[gateway.apps]]\napp_id = \"hotline-test\"\npartner = \"hotline12345\"\nhmac_secret = \"{SECRET}\"\n\
+         sm2_public_key = \"{}\"\nrate_per_second = 1000\nburst = 1000\n\
+         [[gateway.apps]]\napp_id = \"elicense-test\"\npartner = \"elicense\"\nhmac_secret = \"{SECRET}\"\n",
+        repo().join("ops/dev-keyring.toml").display(),
+        sm2.public_key_hex()
+    );
+    let serving = start_serving_with(dir.path(), &kafka(), &extra);
+    Hub {
+        serving,
+        gateway: format!("http://127.0.0.1:{port}"),
+        sm2,
+        _dir: dir,
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(repo().join("mappings/hotline12345/fixtures").join(path)).unwrap()
+}
+
+/// Sends `body` to `path`, signed by `app` with HMAC-SM3 at `ts`, plus `extra` headers.
+async fn push(
+    hub: &Hub,
+    app: &str,
+    path: &str,
+    body: &[u8],
+    ts: i64,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let headers = SigningCredential::HmacSm3 {
+        secret: SECRET.as_bytes().to_vec(),
+    }
+    .sign_request(app, "POST", path, "", body, ts);
+    send(hub, path, body, headers, extra).await
+}
+
+async fn send(
+    hub: &Hub,
+    path: &str,
+    body: &[u8],
+    headers: Vec<(&'static str, String)>,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", hub.gateway))
+        .body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_ready(hub: &Hub) {
+    wait_for_status(
+        &format!("{}/readyz", hub.serving.admin),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+/// Reads `topic` from the beginning with a fresh group until the record with `message_id`.
+async fn find_on_kafka(topic: &str, message_id: &str) -> Vec<hub_bus::Delivery> {
+    let bus = hub_config::sections::BusSection {
+        bootstrap_servers: kafka(),
+        client_id: "gateway-test".into(),
+        compression: hub_config::sections::Compression::Lz4,
+        delivery_timeout_ms: 30_000,
+        linger_ms: 0,
+        session_timeout_ms: 10_000,
+        replication_factor: 1,
+        librdkafka: Default::default(),
+    };
+    let group = format!("gateway-test-{}", uuid::Uuid::new_v4().simple());
+    let consumer = hub_bus::Consumer::new(&bus, &group, &[topic]).unwrap();
+    let mut found = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Before the record shows up, wait up to the deadline; after, read on until the topic
+        // has been quiet for 3 s, so a duplicate written after it would be seen too.
+        let wait = if found.is_empty() {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        } else {
+            Duration::from_secs(3)
+        };
+        match tokio::time::timeout(wait, consumer.next()).await {
+            Ok(Ok(d)) => {
+                if d.envelope
+                    .as_ref()
+                    .is_ok_and(|e| e.message_id.to_string() == message_id)
+                {
+                    found.push(d);
+                }
+            }
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => return found,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_signed_dispatch_lands_on_kafka_sealed_framed_and_enveloped() {
+    let hub = start();
+    wait_ready(&hub).await;
+    let body = fixture("dispatch_json/normal.input.json");
+    let (status, answer) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &body,
+        now_ms(),
+        &[("x-correlation-id", "case-42")],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["code"], "ACCEPTED");
+    assert_eq!(answer["topic"], "hotline.ticket.dispatched.v1");
+    let message_id = answer["message_id"].as_str().unwrap().to_string();
+
+    let found = find_on_kafka("hotline.ticket.dispatched.v1", &message_id).await;
+    assert_eq!(found.len(), 1, "exactly one record for the push");
+    let d = &found[0];
+    let env = d.envelope.as_ref().unwrap();
+    assert_eq!(env.object_id, "GD20261122000123");
+    assert_eq!(d.key.as_deref(), Some("GD20261122000123".as_bytes()));
+    assert_eq!(env.event_type, "hotline.ticket.dispatched");
+    assert_eq!(env.contract_version, 1);
+    assert_eq!(env.source_adapter, "hotline12345");
+    assert_eq!(env.partner, "hotline-test");
+    assert_eq!(env.correlation_id, "case-42");
+    assert_eq!(env.occurred_at.to_rfc3339(), "2026-11-22T09:30:00+08:00");
+
+    // No personal data in clear anywhere in the record's bytes.
+    let value = d.payload.as_ref().unwrap();
+    for clear in ["13800138000", "张三", "浦东新区张江路 100 号"] {
+        assert!(
+            !String::from_utf8_lossy(value).contains(clear),
+            "{clear} is on Kafka in clear text"
+        );
+    }
+    // Confluent framing with the contract's id, and sealed fields that open with the key ring.
+    let catalog = hub_contracts::load_dir(&repo().join("contracts/schemas")).unwrap();
+    let contract = catalog
+        .contracts
+        .iter()
+        .find(|c| c.declaration.topic == "hotline.ticket.dispatched.v1")
+        .unwrap();
+    let (id, datum) = hub_contracts::unframe(value).unwrap();
+    assert_eq!(id, contract.schema_id());
+    let apache_avro::types::Value::Record(fields) = contract.decode(datum).unwrap() else {
+        panic!("a record")
+    };
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).unwrap().1.clone();
+    let apache_avro::types::Value::Union(_, phone) = field("caller_phone") else {
+        panic!("a union")
+    };
+    let apache_avro::types::Value::String(sealed) = *phone else {
+        panic!("a string")
+    };
+    assert!(sealed.starts_with("sm4gcm:v1:dev-2026-11:"), "{sealed}");
+    let ring = KeyRing::from_file(&repo().join("ops/dev-keyring.toml")).unwrap();
+    let opened = FieldCipher::new(ring)
+        .open("hotline.ticket.dispatched.v1/caller_phone", &sealed)
+        .unwrap();
+    assert_eq!(opened, "13800138000");
+    assert_eq!(
+        field("title"),
+        apache_avro::types::Value::String("张江路路灯不亮且积水".into())
+    );
+
+    // The GBK XML variant goes through the same entry.
+    let (status, answer) = push(
+        &hub,
+        "hotline-test",
+        "/v1/hotline12345/dispatch_xml",
+        &fixture("dispatch_xml/normal_gbk.input.xml"),
+        now_ms(),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+    for clear in ["13800138000", "张三", "李四", "021-64000000"] {
+        assert!(!logs.contains(clear), "{clear} appears in the hub's logs");
+    }
+    assert!(
+        logs.contains("\"code\":\"ACCEPTED\""),
+        "an access-log line per request"
+    );
+}
+
+#[tokio::test]
+async fn every_refusal_answers_its_status_and_code() {
+    let hub = start();
+    wait_ready(&hub).await;
+    let body = fixture("dispatch_json/normal.input.json");
+    let code = |v: &Value| v["code"].as_str().unwrap_or_default().to_string();
+
+    let (s, v) = send(&hub, DISPATCH, &body, vec![], &[]).await;
+    assert_eq!((s, code(&v)), (401, "AUTH_HEADERS_MISSING".into()));
+    assert!(
+        v["message_zh"].as_str().is_some()
+            && v["message_en"].as_str().is_some()
+            && v["request_id"].as_str().is_some(),
+        "{v}"
+    );
+
+    let (s, v) = push(&hub, "nobody", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!((s, code(&v)), (401, "AUTH_APP_UNKNOWN".into()));
+
+    let mut headers = SigningCredential::HmacSm3 {
+        secret: b"a-wrong-secret-of-enough-length".to_vec(),
+    }
+    .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
+    let (s, v) = send(&hub, DISPATCH, &body, headers.clone(), &[]).await;
+    assert_eq!((s, code(&v)), (401, "AUTH_SIGNATURE_INVALID".into()));
+    headers.retain(|(k, _)| *k != "x-hub-signature-method");
+    headers.push(("x-hub-signature-method", "RSA-SHA256".into()));
+    let (s, v) = send(&hub, DISPATCH, &body, headers, &[]).await;
+    assert_eq!((s, code(&v)), (401, "AUTH_METHOD_UNSUPPORTED".into()));
+
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &body,
+        now_ms() - 3_600_000,
+        &[],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (401, "AUTH_TIMESTAMP_OUT_OF_WINDOW".into()));
+
+    // The same signed request twice: the second is a replay.
+    let signed = SigningCredential::HmacSm3 {
+        secret: SECRET.as_bytes().to_vec(),
+    }
+    .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
+    let (s, _) = send(&hub, DISPATCH, &body, signed.clone(), &[]).await;
+    assert_eq!(s, 200);
+    let (s, v) = send(&hub, DISPATCH, &body, signed, &[]).await;
+    assert_eq!((s, code(&v)), (409, "AUTH_REPLAY".into()));
+
+    // A correctly signed request from another partner's app may not use this route.
+    let (s, v) = push(&hub, "elicense-test", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!((s, code(&v)), (403, "AUTH_PARTNER_MISMATCH".into()));
+
+    let big = vec![b' '; 70_000];
+    let (s, v) = push(&hub, "hotline-test", DISPATCH, &big, now_ms(), &[]).await;
+    assert_eq!((s, code(&v)), (413, "BODY_TOO_LARGE".into()));
+
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        "/v1/hotline12345/no_such_mapping",
+        &body,
+        now_ms(),
+        &[],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (404, "ROUTE_NOT_FOUND".into()));
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        "/v1/hotline12345/sign_json",
+        &body,
+        now_ms(),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (404, "ROUTE_NOT_FOUND".into()),
+        "outbound mappings are not entries"
+    );
+
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        b"{\"gdbh\": ",
+        now_ms(),
+        &[],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (400, "MAPPING_INPUT_UNREADABLE".into()));
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &fixture("dispatch_json/unknown_district.input.json"),
+        now_ms(),
+        &[],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (422, "MAPPING_FAILED".into()));
+    assert!(
+        v["detail"]["at"]
+            .as_str()
+            .unwrap()
+            .starts_with("dispatch.inbound.vrl:"),
+        "{v}"
+    );
+
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &body,
+        now_ms(),
+        &[("x-partner-message-id", "has space")],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (400, "PARTNER_MESSAGE_ID_INVALID".into()));
+
+    let config = hub.serving_config();
+    let Hub {
+        serving, _dir: dir, ..
+    } = hub;
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "{logs}");
+    // Security events are in the audit chain.
+    let tail = text(&support::hub(&["audit", "tail", "-n", "50", "--config", &config], &[]).stdout);
+    for action in [
+        "auth.app_unknown",
+        "auth.signature_invalid",
+        "auth.timestamp_out_of_window",
+        "auth.replay",
+        "auth.partner_mismatch",
+    ] {
+        assert!(tail.contains(action), "{action} not audited:\n{tail}");
+    }
+    let verify = support::hub(&["audit", "verify", "--config", &config], &[]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    drop(dir);
+}
+
+impl Hub {
+    fn serving_config(&self) -> String {
+        self._dir
+            .path()
+            .join("hub.toml")
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_retried_push_with_the_same_partner_message_id_produces_one_event() {
+    let hub = start();
+    wait_ready(&hub).await;
+    let body = fixture("dispatch_json/anonymous_no_attachments.input.json");
+    let pmid = format!("12345-{}", uuid::Uuid::new_v4().simple());
+    let (s1, first) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &body,
+        now_ms(),
+        &[("x-partner-message-id", &pmid)],
+    )
+    .await;
+    let (s2, second) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &body,
+        now_ms(),
+        &[("x-partner-message-id", &pmid)],
+    )
+    .await;
+    assert_eq!((s1, s2), (200, 200), "{first} {second}");
+    assert_eq!(first["message_id"], second["message_id"]);
+    assert_eq!(
+        (first["duplicate"].clone(), second["duplicate"].clone()),
+        (json!(false), json!(true))
+    );
+    let found = find_on_kafka(
+        "hotline.ticket.dispatched.v1",
+        first["message_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(found.len(), 1, "one event for two pushes");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn a_request_signed_by_python_gmssl_is_accepted() {
+    let python = std::env::var("HUB_TEST_PYTHON")
+        .expect("HUB_TEST_PYTHON is not set: run the tests with ops/test.sh");
+    let hub = start();
+    wait_ready(&hub).await;
+    let body = fixture("dispatch_json/normal.input.json");
+    let ts = now_ms();
+    let nonce = format!("{}", uuid::Uuid::new_v4().simple());
+    let parts = RequestParts {
+        method: SignatureMethod::Sm2Sm3,
+        http_method: "POST",
+        path: DISPATCH,
+        raw_query: "",
+        app_id: "hotline-test",
+        timestamp_ms: ts,
+        nonce: &nonce,
+        body: &body,
+    };
+    let canonical = parts.canonical();
+    // The partner's side: gmssl signs the canonical string with the app's SM2 key.
+    let script = repo().join("tests/python/gmssl_interop.py");
+    let ops = json!([{
+        "op": "sm2_sign",
+        "private_key": hex::encode(hub.sm2.to_bytes()),
+        "public_key": &hub.sm2.public_key_hex()[2..],
+        "data": hex::encode(canonical.as_bytes()),
+    }]);
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), ops.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let signature: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let headers = vec![
+        ("x-hub-app-id", "hotline-test".to_string()),
+        ("x-hub-timestamp", ts.to_string()),
+        ("x-hub-nonce", nonce.clone()),
+        ("x-hub-signature-method", "SM2-SM3".to_string()),
+        ("x-hub-signature", signature[0].clone()),
+    ];
+    let (status, answer) = send(&hub, DISPATCH, &body, headers, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}

@@ -1,0 +1,151 @@
+//! `[gateway]`: the partners' entry.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use hub_config::{join_key, Invalid, Validate};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Where partners connect.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Serve plain HTTP. TLS on the ingress (rustls, mutual TLS per partner) is not built yet,
+    /// so this must be `true`; it exists so that turning TLS on later is an explicit change.
+    #[serde(default)]
+    pub plain_http: bool,
+    /// How far a request's timestamp may be from the hub's clock, either way (ms).
+    #[serde(default = "default_window")]
+    pub timestamp_window_ms: u64,
+    /// Largest accepted body; larger answers 413.
+    #[serde(default = "default_body_limit")]
+    pub max_body_bytes: usize,
+    /// How long a body may take to arrive; slower answers 408.
+    #[serde(default = "default_read_timeout")]
+    pub body_timeout_ms: u64,
+    /// Requests handled at once across all partners; more answer 503 with Retry-After.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_requests: usize,
+    /// Key ring file for the field encryption of personal data (`docs/security.md`).
+    pub key_ring: PathBuf,
+    /// The partner systems allowed in, with their credentials.
+    #[serde(default)]
+    pub apps: Vec<AppSection>,
+}
+
+/// One partner system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    pub app_id: String,
+    /// The partner (adapter folder / mapping partner) whose routes this app may call.
+    pub partner: String,
+    /// Shared secret for HMAC-SM3 (set it from the environment in production:
+    /// `HUB_GATEWAY__APPS` cannot address one array element, so keep secrets out of the
+    /// committed file by using a separate, protected config file).
+    #[serde(default)]
+    pub hmac_secret: Option<String>,
+    /// SM2 public key, hex of `04‖x‖y` or `x‖y`.
+    #[serde(default)]
+    pub sm2_public_key: Option<String>,
+    /// Sustained requests per second for this app.
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Burst above the sustained rate.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9480))
+}
+fn default_window() -> u64 {
+    300_000
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+fn default_read_timeout() -> u64 {
+    10_000
+}
+fn default_concurrency() -> usize {
+    1024
+}
+fn default_rate() -> u32 {
+    200
+}
+fn default_burst() -> u32 {
+    400
+}
+
+impl Validate for GatewaySection {
+    fn validate(&self, prefix: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        if !self.plain_http {
+            out.push(Invalid::new(
+                join_key(prefix, "plain_http"),
+                "TLS on the ingress is not implemented yet (gateway issue): set plain_http = true, and only behind a TLS-terminating proxy or for local development",
+            ));
+        }
+        if !(1_000..=3_600_000).contains(&self.timestamp_window_ms) {
+            out.push(Invalid::new(
+                join_key(prefix, "timestamp_window_ms"),
+                "must be within 1000..=3600000",
+            ));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
+            out.push(Invalid::new(
+                join_key(prefix, "max_body_bytes"),
+                "must be within 1 KiB..=64 MiB",
+            ));
+        }
+        if self.max_concurrent_requests == 0 {
+            out.push(Invalid::new(
+                join_key(prefix, "max_concurrent_requests"),
+                "must be at least 1",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = |k: &str| join_key(prefix, &format!("apps[{i}].{k}"));
+            if !seen.insert(app.app_id.clone()) {
+                out.push(Invalid::new(
+                    key("app_id"),
+                    format!("`{}` is declared twice", app.app_id),
+                ));
+            }
+            if app.hmac_secret.is_none() && app.sm2_public_key.is_none() {
+                out.push(Invalid::new(
+                    key("app_id"),
+                    "needs hmac_secret or sm2_public_key",
+                ));
+            }
+            if app.hmac_secret.as_ref().is_some_and(|s| s.len() < 16) {
+                out.push(Invalid::new(
+                    key("hmac_secret"),
+                    "must be at least 16 bytes",
+                ));
+            }
+            if let Some(k) = &app.sm2_public_key {
+                let ok = hex::decode(k.trim())
+                    .is_ok_and(|b| b.len() == 64 || (b.len() == 65 && b[0] == 4));
+                if !ok {
+                    out.push(Invalid::new(
+                        key("sm2_public_key"),
+                        "must be hex of 04‖x‖y (130 digits) or x‖y (128)",
+                    ));
+                }
+            }
+            if app.rate_per_second == 0 || app.burst == 0 {
+                out.push(Invalid::new(
+                    key("rate_per_second"),
+                    "rate and burst must be at least 1",
+                ));
+            }
+        }
+        out
+    }
+}

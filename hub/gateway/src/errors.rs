@@ -1,0 +1,286 @@
+//! Unified error answers: every refusal, from any route, has one shape and a stable code.
+//!
+//! ```json
+//! {"code": "AUTH_SIGNATURE_INVALID", "message_zh": "签名验证失败", "message_en": "the signature does not verify", "request_id": "…"}
+//! ```
+//!
+//! `docs/errors.md` lists every code; a test checks the page against [`ErrorCode::ALL`].
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// Every code the gateway answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    AuthHeadersMissing,
+    AuthMethodUnsupported,
+    AuthAppUnknown,
+    AuthMethodNotAllowed,
+    AuthPartnerMismatch,
+    AuthTimestampOutOfWindow,
+    AuthNonceInvalid,
+    AuthSignatureInvalid,
+    AuthReplay,
+    RateLimited,
+    Overloaded,
+    BodyTooLarge,
+    BodyTimeout,
+    RouteNotFound,
+    PartnerMessageIdInvalid,
+    IngestInProgress,
+    MappingInputUnreadable,
+    MappingFailed,
+    MappingOutputInvalid,
+    PersonalDataUnprotected,
+    BusUnavailable,
+    StateUnavailable,
+}
+
+impl ErrorCode {
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::AuthHeadersMissing,
+        ErrorCode::AuthMethodUnsupported,
+        ErrorCode::AuthAppUnknown,
+        ErrorCode::AuthMethodNotAllowed,
+        ErrorCode::AuthPartnerMismatch,
+        ErrorCode::AuthTimestampOutOfWindow,
+        ErrorCode::AuthNonceInvalid,
+        ErrorCode::AuthSignatureInvalid,
+        ErrorCode::AuthReplay,
+        ErrorCode::RateLimited,
+        ErrorCode::Overloaded,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::BodyTimeout,
+        ErrorCode::RouteNotFound,
+        ErrorCode::PartnerMessageIdInvalid,
+        ErrorCode::IngestInProgress,
+        ErrorCode::MappingInputUnreadable,
+        ErrorCode::MappingFailed,
+        ErrorCode::MappingOutputInvalid,
+        ErrorCode::PersonalDataUnprotected,
+        ErrorCode::BusUnavailable,
+        ErrorCode::StateUnavailable,
+    ];
+
+    /// The stable code string.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorCode::AuthHeadersMissing => "AUTH_HEADERS_MISSING",
+            ErrorCode::AuthMethodUnsupported => "AUTH_METHOD_UNSUPPORTED",
+            ErrorCode::AuthAppUnknown => "AUTH_APP_UNKNOWN",
+            ErrorCode::AuthMethodNotAllowed => "AUTH_METHOD_NOT_ALLOWED",
+            ErrorCode::AuthPartnerMismatch => "AUTH_PARTNER_MISMATCH",
+            ErrorCode::AuthTimestampOutOfWindow => "AUTH_TIMESTAMP_OUT_OF_WINDOW",
+            ErrorCode::AuthNonceInvalid => "AUTH_NONCE_INVALID",
+            ErrorCode::AuthSignatureInvalid => "AUTH_SIGNATURE_INVALID",
+            ErrorCode::AuthReplay => "AUTH_REPLAY",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Overloaded => "OVERLOADED",
+            ErrorCode::BodyTooLarge => "BODY_TOO_LARGE",
+            ErrorCode::BodyTimeout => "BODY_TIMEOUT",
+            ErrorCode::RouteNotFound => "ROUTE_NOT_FOUND",
+            ErrorCode::PartnerMessageIdInvalid => "PARTNER_MESSAGE_ID_INVALID",
+            ErrorCode::IngestInProgress => "INGEST_IN_PROGRESS",
+            ErrorCode::MappingInputUnreadable => "MAPPING_INPUT_UNREADABLE",
+            ErrorCode::MappingFailed => "MAPPING_FAILED",
+            ErrorCode::MappingOutputInvalid => "MAPPING_OUTPUT_INVALID",
+            ErrorCode::PersonalDataUnprotected => "PERSONAL_DATA_UNPROTECTED",
+            ErrorCode::BusUnavailable => "BUS_UNAVAILABLE",
+            ErrorCode::StateUnavailable => "STATE_UNAVAILABLE",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::AuthHeadersMissing
+            | ErrorCode::AuthMethodUnsupported
+            | ErrorCode::AuthAppUnknown
+            | ErrorCode::AuthMethodNotAllowed
+            | ErrorCode::AuthTimestampOutOfWindow
+            | ErrorCode::AuthNonceInvalid
+            | ErrorCode::AuthSignatureInvalid => StatusCode::UNAUTHORIZED,
+            ErrorCode::AuthPartnerMismatch => StatusCode::FORBIDDEN,
+            ErrorCode::AuthReplay | ErrorCode::IngestInProgress => StatusCode::CONFLICT,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Overloaded | ErrorCode::BusUnavailable | ErrorCode::StateUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::PersonalDataUnprotected => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RouteNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::PartnerMessageIdInvalid | ErrorCode::MappingInputUnreadable => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::MappingFailed | ErrorCode::MappingOutputInvalid => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+        }
+    }
+
+    /// Chinese, then English.
+    pub fn messages(self) -> (&'static str, &'static str) {
+        match self {
+            ErrorCode::AuthHeadersMissing => ("缺少签名请求头", "a signature header is missing"),
+            ErrorCode::AuthMethodUnsupported => (
+                "不支持的签名方法",
+                "the signature method is not HMAC-SM3 or SM2-SM3",
+            ),
+            ErrorCode::AuthAppUnknown => ("未知的应用标识", "unknown app id"),
+            ErrorCode::AuthMethodNotAllowed => (
+                "该应用未配置此签名方法的凭据",
+                "this app has no credential for that signature method",
+            ),
+            ErrorCode::AuthPartnerMismatch => (
+                "该应用无权调用此合作方的接口",
+                "this app may not call this partner's routes",
+            ),
+            ErrorCode::AuthTimestampOutOfWindow => (
+                "时间戳超出允许范围",
+                "the timestamp is outside the allowed window",
+            ),
+            ErrorCode::AuthNonceInvalid => (
+                "随机数格式不正确",
+                "the nonce must be 16-64 characters of A-Z a-z 0-9 - _",
+            ),
+            ErrorCode::AuthSignatureInvalid => ("签名验证失败", "the signature does not verify"),
+            ErrorCode::AuthReplay => (
+                "重复的请求（随机数已使用）",
+                "replayed request: the nonce was already used",
+            ),
+            ErrorCode::RateLimited => (
+                "请求过于频繁，请稍后重试",
+                "too many requests; retry after the indicated time",
+            ),
+            ErrorCode::Overloaded => ("服务繁忙，请稍后重试", "the hub is busy; retry shortly"),
+            ErrorCode::BodyTooLarge => ("请求体过大", "the request body is too large"),
+            ErrorCode::BodyTimeout => ("请求体接收超时", "the request body did not arrive in time"),
+            ErrorCode::RouteNotFound => ("接口不存在", "no such route"),
+            ErrorCode::PartnerMessageIdInvalid => (
+                "合作方报文标识格式不正确",
+                "the partner message id must be 1-128 printable ASCII characters",
+            ),
+            ErrorCode::IngestInProgress => (
+                "同一报文正在处理中，请稍后重试",
+                "the same message is being processed; retry shortly",
+            ),
+            ErrorCode::MappingInputUnreadable => ("报文无法解析", "the payload cannot be read"),
+            ErrorCode::MappingFailed => (
+                "报文内容不符合约定",
+                "the payload does not follow the agreed format",
+            ),
+            ErrorCode::MappingOutputInvalid => (
+                "报文转换结果不符合契约",
+                "the mapped record does not satisfy its contract",
+            ),
+            ErrorCode::PersonalDataUnprotected => (
+                "个人信息无法加密，报文未接收",
+                "personal data could not be encrypted; nothing was accepted",
+            ),
+            ErrorCode::BusUnavailable => (
+                "消息总线暂不可用，请稍后重试",
+                "the message bus is unavailable; retry shortly",
+            ),
+            ErrorCode::StateUnavailable => (
+                "状态存储暂不可用，请稍后重试",
+                "the state store is unavailable; retry shortly",
+            ),
+        }
+    }
+}
+
+/// An error answer: the code, an optional detail (never personal data), the request id, and
+/// an optional Retry-After in seconds.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: Option<Value>,
+    pub request_id: String,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, request_id: &str) -> Self {
+        Self {
+            code,
+            detail: None,
+            request_id: request_id.to_string(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (zh, en) = self.code.messages();
+        let mut body = json!({
+            "code": self.code.code(),
+            "message_zh": zh,
+            "message_en": en,
+            "request_id": self.request_id,
+        });
+        if let Some(d) = self.detail {
+            body["detail"] = d;
+        }
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ALL` must hold every variant: this match fails to compile when one is added without
+    /// a place here, and the assertion fails when `ALL` misses it.
+    #[test]
+    fn all_lists_every_variant_once() {
+        let place = |c: ErrorCode| -> usize {
+            match c {
+                ErrorCode::AuthHeadersMissing => 0,
+                ErrorCode::AuthMethodUnsupported => 1,
+                ErrorCode::AuthAppUnknown => 2,
+                ErrorCode::AuthMethodNotAllowed => 3,
+                ErrorCode::AuthPartnerMismatch => 4,
+                ErrorCode::AuthTimestampOutOfWindow => 5,
+                ErrorCode::AuthNonceInvalid => 6,
+                ErrorCode::AuthSignatureInvalid => 7,
+                ErrorCode::AuthReplay => 8,
+                ErrorCode::RateLimited => 9,
+                ErrorCode::Overloaded => 10,
+                ErrorCode::BodyTooLarge => 11,
+                ErrorCode::BodyTimeout => 12,
+                ErrorCode::RouteNotFound => 13,
+                ErrorCode::PartnerMessageIdInvalid => 14,
+                ErrorCode::IngestInProgress => 15,
+                ErrorCode::MappingInputUnreadable => 16,
+                ErrorCode::MappingFailed => 17,
+                ErrorCode::MappingOutputInvalid => 18,
+                ErrorCode::PersonalDataUnprotected => 19,
+                ErrorCode::BusUnavailable => 20,
+                ErrorCode::StateUnavailable => 21,
+            }
+        };
+        assert_eq!(ErrorCode::ALL.len(), 22);
+        for (i, c) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(place(*c), i);
+        }
+    }
+}

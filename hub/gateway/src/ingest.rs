@@ -1,0 +1,375 @@
+//! The ingest pipeline behind `POST /v1/{partner}/{mapping}`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hub_bus::{now_shanghai, Envelope};
+use hub_mapping::Direction;
+use hub_state::Receipt;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::auth::authenticate;
+use crate::errors::{ApiError, ErrorCode};
+use crate::pii::seal_record;
+use crate::Gateway;
+
+/// Header a partner may send to make a push idempotent.
+pub const PARTNER_MESSAGE_ID: &str = "x-partner-message-id";
+
+/// The outcome of a request, for its access-log line.
+struct Outcome {
+    status: StatusCode,
+    code: &'static str,
+    app: Option<String>,
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+pub(crate) async fn not_found(request: Request) -> Response {
+    let id = request_id(request.headers());
+    ApiError::new(ErrorCode::RouteNotFound, &id).into_response()
+}
+
+pub(crate) async fn ingest(
+    State(gw): State<Arc<Gateway>>,
+    Path((partner, mapping)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let id = request_id(request.headers());
+    let route = format!("{partner}/{mapping}");
+    let (response, outcome, size) = match gw.concurrency.try_acquire() {
+        Err(_) => {
+            let e = ApiError::new(ErrorCode::Overloaded, &id).retry_after(1);
+            let outcome = Outcome {
+                status: e.code.status(),
+                code: e.code.code(),
+                app: None,
+            };
+            (e.into_response(), outcome, 0)
+        }
+        Ok(_permit) => handle(&gw, &id, &partner, &mapping, request).await,
+    };
+    // One access-log line per request; never a payload, never personal data.
+    info!(
+        target: "hub_gateway::access",
+        request_id = %id,
+        route = %route,
+        app = outcome.app.as_deref().unwrap_or("-"),
+        status = outcome.status.as_u16(),
+        code = outcome.code,
+        bytes = size,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    let mut response = response;
+    if let Ok(v) = id.parse() {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn handle(
+    gw: &Gateway,
+    id: &str,
+    partner: &str,
+    mapping_name: &str,
+    request: Request,
+) -> (Response, Outcome, usize) {
+    let (parts, body) = request.into_parts();
+    let refuse = |e: ApiError, app: Option<String>, size: usize| {
+        let outcome = Outcome {
+            status: e.code.status(),
+            code: e.code.code(),
+            app,
+        };
+        (e.into_response(), outcome, size)
+    };
+
+    let body = match read_body(body, gw.config.max_body_bytes, gw.config.body_timeout_ms).await {
+        Ok(b) => b,
+        Err(code) => return refuse(ApiError::new(code, id), None, 0),
+    };
+    let size = body.len();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let caller = match authenticate(
+        gw,
+        id,
+        &parts.headers,
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+        partner,
+        &body,
+        now_ms,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            audit_refusal(gw, &parts.headers, &e, partner, mapping_name).await;
+            return refuse(e, None, size);
+        }
+    };
+    let app_id = caller.app.app_id.clone();
+    let refuse_app = |e: ApiError| refuse(e, Some(app_id.clone()), size);
+
+    let Some(mapping) = gw
+        .mappings
+        .get(partner, mapping_name)
+        .filter(|m| m.direction == Direction::Inbound)
+    else {
+        return refuse_app(ApiError::new(ErrorCode::RouteNotFound, id));
+    };
+    let Some(contract) = gw
+        .catalog
+        .contracts
+        .iter()
+        .find(|c| c.declaration.topic == mapping.contract)
+    else {
+        return refuse_app(ApiError::new(ErrorCode::RouteNotFound, id));
+    };
+    let topic = contract.declaration.topic.clone();
+
+    // Idempotency: the partner's own id of this push, when it sends one.
+    let partner_message_id = match parts.headers.get(PARTNER_MESSAGE_ID) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s)
+                if !s.is_empty()
+                    && s.len() <= 128
+                    && s.bytes().all(|b| (0x21..0x7f).contains(&b)) =>
+            {
+                Some(s.to_string())
+            }
+            _ => return refuse_app(ApiError::new(ErrorCode::PartnerMessageIdInvalid, id)),
+        },
+    };
+
+    // Map and validate before claiming anything: a payload that cannot be mapped is refused
+    // the same way however often it is retried.
+    let mut record = match mapping.inbound(&body, &gw.catalog) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = match e.code {
+                "MAPPING_INPUT_UNREADABLE" => ErrorCode::MappingInputUnreadable,
+                "MAPPING_OUTPUT_INVALID" => ErrorCode::MappingOutputInvalid,
+                _ => ErrorCode::MappingFailed,
+            };
+            // Field paths and program lines help the partner; values are never echoed.
+            let fields: Vec<Value> = e
+                .fields
+                .iter()
+                .map(|(f, _)| json!({ "path": f.path, "problem": f.problem }))
+                .collect();
+            let detail =
+                json!({ "mapping": e.mapping, "at": e.at, "reason": e.message, "fields": fields });
+            return refuse_app(ApiError::new(code, id).with_detail(detail));
+        }
+    };
+    let object_id = record
+        .get(&contract.declaration.key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let occurred_at = record
+        .get("occurred_at")
+        .and_then(Value::as_str)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .unwrap_or_else(now_shanghai);
+    if let Err(e) = seal_record(&gw.cipher, contract, &mut record) {
+        warn!(request_id = %id, error = %e, "personal data could not be sealed");
+        return refuse_app(ApiError::new(ErrorCode::PersonalDataUnprotected, id));
+    }
+    let datum = match contract.encode(&record) {
+        Ok(d) => d,
+        Err(errors) => {
+            let fields: Vec<Value> = errors
+                .iter()
+                .map(|f| json!({ "path": f.path, "problem": f.problem }))
+                .collect();
+            return refuse_app(
+                ApiError::new(ErrorCode::MappingOutputInvalid, id)
+                    .with_detail(json!({ "fields": fields })),
+            );
+        }
+    };
+    let framed = hub_contracts::frame(contract.schema_id(), &datum);
+
+    let (event_type, version) = split_topic(&topic);
+    let mut envelope = Envelope::new(
+        event_type,
+        version,
+        partner,
+        app_id.clone(),
+        object_id,
+        occurred_at,
+    );
+    if let Some(c) = parts
+        .headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|c| !c.is_empty() && c.len() <= 128)
+    {
+        envelope.correlation_id = c.to_string();
+    }
+    envelope.traceparent = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+
+    if let Some(pmid) = &partner_message_id {
+        let stale_after = i64::try_from(gw.producer.delivery_timeout().as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(2);
+        match gw
+            .state
+            .claim_receipt(
+                &app_id,
+                pmid,
+                &envelope.message_id.to_string(),
+                &topic,
+                stale_after,
+            )
+            .await
+        {
+            Ok(Receipt::Claimed { message_id }) => {
+                if let Ok(m) = message_id.parse() {
+                    envelope.message_id = m;
+                    if partner_message_id.is_some()
+                        && parts.headers.get("x-correlation-id").is_none()
+                    {
+                        envelope.correlation_id = message_id.clone();
+                    }
+                }
+            }
+            Ok(Receipt::Done { message_id, topic }) => {
+                let body = accepted(id, &message_id, &topic, true);
+                let outcome = Outcome {
+                    status: StatusCode::OK,
+                    code: "ACCEPTED_DUPLICATE",
+                    app: Some(app_id.clone()),
+                };
+                return (body, outcome, size);
+            }
+            Ok(Receipt::InProgress) => {
+                return refuse_app(ApiError::new(ErrorCode::IngestInProgress, id).retry_after(1))
+            }
+            Err(_) => {
+                return refuse_app(ApiError::new(ErrorCode::StateUnavailable, id).retry_after(1))
+            }
+        }
+    }
+
+    match gw.producer.send(&topic, &envelope, &framed).await {
+        Ok(_) => {
+            if let Some(pmid) = &partner_message_id {
+                if let Err(e) = gw.state.complete_receipt(&app_id, pmid).await {
+                    // The message is on Kafka; a retry would be answered "in progress" until
+                    // the claim goes stale and is then produced again with the same message id.
+                    warn!(request_id = %id, error = %e, "receipt not completed");
+                }
+            }
+            let message_id = envelope.message_id.to_string();
+            let outcome = Outcome {
+                status: StatusCode::OK,
+                code: "ACCEPTED",
+                app: Some(app_id.clone()),
+            };
+            (accepted(id, &message_id, &topic, false), outcome, size)
+        }
+        Err(e) => {
+            warn!(request_id = %id, code = e.code(), error = %e, "produce failed; the partner will retry");
+            if let Some(pmid) = &partner_message_id {
+                let _ = gw.state.release_receipt(&app_id, pmid).await;
+            }
+            refuse_app(ApiError::new(ErrorCode::BusUnavailable, id).retry_after(1))
+        }
+    }
+}
+
+fn accepted(request_id: &str, message_id: &str, topic: &str, duplicate: bool) -> Response {
+    (
+        StatusCode::OK,
+        Json(json!({
+            "code": "ACCEPTED",
+            "message_zh": if duplicate { "重复报文，已按首次接收处理" } else { "已接收" },
+            "message_en": if duplicate { "duplicate of a message already accepted" } else { "accepted" },
+            "request_id": request_id,
+            "message_id": message_id,
+            "topic": topic,
+            "duplicate": duplicate,
+        })),
+    )
+        .into_response()
+}
+
+/// `hotline.ticket.dispatched.v1` → (`hotline.ticket.dispatched`, 1).
+fn split_topic(topic: &str) -> (String, u32) {
+    match topic.rsplit_once(".v") {
+        Some((event, v)) if v.parse::<u32>().is_ok() => (event.to_string(), v.parse().unwrap_or(1)),
+        _ => (topic.to_string(), 1),
+    }
+}
+
+async fn read_body(body: Body, limit: usize, timeout_ms: u64) -> Result<Vec<u8>, ErrorCode> {
+    match tokio::time::timeout(
+        Duration::from_millis(timeout_ms),
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
+        Err(_) => Err(ErrorCode::BodyTimeout),
+        Ok(Err(_)) => Err(ErrorCode::BodyTooLarge),
+        Ok(Ok(b)) => Ok(b.to_vec()),
+    }
+}
+
+/// Authentication failures and replays are security events: they go to the audit chain.
+async fn audit_refusal(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    e: &ApiError,
+    partner: &str,
+    mapping: &str,
+) {
+    let action = match e.code {
+        ErrorCode::AuthReplay => "auth.replay",
+        ErrorCode::AuthSignatureInvalid => "auth.signature_invalid",
+        ErrorCode::AuthAppUnknown => "auth.app_unknown",
+        ErrorCode::AuthTimestampOutOfWindow => "auth.timestamp_out_of_window",
+        ErrorCode::AuthPartnerMismatch => "auth.partner_mismatch",
+        _ => return,
+    };
+    let app = headers
+        .get(hub_security::signing::header::APP_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(64).collect::<String>())
+        .unwrap_or_default();
+    let detail = json!({ "app_id": app, "request_id": e.request_id });
+    if let Err(err) = gw
+        .state
+        .append_audit(&gw.actor, action, &format!("{partner}/{mapping}"), &detail)
+        .await
+    {
+        warn!(error = %err, "audit record not written");
+    }
+}
