@@ -51,6 +51,26 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Sign a request as a partner would (docs/security.md), for trying the gateway with curl:
+    /// `hub sign … | curl -K - --data-binary @BODY URL`.
+    Sign {
+        #[arg(long)]
+        app_id: String,
+        /// HMAC-SM3 secret; or give --sm2-private-key.
+        #[arg(long, env = "HUB_SIGN_SECRET")]
+        secret: Option<String>,
+        /// SM2 private key, 64 hex digits.
+        #[arg(long, env = "HUB_SIGN_SM2_PRIVATE_KEY")]
+        sm2_private_key: Option<String>,
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// Path and optional query, e.g. /v1/hotline12345/dispatch_json?lang=zh
+        #[arg(long)]
+        path: String,
+        /// File holding the exact body bytes to send.
+        #[arg(long)]
+        body: PathBuf,
+    },
     /// Print the version, the git commit and the librdkafka version.
     Version,
 }
@@ -101,6 +121,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Contracts {
             action: ContractsAction::Check { dir, against },
         } => contracts_check(&dir, against.as_deref()),
+        Command::Sign {
+            app_id,
+            secret,
+            sm2_private_key,
+            method,
+            path,
+            body,
+        } => sign(&app_id, secret, sm2_private_key, &method, &path, &body),
         Command::Audit { action } => with_config(&cli.config, |loaded| {
             runtime().block_on(audit(loaded, action))
         }),
@@ -365,4 +393,50 @@ async fn audit(loaded: Loaded<HubConfig>, action: AuditAction) -> ExitCode {
     };
     store.close().await;
     code
+}
+
+/// `hub sign`: the five signature headers as a curl config (`header = "…"` lines).
+fn sign(
+    app_id: &str,
+    secret: Option<String>,
+    sm2_private_key: Option<String>,
+    method: &str,
+    path_and_query: &str,
+    body: &Path,
+) -> ExitCode {
+    use hub_security::signing::SigningCredential;
+    let credential = match (secret, sm2_private_key) {
+        (Some(s), None) => SigningCredential::HmacSm3 {
+            secret: s.into_bytes(),
+        },
+        (None, Some(k)) => match hub_security::sm::Sm2PrivateKey::from_hex(&k) {
+            Ok(key) => SigningCredential::Sm2 { key },
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!("give exactly one of --secret and --sm2-private-key");
+            return ExitCode::from(2);
+        }
+    };
+    let bytes = match std::fs::read(body) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", body.display());
+            return ExitCode::from(2);
+        }
+    };
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    for (name, value) in credential.sign_request(app_id, method, path, query, &bytes, now_ms) {
+        println!("header = \"{name}: {value}\"");
+    }
+    ExitCode::SUCCESS
 }

@@ -151,6 +151,70 @@ fn check_reports_a_mapping_that_does_not_compile_with_file_and_line() {
 }
 
 #[test]
+fn sign_prints_verifiable_headers_as_a_curl_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, "{\"gdbh\":\"GD1\"}").unwrap();
+    let out = hub(
+        &[
+            "sign",
+            "--app-id",
+            "app-1",
+            "--secret",
+            "a-secret-of-some-length",
+            "--path",
+            "/v1/p/m?b=2&a=1",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<(String, String)> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            let inner = l
+                .strip_prefix("header = \"")
+                .and_then(|l| l.strip_suffix('"'))
+                .expect("curl config line");
+            let (k, v) = inner.split_once(": ").unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let get = |k: &str| lines.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let parts = hub_security::signing::RequestParts {
+        method: hub_security::signing::SignatureMethod::HmacSm3,
+        http_method: "POST",
+        path: "/v1/p/m",
+        raw_query: "b=2&a=1",
+        app_id: "app-1",
+        timestamp_ms: get("x-hub-timestamp").parse().unwrap(),
+        nonce: &get("x-hub-nonce"),
+        body: b"{\"gdbh\":\"GD1\"}",
+    };
+    let check = hub_security::signing::VerifyingCredential::HmacSm3 {
+        secret: b"a-secret-of-some-length".to_vec(),
+    };
+    assert_eq!(
+        check.verify(&parts.canonical(), &get("x-hub-signature")),
+        Ok(())
+    );
+    let out = hub(
+        &[
+            "sign",
+            "--app-id",
+            "a",
+            "--path",
+            "/",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "a credential is required");
+}
+
+#[test]
 fn serve_refuses_an_unusable_config_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), "[bus]\n");
