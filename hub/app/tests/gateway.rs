@@ -24,19 +24,29 @@ struct Hub {
 }
 
 fn start() -> Hub {
+    start_with("", &[])
+}
+
+fn start_with(gateway_extra: &str, env: &[(&str, &str)]) -> Hub {
+    start_full(gateway_extra, env, 1000)
+}
+
+/// A hub whose gateway has the test apps; `gateway_extra` adds gateway keys (before the apps),
+/// `env` adds `HUB_*` overrides, `rate` is the hotline app's rate and burst.
+fn start_full(gateway_extra: &str, env: &[(&str, &str)], rate: u32) -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let sm2 = Sm2PrivateKey::generate();
     let extra = format!(
         "[gateway]\nlisten = \"127.0.0.1:{port}\"\nplain_http = true\nmax_body_bytes = 65536\n\
-         key_ring = \"{}\"\n\
+         {gateway_extra}key_ring = \"{}\"\n\
          [[gateway.apps]]\napp_id = \"hotline-test\"\npartner = \"hotline12345\"\nhmac_secret = \"{SECRET}\"\n\
-         sm2_public_key = \"{}\"\nrate_per_second = 1000\nburst = 1000\n\
+         sm2_public_key = \"{}\"\nrate_per_second = {rate}\nburst = {rate}\n\
          [[gateway.apps]]\napp_id = \"elicense-test\"\npartner = \"elicense\"\nhmac_secret = \"{SECRET}\"\n",
         repo().join("ops/dev-keyring.toml").display(),
         sm2.public_key_hex()
     );
-    let serving = start_serving_with(dir.path(), &kafka(), &extra);
+    let serving = start_serving_env(dir.path(), &kafka(), &extra, env);
     Hub {
         serving,
         gateway: format!("http://127.0.0.1:{port}"),
@@ -473,6 +483,125 @@ async fn a_request_signed_by_python_gmssl_is_accepted() {
     ];
     let (status, answer) = send(&hub, DISPATCH, &body, headers, &[]).await;
     assert_eq!(status, 200, "{answer}");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn a_replay_to_a_second_hub_sharing_postgresql_is_refused() {
+    use sqlx::Connection;
+    let admin = std::env::var("HUB_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("hub_gateway_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL for this test");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+
+    let a = start_with("", &[("HUB_STATE__URL", &url)]);
+    let b = start_with("", &[("HUB_STATE__URL", &url)]);
+    wait_ready(&a).await;
+    wait_ready(&b).await;
+    let body = fixture("dispatch_json/normal.input.json");
+    let signed = SigningCredential::HmacSm3 {
+        secret: SECRET.as_bytes().to_vec(),
+    }
+    .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
+    let (s, v) = send(&a, DISPATCH, &body, signed.clone(), &[]).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = send(&b, DISPATCH, &body, signed, &[]).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (409, Some("AUTH_REPLAY")),
+        "the second replica knows the nonce: {v}"
+    );
+
+    for hub in [a, b] {
+        let (status, logs) = stop_and_collect_logs(hub.serving);
+        assert!(status.success(), "{logs}");
+    }
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_app_over_its_rate_gets_429_with_retry_after() {
+    // The hotline app may send one request per second, with no burst.
+    let hub = start_full("", &[], 1);
+    wait_ready(&hub).await;
+    let body = fixture("dispatch_json/normal.input.json");
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let headers = SigningCredential::HmacSm3 {
+            secret: SECRET.as_bytes().to_vec(),
+        }
+        .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
+        let mut req = reqwest::Client::new()
+            .post(format!("{}{DISPATCH}", hub.gateway))
+            .body(body.clone());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let r = req.send().await.unwrap();
+        answers.push((
+            r.status().as_u16(),
+            r.headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string()),
+        ));
+    }
+    assert_eq!(answers[0].0, 200);
+    let limited = answers
+        .iter()
+        .find(|(s, _)| *s == 429)
+        .expect("a request over the rate is refused");
+    assert_eq!(limited.1.as_deref(), Some("1"), "Retry-After says when");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn a_stalled_upload_times_out_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = start_with("body_timeout_ms = 1000\n", &[]);
+    wait_ready(&hub).await;
+    let addr = hub.gateway.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Announce 100 bytes, send 10, then stall.
+    stream
+        .write_all(
+            format!(
+                "POST {DISPATCH} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 100\r\n\r\n0123456789"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&answer).contains("BODY_TIMEOUT") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled upload");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("BODY_TIMEOUT"), "{text}");
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");
 }

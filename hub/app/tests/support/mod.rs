@@ -68,6 +68,16 @@ pub fn start_serving(dir: &Path, bootstrap: &str) -> Serving {
 
 /// Like [`start_serving`], with more configuration appended (e.g. a `[gateway]` section).
 pub fn start_serving_with(dir: &Path, bootstrap: &str, extra: &str) -> Serving {
+    start_serving_env(dir, bootstrap, extra, &[])
+}
+
+/// Like [`start_serving_with`], with `HUB_*` overrides in the environment (e.g. the state URL).
+pub fn start_serving_env(
+    dir: &Path,
+    bootstrap: &str,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Serving {
     let port = free_port();
     let contracts = repo().join("contracts/schemas");
     let path = write_config(
@@ -84,6 +94,7 @@ pub fn start_serving_with(dir: &Path, bootstrap: &str, extra: &str) -> Serving {
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB_")) {
         cmd.env_remove(k);
     }
+    cmd.envs(env.iter().copied());
     let child = cmd
         .args(["serve", "--config", path.to_str().unwrap()])
         .stderr(Stdio::piped())
