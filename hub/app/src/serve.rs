@@ -164,14 +164,23 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
     });
     if let Some(gcfg) = &cfg.gateway {
         let key_ring = loaded.resolve(&gcfg.key_ring);
+        let sm2_key = gcfg
+            .sm2_private_key_file
+            .as_ref()
+            .map(|p| loaded.resolve(p));
         let gateway = match hub_gateway::Gateway::new(
             gcfg.clone(),
-            &key_ring,
-            Arc::new(catalog.clone()),
-            Arc::clone(&mappings),
-            producer.clone(),
-            state.clone(),
-            actor.clone(),
+            hub_gateway::KeyFiles {
+                key_ring: &key_ring,
+                sm2_private_key: sm2_key.as_deref(),
+            },
+            hub_gateway::Dependencies {
+                catalog: Arc::new(catalog.clone()),
+                mappings: Arc::clone(&mappings),
+                producer: producer.clone(),
+                state: state.clone(),
+                actor: actor.clone(),
+            },
         ) {
             Ok(g) => Arc::new(g),
             Err(e) => {

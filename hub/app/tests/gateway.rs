@@ -15,6 +15,7 @@ use support::*;
 
 const SECRET: &str = "test-only-hmac-secret-0123456789";
 const DISPATCH: &str = "/v1/hotline12345/dispatch_json";
+const PRESHARED_SM4: &str = "00112233445566778899aabbccddeeff";
 
 struct Hub {
     serving: Serving,
@@ -41,7 +42,7 @@ fn start_full(gateway_extra: &str, env: &[(&str, &str)], rate: u32) -> Hub {
         "[gateway]\nlisten = \"127.0.0.1:{port}\"\nplain_http = true\nmax_body_bytes = 65536\n\
          {gateway_extra}key_ring = \"{}\"\n\
          [[gateway.apps]]\napp_id = \"hotline-test\"\npartner = \"hotline12345\"\nhmac_secret = \"{SECRET}\"\n\
-         sm2_public_key = \"{}\"\nrate_per_second = {rate}\nburst = {rate}\n\
+         sm2_public_key = \"{}\"\nrate_per_second = {rate}\nburst = {rate}\nsm4_key = \"{PRESHARED_SM4}\"\n\
          [[gateway.apps]]\napp_id = \"elicense-test\"\npartner = \"elicense\"\nhmac_secret = \"{SECRET}\"\n",
         repo().join("ops/dev-keyring.toml").display(),
         sm2.public_key_hex()
@@ -602,6 +603,131 @@ async fn a_stalled_upload_times_out_with_408() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("BODY_TIMEOUT"), "{text}");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn encrypted_bodies_are_accepted_and_answers_encrypted_on_request() {
+    use hub_security::sm::{sm4_cbc_decrypt, sm4_gcm_encrypt};
+    // The hub's SM2 key, with which gmssl wraps a fresh SM4 key.
+    let hub_key = Sm2PrivateKey::generate();
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("hub-sm2.key");
+    std::fs::write(&key_file, hex::encode(hub_key.to_bytes())).unwrap();
+    let hub = start_with(
+        &format!("sm2_private_key_file = \"{}\"\n", key_file.display()),
+        &[],
+    );
+    wait_ready(&hub).await;
+    let plain = fixture("dispatch_json/normal.input.json");
+
+    // 1. The partner encrypts with gmssl: SM4-CBC under a fresh key, the key wrapped with SM2.
+    let python = std::env::var("HUB_TEST_PYTHON")
+        .expect("HUB_TEST_PYTHON is not set: run the tests with ops/test.sh");
+    let sm4_key = hub_security::sm::random::<16>();
+    let iv = hub_security::sm::random::<16>();
+    let ops = json!([
+        {"op": "sm4_cbc_encrypt", "key": hex::encode(sm4_key), "iv": hex::encode(iv), "data": hex::encode(&plain)},
+        {"op": "sm2_encrypt", "public_key": &hub_key.public_key_hex()[2..], "data": hex::encode(sm4_key)},
+    ]);
+    let mut child = std::process::Command::new(python)
+        .arg(repo().join("tests/python/gmssl_interop.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), ops.to_string().as_bytes())
+        .unwrap();
+    let out: Vec<String> =
+        serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap();
+    let mut body = iv.to_vec();
+    body.extend(hex::decode(&out[0]).unwrap());
+    let r = reqwest::Client::new()
+        .post(format!("{}{DISPATCH}", hub.gateway))
+        .headers({
+            let mut h = reqwest::header::HeaderMap::new();
+            let signer = SigningCredential::HmacSm3 {
+                secret: SECRET.as_bytes().to_vec(),
+            };
+            for (k, v) in signer.sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms())
+            {
+                h.insert(k, v.parse().unwrap());
+            }
+            h.insert("x-hub-encryption", "SM4-CBC".parse().unwrap());
+            h.insert("x-hub-encryption-key", out[1].parse().unwrap());
+            h.insert("x-hub-encrypt-response", "true".parse().unwrap());
+            h
+        })
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-hub-encryption"], "SM4-CBC");
+    let sealed = r.bytes().await.unwrap();
+    let answer: Value =
+        serde_json::from_slice(&sm4_cbc_decrypt(&sm4_key, &sealed[..16], &sealed[16..]).unwrap())
+            .unwrap();
+    assert_eq!(answer["code"], "ACCEPTED", "{answer}");
+
+    // 2. The app's pre-shared key with SM4-GCM; the answer comes back in clear when not asked.
+    let key = hex::decode(PRESHARED_SM4).unwrap();
+    let nonce = hub_security::sm::random::<12>();
+    let mut body = nonce.to_vec();
+    body.extend(sm4_gcm_encrypt(&key, &nonce, b"", &plain).unwrap());
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &body,
+        now_ms(),
+        &[("x-hub-encryption", "SM4-GCM")],
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (200, Some("ACCEPTED")), "{v}");
+
+    // 3. Damaged ciphertext, an unknown mode, a wrong wrapped key: refused, nothing accepted.
+    let mut damaged = body.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &damaged,
+        now_ms(),
+        &[("x-hub-encryption", "SM4-GCM")],
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("DECRYPTION_FAILED")));
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &body,
+        now_ms(),
+        &[("x-hub-encryption", "AES-GCM")],
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (400, Some("ENCRYPTION_UNSUPPORTED"))
+    );
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &body,
+        now_ms(),
+        &[
+            ("x-hub-encryption", "SM4-GCM"),
+            ("x-hub-encryption-key", "00ff"),
+        ],
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("DECRYPTION_FAILED")));
+
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");
 }

@@ -31,6 +31,10 @@ pub struct GatewaySection {
     pub max_concurrent_requests: usize,
     /// Key ring file for the field encryption of personal data (`docs/security.md`).
     pub key_ring: PathBuf,
+    /// File holding the hub's SM2 private key (64 hex digits), with which partners wrap the
+    /// SM4 keys of encrypted bodies. Absent: only pre-shared SM4 keys can be used.
+    #[serde(default)]
+    pub sm2_private_key_file: Option<PathBuf>,
     /// The partner systems allowed in, with their credentials.
     #[serde(default)]
     pub apps: Vec<AppSection>,
@@ -51,6 +55,10 @@ pub struct AppSection {
     /// SM2 public key, hex of `04‖x‖y` or `x‖y`.
     #[serde(default)]
     pub sm2_public_key: Option<String>,
+    /// Pre-shared SM4 key for encrypted bodies (32 hex digits), when the partner does not wrap
+    /// a key with the hub's SM2 key on each request.
+    #[serde(default)]
+    pub sm4_key: Option<String>,
     /// Sustained requests per second for this app.
     #[serde(default = "default_rate")]
     pub rate_per_second: u32,
@@ -136,6 +144,14 @@ impl Validate for GatewaySection {
                     out.push(Invalid::new(
                         key("sm2_public_key"),
                         "must be hex of 04‖x‖y (130 digits) or x‖y (128)",
+                    ));
+                }
+            }
+            if let Some(k) = &app.sm4_key {
+                if hex::decode(k.trim()).map(|b| b.len()).ok() != Some(16) {
+                    out.push(Invalid::new(
+                        key("sm4_key"),
+                        "must be 32 hex digits (16 bytes)",
                     ));
                 }
             }

@@ -30,6 +30,9 @@ pub enum ErrorCode {
     RouteNotFound,
     PartnerMessageIdInvalid,
     IngestInProgress,
+    EncryptionUnsupported,
+    EncryptionKeyMissing,
+    DecryptionFailed,
     MappingInputUnreadable,
     MappingFailed,
     MappingOutputInvalid,
@@ -56,6 +59,9 @@ impl ErrorCode {
         ErrorCode::RouteNotFound,
         ErrorCode::PartnerMessageIdInvalid,
         ErrorCode::IngestInProgress,
+        ErrorCode::EncryptionUnsupported,
+        ErrorCode::EncryptionKeyMissing,
+        ErrorCode::DecryptionFailed,
         ErrorCode::MappingInputUnreadable,
         ErrorCode::MappingFailed,
         ErrorCode::MappingOutputInvalid,
@@ -83,6 +89,9 @@ impl ErrorCode {
             ErrorCode::RouteNotFound => "ROUTE_NOT_FOUND",
             ErrorCode::PartnerMessageIdInvalid => "PARTNER_MESSAGE_ID_INVALID",
             ErrorCode::IngestInProgress => "INGEST_IN_PROGRESS",
+            ErrorCode::EncryptionUnsupported => "ENCRYPTION_UNSUPPORTED",
+            ErrorCode::EncryptionKeyMissing => "ENCRYPTION_KEY_MISSING",
+            ErrorCode::DecryptionFailed => "DECRYPTION_FAILED",
             ErrorCode::MappingInputUnreadable => "MAPPING_INPUT_UNREADABLE",
             ErrorCode::MappingFailed => "MAPPING_FAILED",
             ErrorCode::MappingOutputInvalid => "MAPPING_OUTPUT_INVALID",
@@ -111,9 +120,11 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::RouteNotFound => StatusCode::NOT_FOUND,
-            ErrorCode::PartnerMessageIdInvalid | ErrorCode::MappingInputUnreadable => {
-                StatusCode::BAD_REQUEST
-            }
+            ErrorCode::PartnerMessageIdInvalid
+            | ErrorCode::EncryptionUnsupported
+            | ErrorCode::EncryptionKeyMissing
+            | ErrorCode::DecryptionFailed
+            | ErrorCode::MappingInputUnreadable => StatusCode::BAD_REQUEST,
             ErrorCode::MappingFailed | ErrorCode::MappingOutputInvalid => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -165,6 +176,18 @@ impl ErrorCode {
             ErrorCode::IngestInProgress => (
                 "同一报文正在处理中，请稍后重试",
                 "the same message is being processed; retry shortly",
+            ),
+            ErrorCode::EncryptionUnsupported => (
+                "不支持的报文加密方式",
+                "X-Hub-Encryption must be SM4-CBC or SM4-GCM",
+            ),
+            ErrorCode::EncryptionKeyMissing => (
+                "缺少报文解密密钥",
+                "no SM4 key: send X-Hub-Encryption-Key or agree a pre-shared key",
+            ),
+            ErrorCode::DecryptionFailed => (
+                "报文解密失败",
+                "the body does not decrypt with the key given",
             ),
             ErrorCode::MappingInputUnreadable => ("报文无法解析", "the payload cannot be read"),
             ErrorCode::MappingFailed => (
@@ -270,15 +293,18 @@ mod tests {
                 ErrorCode::RouteNotFound => 13,
                 ErrorCode::PartnerMessageIdInvalid => 14,
                 ErrorCode::IngestInProgress => 15,
-                ErrorCode::MappingInputUnreadable => 16,
-                ErrorCode::MappingFailed => 17,
-                ErrorCode::MappingOutputInvalid => 18,
-                ErrorCode::PersonalDataUnprotected => 19,
-                ErrorCode::BusUnavailable => 20,
-                ErrorCode::StateUnavailable => 21,
+                ErrorCode::EncryptionUnsupported => 16,
+                ErrorCode::EncryptionKeyMissing => 17,
+                ErrorCode::DecryptionFailed => 18,
+                ErrorCode::MappingInputUnreadable => 19,
+                ErrorCode::MappingFailed => 20,
+                ErrorCode::MappingOutputInvalid => 21,
+                ErrorCode::PersonalDataUnprotected => 22,
+                ErrorCode::BusUnavailable => 23,
+                ErrorCode::StateUnavailable => 24,
             }
         };
-        assert_eq!(ErrorCode::ALL.len(), 22);
+        assert_eq!(ErrorCode::ALL.len(), 25);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(place(*c), i);
         }

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::auth::authenticate;
+use crate::encryption::{open_body, Session, ENCRYPTION, ENCRYPT_RESPONSE};
 use crate::errors::{ApiError, ErrorCode};
 use crate::pii::seal_record;
 use crate::Gateway;
@@ -55,6 +56,7 @@ pub(crate) async fn ingest(
     let started = Instant::now();
     let id = request_id(request.headers());
     let route = format!("{partner}/{mapping}");
+    let mut sealer: Option<Session> = None;
     let (response, outcome, size) = match gw.concurrency.try_acquire() {
         Err(_) => {
             let e = ApiError::new(ErrorCode::Overloaded, &id).retry_after(1);
@@ -65,7 +67,12 @@ pub(crate) async fn ingest(
             };
             (e.into_response(), outcome, 0)
         }
-        Ok(_permit) => handle(&gw, &id, &partner, &mapping, request).await,
+        Ok(_permit) => handle(&gw, &id, &partner, &mapping, request, &mut sealer).await,
+    };
+    // The partner asked for an encrypted answer: same key and mode, fresh IV.
+    let response = match sealer {
+        Some(session) => seal_response(response, &session).await,
+        None => response,
     };
     // One access-log line per request; never a payload, never personal data.
     info!(
@@ -92,6 +99,7 @@ async fn handle(
     partner: &str,
     mapping_name: &str,
     request: Request,
+    sealer: &mut Option<Session>,
 ) -> (Response, Outcome, usize) {
     let (parts, body) = request.into_parts();
     let refuse = |e: ApiError, app: Option<String>, size: usize| {
@@ -130,6 +138,26 @@ async fn handle(
     };
     let app_id = caller.app.app_id.clone();
     let refuse_app = |e: ApiError| refuse(e, Some(app_id.clone()), size);
+
+    // An encrypted body is decrypted after its signature (over the bytes as sent) verified.
+    let body = match open_body(
+        &parts.headers,
+        body,
+        caller.app.sm4_key.as_ref(),
+        gw.sm2_key.as_ref(),
+    ) {
+        Ok((plain, session)) => {
+            let wants_sealed = parts
+                .headers
+                .get(ENCRYPT_RESPONSE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+            if wants_sealed {
+                *sealer = session;
+            }
+            plain
+        }
+        Err(code) => return refuse_app(ApiError::new(code, id)),
+    };
 
     let Some(mapping) = gw
         .mappings
@@ -372,4 +400,20 @@ async fn audit_refusal(
     {
         warn!(error = %err, "audit record not written");
     }
+}
+
+async fn seal_response(response: Response, session: &Session) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let plain = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    parts.headers.insert(
+        ENCRYPTION,
+        axum::http::HeaderValue::from_static(session.mode.as_str()),
+    );
+    Response::from_parts(parts, Body::from(session.seal(&plain)))
 }

@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod encryption;
 pub mod errors;
 mod ingest;
 pub mod pii;
@@ -49,6 +50,8 @@ pub struct App {
     pub app_id: String,
     pub partner: String,
     pub credentials: Vec<VerifyingCredential>,
+    /// Pre-shared SM4 key for encrypted bodies.
+    pub sm4_key: Option<[u8; 16]>,
     limiter: DefaultKeyedRateLimiter<()>,
 }
 
@@ -59,11 +62,29 @@ pub struct Gateway {
     pub catalog: Arc<Catalog>,
     pub mappings: Arc<MappingSet>,
     pub cipher: FieldCipher,
+    /// The hub's SM2 key that unwraps partners' SM4 keys.
+    pub sm2_key: Option<hub_security::sm::Sm2PrivateKey>,
     pub producer: Producer,
     pub state: StateStore,
     /// `hub:<instance>`, the actor of the audit records the gateway writes.
     pub actor: String,
     concurrency: Semaphore,
+}
+
+/// Key files, resolved against the configuration file's folder.
+pub struct KeyFiles<'a> {
+    pub key_ring: &'a std::path::Path,
+    pub sm2_private_key: Option<&'a std::path::Path>,
+}
+
+/// The hub's parts the gateway works with.
+pub struct Dependencies {
+    pub catalog: Arc<Catalog>,
+    pub mappings: Arc<MappingSet>,
+    pub producer: Producer,
+    pub state: StateStore,
+    /// `hub:<instance>`, the actor of the audit records the gateway writes.
+    pub actor: String,
 }
 
 /// Why the gateway could not be built from its configuration.
@@ -76,18 +97,34 @@ pub enum BuildError {
 }
 
 impl Gateway {
-    /// Builds the gateway: credentials parsed, key ring read, limiters made.
+    /// Builds the gateway: credentials parsed, keys read, limiters made.
     pub fn new(
         config: GatewaySection,
-        key_ring_path: &std::path::Path,
-        catalog: Arc<Catalog>,
-        mappings: Arc<MappingSet>,
-        producer: Producer,
-        state: StateStore,
-        actor: String,
+        keys: KeyFiles<'_>,
+        deps: Dependencies,
     ) -> Result<Self, BuildError> {
+        let Dependencies {
+            catalog,
+            mappings,
+            producer,
+            state,
+            actor,
+        } = deps;
+        let (key_ring_path, sm2_key_path) = (keys.key_ring, keys.sm2_private_key);
         let ring = hub_security::field::KeyRing::from_file(key_ring_path)
             .map_err(|e| BuildError::KeyRing(e.to_string()))?;
+        let sm2_key = match sm2_key_path {
+            None => None,
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    BuildError::KeyRing(format!("sm2_private_key_file {}: {e}", p.display()))
+                })?;
+                Some(
+                    hub_security::sm::Sm2PrivateKey::from_hex(text.trim())
+                        .map_err(|e| BuildError::KeyRing(format!("sm2_private_key_file: {e}")))?,
+                )
+            }
+        };
         let mut apps = HashMap::new();
         for a in &config.apps {
             let mut credentials = Vec::new();
@@ -103,12 +140,24 @@ impl Gateway {
             }
             let per_second = NonZeroU32::new(a.rate_per_second.max(1)).expect("at least 1");
             let burst = NonZeroU32::new(a.burst.max(1)).expect("at least 1");
+            let sm4_key = match &a.sm4_key {
+                None => None,
+                Some(k) => Some(
+                    hex::decode(k.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                        .ok_or_else(|| {
+                            BuildError::App(format!("{}: sm4_key is not 16 bytes of hex", a.app_id))
+                        })?,
+                ),
+            };
             apps.insert(
                 a.app_id.clone(),
                 App {
                     app_id: a.app_id.clone(),
                     partner: a.partner.clone(),
                     credentials,
+                    sm4_key,
                     limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
                 },
             );
@@ -120,6 +169,7 @@ impl Gateway {
             catalog,
             mappings,
             cipher: FieldCipher::new(ring),
+            sm2_key,
             producer,
             state,
             actor,
