@@ -731,3 +731,63 @@ async fn encrypted_bodies_are_accepted_and_answers_encrypted_on_request() {
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_entry_and_error_code() {
+    let hub = start();
+    wait_ready(&hub).await;
+    let doc: Value = reqwest::get(format!("{}/openapi.json", hub.gateway))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let catalog = hub_contracts::load_dir(&repo().join("contracts/schemas")).unwrap();
+    let set = hub_mapping::MappingSet::load(&repo().join("mappings"), &catalog).unwrap();
+    let inbound: Vec<String> = set
+        .mappings
+        .iter()
+        .filter(|m| m.direction == hub_mapping::Direction::Inbound)
+        .map(|m| format!("/v1/{}/{}", m.partner, m.name))
+        .collect();
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(
+        paths.len(),
+        inbound.len(),
+        "one path per inbound mapping, no more"
+    );
+    for p in &inbound {
+        assert!(paths.contains_key(p), "{p} is not documented");
+        // And the documented path is really served (an unsigned call is refused by the gateway,
+        // not answered 404).
+        let r = reqwest::Client::new()
+            .post(format!("{}{p}", hub.gateway))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{p}");
+    }
+    assert!(
+        paths["/v1/hotline12345/dispatch_xml"]["post"]["requestBody"]["content"]
+            ["application/xml; charset=GBK"]
+            .is_object()
+    );
+    let codes = doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap();
+    for c in hub_gateway::ErrorCode::ALL {
+        assert!(
+            codes.contains(&json!(c.code())),
+            "{} is not in the document",
+            c.code()
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["signature"]["name"],
+        "X-Hub-Signature"
+    );
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}

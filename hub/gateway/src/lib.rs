@@ -18,13 +18,14 @@
 //! Every refusal is an [`errors::ApiError`] with a stable code; every request is one access-log
 //! line (no personal data); authentication failures and replays are written to the audit chain.
 //! Not built yet (gateway issue): TLS and mutual TLS, encrypted bodies, partner-specific
-//! acknowledgement envelopes, a KMS, OpenAPI.
+//! acknowledgement envelopes, a KMS. The OpenAPI document is served at `GET /openapi.json`.
 
 pub mod auth;
 pub mod config;
 pub mod encryption;
 pub mod errors;
 mod ingest;
+pub mod openapi;
 pub mod pii;
 
 use std::collections::HashMap;
@@ -179,7 +180,15 @@ impl Gateway {
 
     /// The partners' router.
     pub fn router(self: Arc<Self>) -> Router {
+        let openapi = Arc::new(openapi::document(&self.mappings));
         Router::new()
+            .route(
+                "/openapi.json",
+                axum::routing::get(move || {
+                    let doc = Arc::clone(&openapi);
+                    async move { axum::Json((*doc).clone()) }
+                }),
+            )
             .route("/v1/{partner}/{mapping}", post(ingest::ingest))
             .fallback(ingest::not_found)
             .with_state(self)
