@@ -203,19 +203,53 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let stop = lifecycle.token().clone();
         let router = gateway.router();
-        // Graceful: on a signal the listener closes and requests in flight finish, each
-        // answered after its produce was acknowledged, before the producer is flushed.
-        lifecycle.spawn(async move {
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
-                error!(error = %e, "gateway listener failed");
+        match &gcfg.tls {
+            Some(tls) => {
+                let tls = hub_gateway::tls::TlsSection {
+                    cert: loaded.resolve(&tls.cert),
+                    key: loaded.resolve(&tls.key),
+                    check_interval_ms: tls.check_interval_ms,
+                };
+                let cert = match hub_gateway::tls::ReloadingCert::load(&tls) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        error!(error = %e, "cannot load the gateway's TLS certificate");
+                        lifecycle.stop();
+                        lifecycle
+                            .drain(Some(&producer), Duration::from_secs(5))
+                            .await;
+                        return ExitCode::from(2);
+                    }
+                };
+                lifecycle.spawn(hub_gateway::tls::watch(
+                    Arc::clone(&cert),
+                    Duration::from_millis(tls.check_interval_ms.max(100)),
+                    lifecycle.token().clone(),
+                ));
+                lifecycle.spawn(hub_gateway::tls::serve(
+                    listener,
+                    cert,
+                    router,
+                    lifecycle.clone(),
+                ));
+                info!(listen = %gcfg.listen, "gateway serving HTTPS");
             }
-        });
-        warn!(listen = %gcfg.listen, "gateway serving plain HTTP (TLS is not built yet): use only behind a TLS proxy or locally");
+            None => {
+                let stop = lifecycle.token().clone();
+                // Graceful: on a signal the listener closes and requests in flight finish,
+                // each answered after its produce was acknowledged, before the flush.
+                lifecycle.spawn(async move {
+                    if let Err(e) = axum::serve(listener, router)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                    {
+                        error!(error = %e, "gateway listener failed");
+                    }
+                });
+                warn!(listen = %gcfg.listen, "gateway serving plain HTTP: use only locally or behind a TLS-terminating proxy");
+            }
+        }
     }
     info!(admin = %cfg.admin.listen, "hub running");
 

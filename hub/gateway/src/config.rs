@@ -13,10 +13,13 @@ pub struct GatewaySection {
     /// Where partners connect.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Serve plain HTTP. TLS on the ingress (rustls, mutual TLS per partner) is not built yet,
-    /// so this must be `true`; it exists so that turning TLS on later is an explicit change.
+    /// Serve plain HTTP instead of TLS: only for local development or behind a
+    /// TLS-terminating proxy, and never together with `[gateway.tls]`.
     #[serde(default)]
     pub plain_http: bool,
+    /// TLS certificate and key (rustls), reloaded on change or SIGHUP.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsSection>,
     /// How far a request's timestamp may be from the hub's clock, either way (ms).
     #[serde(default = "default_window")]
     pub timestamp_window_ms: u64,
@@ -92,11 +95,16 @@ fn default_burst() -> u32 {
 impl Validate for GatewaySection {
     fn validate(&self, prefix: &str) -> Vec<Invalid> {
         let mut out = Vec::new();
-        if !self.plain_http {
-            out.push(Invalid::new(
+        match (self.plain_http, &self.tls) {
+            (true, Some(_)) => out.push(Invalid::new(
                 join_key(prefix, "plain_http"),
-                "TLS on the ingress is not implemented yet (gateway issue): set plain_http = true, and only behind a TLS-terminating proxy or for local development",
-            ));
+                "choose one: plain_http = true, or a [gateway.tls] section",
+            )),
+            (false, None) => out.push(Invalid::new(
+                join_key(prefix, "tls"),
+                "the gateway needs [gateway.tls] cert and key, or plain_http = true (local development or behind a TLS-terminating proxy only)",
+            )),
+            _ => {}
         }
         if !(1_000..=3_600_000).contains(&self.timestamp_window_ms) {
             out.push(Invalid::new(

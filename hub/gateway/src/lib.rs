@@ -17,8 +17,7 @@
 //!
 //! Every refusal is an [`errors::ApiError`] with a stable code; every request is one access-log
 //! line (no personal data); authentication failures and replays are written to the audit chain.
-//! Not built yet (gateway issue): TLS and mutual TLS, encrypted bodies, partner-specific
-//! acknowledgement envelopes, a KMS. The OpenAPI document is served at `GET /openapi.json`.
+//! Not built yet (gateway issue): mutual TLS, partner-specific acknowledgement envelopes, a KMS. The OpenAPI document is served at `GET /openapi.json`.
 
 pub mod auth;
 pub mod config;
@@ -27,6 +26,7 @@ pub mod errors;
 mod ingest;
 pub mod openapi;
 pub mod pii;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;

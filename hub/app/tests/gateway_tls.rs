@@ -1,0 +1,149 @@
+//! The gateway over TLS (rustls): served with the configured certificate, reloaded without a
+//! restart when the files change or on SIGHUP, a broken pair keeps the previous one, and a
+//! plain HTTP client gets nothing.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::*;
+
+fn pair() -> (String, String) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    (ck.cert.pem(), ck.signing_key.serialize_pem())
+}
+
+fn client(trusted_pem: &str, port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(trusted_pem.as_bytes()).unwrap())
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+async fn answer(client: &reqwest::Client, port: u16) -> Result<(u16, String), String> {
+    let r = client
+        .post(format!(
+            "https://localhost:{port}/v1/hotline12345/dispatch_json"
+        ))
+        .body("{}")
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await.unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn the_gateway_serves_tls_and_reloads_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert1, key1) = pair();
+    std::fs::write(dir.path().join("gw.crt"), &cert1).unwrap();
+    std::fs::write(dir.path().join("gw.key"), &key1).unwrap();
+    let port = free_port();
+    let extra = format!(
+        "[gateway]\nlisten = \"127.0.0.1:{port}\"\nkey_ring = \"{}\"\n\
+         [gateway.tls]\ncert = \"gw.crt\"\nkey = \"gw.key\"\ncheck_interval_ms = 60000\n",
+        repo().join("ops/dev-keyring.toml").display()
+    );
+    let serving = start_serving_with(dir.path(), &kafka(), &extra);
+    wait_for_status(
+        &format!("{}/readyz", serving.admin),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // Served over TLS with the configured certificate: the gateway answers (here: unsigned).
+    let first = client(&cert1, port);
+    let (status, body) = answer(&first, port).await.expect("a TLS answer");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("AUTH_HEADERS_MISSING"), "{body}");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/v1/hotline12345/dispatch_json"
+        ))
+        .body("{}")
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || plain.unwrap().status().as_u16() != 401,
+        "plain HTTP must not be served"
+    );
+
+    // New files + SIGHUP: new handshakes use the new certificate.
+    let (cert2, key2) = pair();
+    std::fs::write(dir.path().join("gw.crt"), &cert2).unwrap();
+    std::fs::write(dir.path().join("gw.key"), &key2).unwrap();
+    kill(Pid::from_raw(serving.child.id() as i32), Signal::SIGHUP).unwrap();
+    let second = client(&cert2, port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if answer(&second, port).await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served within 10 s of SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        answer(&client(&cert1, port), port).await.is_err(),
+        "the old certificate is no longer served"
+    );
+
+    // A broken pair is refused and the working one stays.
+    std::fs::write(dir.path().join("gw.key"), "not a key").unwrap();
+    kill(Pid::from_raw(serving.child.id() as i32), Signal::SIGHUP).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        answer(&client(&cert2, port), port).await.is_ok(),
+        "still serving the last good certificate"
+    );
+
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("TLS certificate reloaded"), "{logs}");
+    assert!(logs.contains("TLS certificate not reloaded"), "{logs}");
+}
+
+#[test]
+fn tls_or_explicit_plain_http_is_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!(
+        "[bus]\nbootstrap_servers = \"127.0.0.1:9092\"\n[contracts]\ndir = \"{}\"\n[mappings]\ndir = \"{}\"\n",
+        repo().join("contracts/schemas").display(),
+        repo().join("mappings").display()
+    );
+    let ring = repo().join("ops/dev-keyring.toml");
+    let neither = write_config(
+        dir.path(),
+        &format!("{base}[gateway]\nkey_ring = \"{}\"\n", ring.display()),
+    );
+    let out = hub(&["check", "--config", neither.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(
+            "key `gateway.tls`: the gateway needs [gateway.tls] cert and key, or plain_http = true"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let both = write_config(
+        dir.path(),
+        &format!("{base}[gateway]\nplain_http = true\nkey_ring = \"{}\"\n[gateway.tls]\ncert = \"a\"\nkey = \"b\"\n", ring.display()),
+    );
+    let out = hub(&["check", "--config", both.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("choose one: plain_http = true, or a [gateway.tls] section"),
+        "{}",
+        text(&out.stderr)
+    );
+}
