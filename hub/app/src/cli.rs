@@ -183,7 +183,7 @@ fn check(path: &Path) -> ExitCode {
                     );
                     if let Some(g) = &loaded.config.gateway {
                         let ring = loaded.resolve(&g.key_ring);
-                        if let Err(e) = hub_security::field::KeyRing::from_file(&ring) {
+                        if let Err(e) = hub_security::kms::check_key_ring_file(&ring) {
                             problems
                                 .push(format!("{}: key `gateway.key_ring`: {e}", path.display()));
                         }

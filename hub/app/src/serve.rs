@@ -163,7 +163,33 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         }
     });
     if let Some(gcfg) = &cfg.gateway {
-        let key_ring = loaded.resolve(&gcfg.key_ring);
+        let key_ring_path = loaded.resolve(&gcfg.key_ring);
+        let key_ring = match &gcfg.kms {
+            Some(k) => match hub_security::kms::HttpKms::new(&k.url, &k.app_id, &k.hmac_secret) {
+                Ok(kms) => hub_security::kms::load_key_ring(&key_ring_path, Some(&kms)).await,
+                Err(e) => Err(e),
+            },
+            None => {
+                hub_security::kms::load_key_ring::<hub_security::kms::HttpKms>(&key_ring_path, None)
+                    .await
+            }
+        };
+        let key_ring = match key_ring {
+            Ok(r) => r,
+            Err(e) => {
+                // Without its keys the hub cannot protect personal data: it does not start.
+                error!(error = %e, "cannot load the field-encryption key ring");
+                lifecycle.stop();
+                lifecycle
+                    .drain(Some(&producer), Duration::from_secs(5))
+                    .await;
+                return ExitCode::from(2);
+            }
+        };
+        info!(
+            current_key = key_ring.current_id(),
+            "field-encryption key ring loaded"
+        );
         let sm2_key = gcfg
             .sm2_private_key_file
             .as_ref()
@@ -171,7 +197,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         let gateway = match hub_gateway::Gateway::new(
             gcfg.clone(),
             hub_gateway::KeyFiles {
-                key_ring: &key_ring,
+                key_ring,
                 sm2_private_key: sm2_key.as_deref(),
             },
             hub_gateway::Dependencies {

@@ -34,6 +34,9 @@ pub struct GatewaySection {
     pub max_concurrent_requests: usize,
     /// Key ring file for the field encryption of personal data (`docs/security.md`).
     pub key_ring: PathBuf,
+    /// The KMS that unwraps the key ring's data keys (entries written `kms:<master>:<hex>`).
+    #[serde(default)]
+    pub kms: Option<KmsSection>,
     /// File holding the hub's SM2 private key (64 hex digits), with which partners wrap the
     /// SM4 keys of encrypted bodies. Absent: only pre-shared SM4 keys can be used.
     #[serde(default)]
@@ -41,6 +44,17 @@ pub struct GatewaySection {
     /// The partner systems allowed in, with their credentials.
     #[serde(default)]
     pub apps: Vec<AppSection>,
+}
+
+/// `[gateway.kms]`: the HTTP KMS (`hub_security::kms`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsSection {
+    pub url: String,
+    /// The hub's app id at the KMS.
+    pub app_id: String,
+    /// HMAC-SM3 secret the hub signs its KMS calls with.
+    pub hmac_secret: String,
 }
 
 /// One partner system.

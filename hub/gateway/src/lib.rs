@@ -17,7 +17,7 @@
 //!
 //! Every refusal is an [`errors::ApiError`] with a stable code; every request is one access-log
 //! line (no personal data); authentication failures and replays are written to the audit chain.
-//! Not built yet (gateway issue): mutual TLS, partner-specific acknowledgement envelopes, a KMS. The OpenAPI document is served at `GET /openapi.json`.
+//! Not built yet (gateway issue): mutual TLS, partner-specific acknowledgement envelopes. The OpenAPI document is served at `GET /openapi.json`.
 
 pub mod auth;
 pub mod config;
@@ -43,7 +43,7 @@ use hub_security::signing::VerifyingCredential;
 use hub_state::StateStore;
 use tokio::sync::Semaphore;
 
-pub use config::{AppSection, GatewaySection};
+pub use config::{AppSection, GatewaySection, KmsSection};
 pub use errors::{ApiError, ErrorCode};
 
 /// A partner app as the gateway knows it.
@@ -74,7 +74,8 @@ pub struct Gateway {
 
 /// Key files, resolved against the configuration file's folder.
 pub struct KeyFiles<'a> {
-    pub key_ring: &'a std::path::Path,
+    /// The field-encryption key ring, already loaded (and unwrapped by the KMS if any).
+    pub key_ring: hub_security::field::KeyRing,
     pub sm2_private_key: Option<&'a std::path::Path>,
 }
 
@@ -111,9 +112,7 @@ impl Gateway {
             state,
             actor,
         } = deps;
-        let (key_ring_path, sm2_key_path) = (keys.key_ring, keys.sm2_private_key);
-        let ring = hub_security::field::KeyRing::from_file(key_ring_path)
-            .map_err(|e| BuildError::KeyRing(e.to_string()))?;
+        let (ring, sm2_key_path) = (keys.key_ring, keys.sm2_private_key);
         let sm2_key = match sm2_key_path {
             None => None,
             Some(p) => {

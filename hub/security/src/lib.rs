@@ -4,9 +4,11 @@
 //! * [`signing`]: the request signature scheme (canonical string, HMAC-SM3 or SM2), documented
 //!   for partners in `docs/security.md`;
 //! * [`field`]: field-by-field SM4-GCM encryption of personal data with a rotating key ring;
+//! * [`kms`]: data keys kept wrapped by a KMS, unwrapped at start;
 //! * [`mask`]: masking of ID-card numbers, phone numbers, names and addresses for logs.
 
 pub mod field;
+pub mod kms;
 pub mod mask;
 pub mod signing;
 pub mod sm;
