@@ -32,6 +32,16 @@ def hmac_sm3(key: bytes, data: bytes) -> bytes:
     return sm3_bytes(bytes(k ^ 0x5C for k in key) + inner)
 
 
+def crypt(private_key, public_key, mode=0):
+    """CryptSM2 with the public key set as given. gmssl 3.2.2's constructor strips a "04"
+    prefix with str.lstrip("04"), which removes every leading '0' and '4' character: a key
+    whose x coordinate begins with those digits (written x‖y, about 1 key in 256; written
+    04‖x‖y, about 1 in 8) is silently corrupted. Partners using gmssl need the same fix."""
+    c = sm2.CryptSM2(private_key=private_key, public_key="", mode=mode)
+    c.public_key = public_key
+    return c
+
+
 def run(op):
     b = lambda name: bytes.fromhex(op[name])
     kind = op["op"]
@@ -44,17 +54,13 @@ def run(op):
         c.set_key(b("key"), sm4.SM4_ENCRYPT if kind.endswith("encrypt") else sm4.SM4_DECRYPT)
         return c.crypt_cbc(b("iv"), b("data")).hex()
     if kind == "sm2_sign":
-        c = sm2.CryptSM2(private_key=op["private_key"], public_key=op["public_key"])
-        return c.sign_with_sm3(b("data"))
+        return crypt(op["private_key"], op["public_key"]).sign_with_sm3(b("data"))
     if kind == "sm2_verify":
-        c = sm2.CryptSM2(private_key=None, public_key=op["public_key"])
-        return "ok" if c.verify_with_sm3(op["signature"], b("data")) else "bad"
+        return "ok" if crypt(None, op["public_key"]).verify_with_sm3(op["signature"], b("data")) else "bad"
     if kind == "sm2_encrypt":
-        c = sm2.CryptSM2(private_key=None, public_key=op["public_key"], mode=1)
-        return c.encrypt(b("data")).hex()
+        return crypt(None, op["public_key"], mode=1).encrypt(b("data")).hex()
     if kind == "sm2_decrypt":
-        c = sm2.CryptSM2(private_key=op["private_key"], public_key=op["public_key"], mode=1)
-        return c.decrypt(b("data")).hex()
+        return crypt(op["private_key"], op["public_key"], mode=1).decrypt(b("data")).hex()
     raise ValueError(f"unknown op {kind}")
 
 

@@ -165,3 +165,30 @@ fn a_request_signed_with_gmssl_passes_the_hub_scheme() {
 fn key_bytes(key: &Sm2PrivateKey) -> Vec<u8> {
     key.to_bytes().to_vec()
 }
+
+/// Many random keys: edge cases that one key rarely hits (a coordinate with leading zero
+/// digits, which gmssl's constructor mangles: see gmssl_interop.py) show up here.
+#[test]
+fn sm2_signatures_by_gmssl_verify_for_many_random_keys() {
+    let keys: Vec<Sm2PrivateKey> = (0..256).map(|_| Sm2PrivateKey::generate()).collect();
+    let data: Vec<[u8; 32]> = (0..256).map(|_| random::<32>()).collect();
+    let ops: Vec<Value> = keys
+        .iter()
+        .zip(&data)
+        .map(|(k, d)| json!({"op": "sm2_sign", "private_key": hex::encode(key_bytes(k)), "public_key": xy(k), "data": hex::encode(d)}))
+        .collect();
+    let sigs = gmssl(Value::Array(ops));
+    let failures: Vec<String> = keys
+        .iter()
+        .zip(&data)
+        .zip(&sigs)
+        .filter(|((k, d), s)| {
+            sm2_verify(&k.public_key(), &d[..], &hex::decode(s).unwrap()).is_err()
+        })
+        .map(|((k, _), _)| k.public_key_hex())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "gmssl signatures that do not verify, by public key: {failures:?}"
+    );
+}
