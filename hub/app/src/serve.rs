@@ -236,6 +236,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                     cert: loaded.resolve(&tls.cert),
                     key: loaded.resolve(&tls.key),
                     check_interval_ms: tls.check_interval_ms,
+                    client_ca: tls.client_ca.clone(),
                 };
                 let cert = match hub_gateway::tls::ReloadingCert::load(&tls) {
                     Ok(c) => Arc::new(c),
@@ -253,12 +254,22 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                     Duration::from_millis(tls.check_interval_ms.max(100)),
                     lifecycle.token().clone(),
                 ));
-                lifecycle.spawn(hub_gateway::tls::serve(
-                    listener,
-                    cert,
-                    router,
-                    lifecycle.clone(),
-                ));
+                let client_ca = tls.client_ca.as_ref().map(|p| loaded.resolve(p));
+                let lc = lifecycle.clone();
+                lifecycle.spawn(async move {
+                    let served = hub_gateway::tls::serve(
+                        listener,
+                        cert,
+                        client_ca.as_deref(),
+                        router,
+                        lc.clone(),
+                    )
+                    .await;
+                    if let Err(e) = served {
+                        error!(error = %e, "the gateway cannot serve TLS; stopping");
+                        lc.stop();
+                    }
+                });
                 info!(listen = %gcfg.listen, "gateway serving HTTPS");
             }
             None => {

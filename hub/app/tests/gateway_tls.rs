@@ -147,3 +147,129 @@ fn tls_or_explicit_plain_http_is_required() {
         text(&out.stderr)
     );
 }
+
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { params, key, pem }
+}
+
+/// A client certificate issued by `ca`: (cert PEM, key PEM, SM3 of its DER).
+fn client_cert(ca: &Ca, name: &str) -> (String, String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let issuer = rcgen::Issuer::from_params(&ca.params, &ca.key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let sm3 = hub_security::sm::sm3_hex(cert.der());
+    (cert.pem(), key.serialize_pem(), sm3)
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_and_pins_the_apps_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server_cert, server_key) = pair();
+    std::fs::write(dir.path().join("gw.crt"), &server_cert).unwrap();
+    std::fs::write(dir.path().join("gw.key"), &server_key).unwrap();
+    let partners = ca("partners CA");
+    std::fs::write(dir.path().join("clients.pem"), &partners.pem).unwrap();
+    let (a_cert, a_key, a_sm3) = client_cert(&partners, "hotline-a");
+    let (b_cert, b_key, _) = client_cert(&partners, "hotline-b");
+    let (x_cert, x_key, _) = client_cert(&ca("some other CA"), "stranger");
+    let secret = "test-only-hmac-secret-0123456789";
+    let port = free_port();
+    let extra = format!(
+        "[gateway]\nlisten = \"127.0.0.1:{port}\"\nkey_ring = \"{}\"\n\
+         [gateway.tls]\ncert = \"gw.crt\"\nkey = \"gw.key\"\nclient_ca = \"clients.pem\"\n\
+         [[gateway.apps]]\napp_id = \"hotline-pinned\"\npartner = \"hotline12345\"\nhmac_secret = \"{secret}\"\nclient_cert_sm3 = \"{a_sm3}\"\n\
+         [[gateway.apps]]\napp_id = \"hotline-open\"\npartner = \"hotline12345\"\nhmac_secret = \"{secret}\"\n",
+        repo().join("ops/dev-keyring.toml").display()
+    );
+    let serving = start_serving_with(dir.path(), &kafka(), &extra);
+    wait_for_status(
+        &format!("{}/readyz", serving.admin),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    let body = std::fs::read(
+        repo().join("mappings/hotline12345/fixtures/dispatch_json/normal.input.json"),
+    )
+    .unwrap();
+    let path = "/v1/hotline12345/dispatch_json";
+    let call = |identity: Option<(String, String)>, app: &'static str| {
+        let body = body.clone();
+        let server_cert = server_cert.clone();
+        async move {
+            let mut builder = reqwest::Client::builder()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(
+                    reqwest::Certificate::from_pem(server_cert.as_bytes()).unwrap(),
+                )
+                .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap());
+            if let Some((cert, key)) = identity {
+                builder = builder.identity(
+                    reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap(),
+                );
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut req = builder
+                .build()
+                .unwrap()
+                .post(format!("https://localhost:{port}{path}"))
+                .body(body.clone());
+            let signer = hub_security::signing::SigningCredential::HmacSm3 {
+                secret: secret.as_bytes().to_vec(),
+            };
+            for (k, v) in signer.sign_request(app, "POST", path, "", &body, now) {
+                req = req.header(k, v);
+            }
+            match req.send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let v: serde_json::Value = r.json().await.unwrap_or_default();
+                    Ok((status, v["code"].as_str().unwrap_or_default().to_string()))
+                }
+                Err(e) => Err(format!("{e:?}")),
+            }
+        }
+    };
+    assert_eq!(
+        call(Some((a_cert.clone(), a_key.clone())), "hotline-pinned").await,
+        Ok((200, "ACCEPTED".into()))
+    );
+    assert_eq!(
+        call(Some((b_cert.clone(), b_key.clone())), "hotline-pinned").await,
+        Ok((403, "AUTH_CLIENT_CERT_MISMATCH".into()))
+    );
+    assert_eq!(
+        call(None, "hotline-pinned").await,
+        Ok((401, "AUTH_CLIENT_CERT_REQUIRED".into()))
+    );
+    // An app without a client-certificate requirement may connect either way.
+    assert_eq!(
+        call(None, "hotline-open").await,
+        Ok((200, "ACCEPTED".into()))
+    );
+    assert_eq!(
+        call(Some((b_cert, b_key)), "hotline-open").await,
+        Ok((200, "ACCEPTED".into()))
+    );
+    // A certificate from a CA the hub does not trust fails the handshake.
+    assert!(call(Some((x_cert, x_key)), "hotline-open").await.is_err());
+
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "{logs}");
+}

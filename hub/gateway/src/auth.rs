@@ -31,6 +31,7 @@ pub async fn authenticate<'g>(
     partner: &str,
     body: &[u8],
     now_ms: i64,
+    client_cert: Option<&str>,
 ) -> Result<Caller<'g>, ApiError> {
     let fail = |code| ApiError::new(code, request_id);
     let (Some(app_id), Some(ts), Some(nonce), Some(method), Some(signature)) = (
@@ -79,6 +80,16 @@ pub async fn authenticate<'g>(
     }
     if app.partner != partner {
         return Err(fail(ErrorCode::AuthPartnerMismatch));
+    }
+    match (&app.client_cert, client_cert) {
+        (None, _) => {}
+        (Some(_), None) => return Err(fail(ErrorCode::AuthClientCertRequired)),
+        (Some(None), Some(_)) => {}
+        (Some(Some(pin)), Some(presented)) => {
+            if pin != presented {
+                return Err(fail(ErrorCode::AuthClientCertMismatch));
+            }
+        }
     }
     // The nonce is remembered for twice the window: a timestamp may be up to one window in the
     // past or the future, so a replay is caught for as long as its timestamp is acceptable.

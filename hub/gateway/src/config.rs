@@ -76,6 +76,14 @@ pub struct AppSection {
     /// a key with the hub's SM2 key on each request.
     #[serde(default)]
     pub sm4_key: Option<String>,
+    /// Mutual TLS: this app's requests must come with a client certificate (verified against
+    /// `gateway.tls.client_ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Mutual TLS: the app's client certificate, pinned by the SM3 digest (hex) of its DER
+    /// bytes; implies `require_client_cert`.
+    #[serde(default)]
+    pub client_cert_sm3: Option<String>,
     /// Sustained requests per second for this app.
     #[serde(default = "default_rate")]
     pub rate_per_second: u32,
@@ -174,6 +182,22 @@ impl Validate for GatewaySection {
                     out.push(Invalid::new(
                         key("sm4_key"),
                         "must be 32 hex digits (16 bytes)",
+                    ));
+                }
+            }
+            if (app.require_client_cert || app.client_cert_sm3.is_some())
+                && self.tls.as_ref().is_none_or(|t| t.client_ca.is_none())
+            {
+                out.push(Invalid::new(
+                    key("require_client_cert"),
+                    "client certificates need gateway.tls.client_ca",
+                ));
+            }
+            if let Some(pin) = &app.client_cert_sm3 {
+                if hex::decode(pin.trim()).map(|b| b.len()).ok() != Some(32) {
+                    out.push(Invalid::new(
+                        key("client_cert_sm3"),
+                        "must be 64 hex digits (SM3 of the certificate's DER bytes)",
                     ));
                 }
             }

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     AuthNonceInvalid,
     AuthSignatureInvalid,
     AuthReplay,
+    AuthClientCertRequired,
+    AuthClientCertMismatch,
     RateLimited,
     Overloaded,
     BodyTooLarge,
@@ -52,6 +54,8 @@ impl ErrorCode {
         ErrorCode::AuthNonceInvalid,
         ErrorCode::AuthSignatureInvalid,
         ErrorCode::AuthReplay,
+        ErrorCode::AuthClientCertRequired,
+        ErrorCode::AuthClientCertMismatch,
         ErrorCode::RateLimited,
         ErrorCode::Overloaded,
         ErrorCode::BodyTooLarge,
@@ -82,6 +86,8 @@ impl ErrorCode {
             ErrorCode::AuthNonceInvalid => "AUTH_NONCE_INVALID",
             ErrorCode::AuthSignatureInvalid => "AUTH_SIGNATURE_INVALID",
             ErrorCode::AuthReplay => "AUTH_REPLAY",
+            ErrorCode::AuthClientCertRequired => "AUTH_CLIENT_CERT_REQUIRED",
+            ErrorCode::AuthClientCertMismatch => "AUTH_CLIENT_CERT_MISMATCH",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::BodyTooLarge => "BODY_TOO_LARGE",
@@ -109,8 +115,11 @@ impl ErrorCode {
             | ErrorCode::AuthMethodNotAllowed
             | ErrorCode::AuthTimestampOutOfWindow
             | ErrorCode::AuthNonceInvalid
-            | ErrorCode::AuthSignatureInvalid => StatusCode::UNAUTHORIZED,
-            ErrorCode::AuthPartnerMismatch => StatusCode::FORBIDDEN,
+            | ErrorCode::AuthSignatureInvalid
+            | ErrorCode::AuthClientCertRequired => StatusCode::UNAUTHORIZED,
+            ErrorCode::AuthPartnerMismatch | ErrorCode::AuthClientCertMismatch => {
+                StatusCode::FORBIDDEN
+            }
             ErrorCode::AuthReplay | ErrorCode::IngestInProgress => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Overloaded | ErrorCode::BusUnavailable | ErrorCode::StateUnavailable => {
@@ -160,6 +169,14 @@ impl ErrorCode {
             ErrorCode::AuthReplay => (
                 "重复的请求（随机数已使用）",
                 "replayed request: the nonce was already used",
+            ),
+            ErrorCode::AuthClientCertRequired => (
+                "该应用须使用客户端证书",
+                "this app must connect with its client certificate",
+            ),
+            ErrorCode::AuthClientCertMismatch => (
+                "客户端证书与该应用登记的不符",
+                "the client certificate is not the one registered for this app",
             ),
             ErrorCode::RateLimited => (
                 "请求过于频繁，请稍后重试",
@@ -286,25 +303,27 @@ mod tests {
                 ErrorCode::AuthNonceInvalid => 6,
                 ErrorCode::AuthSignatureInvalid => 7,
                 ErrorCode::AuthReplay => 8,
-                ErrorCode::RateLimited => 9,
-                ErrorCode::Overloaded => 10,
-                ErrorCode::BodyTooLarge => 11,
-                ErrorCode::BodyTimeout => 12,
-                ErrorCode::RouteNotFound => 13,
-                ErrorCode::PartnerMessageIdInvalid => 14,
-                ErrorCode::IngestInProgress => 15,
-                ErrorCode::EncryptionUnsupported => 16,
-                ErrorCode::EncryptionKeyMissing => 17,
-                ErrorCode::DecryptionFailed => 18,
-                ErrorCode::MappingInputUnreadable => 19,
-                ErrorCode::MappingFailed => 20,
-                ErrorCode::MappingOutputInvalid => 21,
-                ErrorCode::PersonalDataUnprotected => 22,
-                ErrorCode::BusUnavailable => 23,
-                ErrorCode::StateUnavailable => 24,
+                ErrorCode::AuthClientCertRequired => 9,
+                ErrorCode::AuthClientCertMismatch => 10,
+                ErrorCode::RateLimited => 11,
+                ErrorCode::Overloaded => 12,
+                ErrorCode::BodyTooLarge => 13,
+                ErrorCode::BodyTimeout => 14,
+                ErrorCode::RouteNotFound => 15,
+                ErrorCode::PartnerMessageIdInvalid => 16,
+                ErrorCode::IngestInProgress => 17,
+                ErrorCode::EncryptionUnsupported => 18,
+                ErrorCode::EncryptionKeyMissing => 19,
+                ErrorCode::DecryptionFailed => 20,
+                ErrorCode::MappingInputUnreadable => 21,
+                ErrorCode::MappingFailed => 22,
+                ErrorCode::MappingOutputInvalid => 23,
+                ErrorCode::PersonalDataUnprotected => 24,
+                ErrorCode::BusUnavailable => 25,
+                ErrorCode::StateUnavailable => 26,
             }
         };
-        assert_eq!(ErrorCode::ALL.len(), 25);
+        assert_eq!(ErrorCode::ALL.len(), 27);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(place(*c), i);
         }

@@ -117,6 +117,10 @@ async fn handle(
     };
     let size = body.len();
     let now_ms = chrono::Utc::now().timestamp_millis();
+    let client_cert = parts
+        .extensions
+        .get::<crate::tls::ClientCertificate>()
+        .and_then(|c| c.0.clone());
     let caller = match authenticate(
         gw,
         id,
@@ -127,6 +131,7 @@ async fn handle(
         partner,
         &body,
         now_ms,
+        client_cert.as_deref(),
     )
     .await
     {
@@ -385,6 +390,8 @@ async fn audit_refusal(
         ErrorCode::AuthAppUnknown => "auth.app_unknown",
         ErrorCode::AuthTimestampOutOfWindow => "auth.timestamp_out_of_window",
         ErrorCode::AuthPartnerMismatch => "auth.partner_mismatch",
+        ErrorCode::AuthClientCertRequired => "auth.client_cert_required",
+        ErrorCode::AuthClientCertMismatch => "auth.client_cert_mismatch",
         _ => return,
     };
     let app = headers

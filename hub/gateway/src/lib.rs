@@ -17,7 +17,7 @@
 //!
 //! Every refusal is an [`errors::ApiError`] with a stable code; every request is one access-log
 //! line (no personal data); authentication failures and replays are written to the audit chain.
-//! Not built yet (gateway issue): mutual TLS, partner-specific acknowledgement envelopes. The OpenAPI document is served at `GET /openapi.json`.
+//! Not built yet (gateway issue): partner-specific acknowledgement envelopes. The OpenAPI document is served at `GET /openapi.json`.
 
 pub mod auth;
 pub mod config;
@@ -53,6 +53,8 @@ pub struct App {
     pub credentials: Vec<VerifyingCredential>,
     /// Pre-shared SM4 key for encrypted bodies.
     pub sm4_key: Option<[u8; 16]>,
+    /// Mutual TLS: a client certificate is required; `Some(pin)` requires that one.
+    pub client_cert: Option<Option<String>>,
     limiter: DefaultKeyedRateLimiter<()>,
 }
 
@@ -158,6 +160,11 @@ impl Gateway {
                     partner: a.partner.clone(),
                     credentials,
                     sm4_key,
+                    client_cert: match (&a.client_cert_sm3, a.require_client_cert) {
+                        (Some(pin), _) => Some(Some(pin.trim().to_ascii_lowercase())),
+                        (None, true) => Some(None),
+                        (None, false) => None,
+                    },
                     limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
                 },
             );

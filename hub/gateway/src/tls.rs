@@ -5,7 +5,9 @@
 //! handshakes use the new pair; connections already open keep theirs. A pair that fails to
 //! load is reported and the previous pair stays in use.
 //!
-//! Not built yet: mutual TLS (client certificates per partner).
+//! Mutual TLS: with `client_ca`, client certificates issued by those CAs are verified during
+//! the handshake, and the SM3 digest of the leaf travels with each request as a
+//! [`ClientCertificate`] extension, for the per-app checks in `auth`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -35,7 +37,16 @@ pub struct TlsSection {
     /// How often the files are checked for changes (ms).
     #[serde(default = "default_check")]
     pub check_interval_ms: u64,
+    /// Mutual TLS: PEM bundle of the CAs whose client certificates are accepted. Clients may
+    /// still connect without one; apps that must present one say so (`require_client_cert`,
+    /// `client_cert_sm3`). A partner's self-signed certificate is added here as its own CA.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
+
+/// The client certificate of the connection a request came on: SM3 of its DER bytes, hex.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCertificate(pub Option<String>);
 
 fn default_check() -> u64 {
     5_000
@@ -138,22 +149,42 @@ pub async fn watch(cert: Arc<ReloadingCert>, every: Duration, stop: Cancellation
 pub async fn serve(
     listener: TcpListener,
     cert: Arc<ReloadingCert>,
+    client_ca: Option<&Path>,
     router: Router,
     lifecycle: hub_bus::Lifecycle,
-) {
+) -> Result<(), String> {
     let stop = lifecycle.token().clone();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("the ring provider supports the default versions")
-    .with_no_client_auth()
-    .with_cert_resolver(cert);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+            {
+                roots
+                    .add(c.map_err(|e| format!("{}: {e}", path.display()))?)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| format!("client CA {}: {e}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     loop {
         let (tcp, peer) = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -177,6 +208,15 @@ pub async fn serve(
                         return;
                     }
                 };
+            // The client certificate, if the partner presented one, travels with each request.
+            let client = ClientCertificate(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| hub_security::sm::sm3_hex(leaf.as_ref())),
+            );
+            let router = router.layer(axum::Extension(client));
             let builder = Builder::new(TokioExecutor::new());
             let conn =
                 builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(router));
