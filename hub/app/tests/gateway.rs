@@ -29,12 +29,12 @@ fn start() -> Hub {
 }
 
 fn start_with(gateway_extra: &str, env: &[(&str, &str)]) -> Hub {
-    start_full(gateway_extra, env, 1000)
+    start_full(gateway_extra, env, 1000, "")
 }
 
 /// A hub whose gateway has the test apps; `gateway_extra` adds gateway keys (before the apps),
 /// `env` adds `HUB_*` overrides, `rate` is the hotline app's rate and burst.
-fn start_full(gateway_extra: &str, env: &[(&str, &str)], rate: u32) -> Hub {
+fn start_full(gateway_extra: &str, env: &[(&str, &str)], rate: u32, tail: &str) -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let sm2 = Sm2PrivateKey::generate();
@@ -43,7 +43,7 @@ fn start_full(gateway_extra: &str, env: &[(&str, &str)], rate: u32) -> Hub {
          {gateway_extra}key_ring = \"{}\"\n\
          [[gateway.apps]]\napp_id = \"hotline-test\"\npartner = \"hotline12345\"\nhmac_secret = \"{SECRET}\"\n\
          sm2_public_key = \"{}\"\nrate_per_second = {rate}\nburst = {rate}\nsm4_key = \"{PRESHARED_SM4}\"\n\
-         [[gateway.apps]]\napp_id = \"elicense-test\"\npartner = \"elicense\"\nhmac_secret = \"{SECRET}\"\n",
+         [[gateway.apps]]\napp_id = \"elicense-test\"\npartner = \"elicense\"\nhmac_secret = \"{SECRET}\"\n{tail}",
         repo().join("ops/dev-keyring.toml").display(),
         sm2.public_key_hex()
     );
@@ -534,7 +534,7 @@ async fn a_replay_to_a_second_hub_sharing_postgresql_is_refused() {
 #[tokio::test]
 async fn an_app_over_its_rate_gets_429_with_retry_after() {
     // The hotline app may send one request per second, with no burst.
-    let hub = start_full("", &[], 1);
+    let hub = start_full("", &[], 1, "");
     wait_ready(&hub).await;
     let body = fixture("dispatch_json/normal.input.json");
     let mut answers = Vec::new();
@@ -563,6 +563,21 @@ async fn an_app_over_its_rate_gets_429_with_retry_after() {
         .find(|(s, _)| *s == 429)
         .expect("a request over the rate is refused");
     assert_eq!(limited.1.as_deref(), Some("1"), "Retry-After says when");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+
+    // A route limit holds across apps and answers with its scope.
+    let hub = start_full(
+        "",
+        &[],
+        1000,
+        "[[gateway.route_limits]]\nroute = \"hotline12345/dispatch_json\"\nrate_per_second = 1\nburst = 1\n",
+    );
+    wait_ready(&hub).await;
+    let (s1, _) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &[]).await;
+    let (s2, v2) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!((s1, s2), (200, 429), "{v2}");
+    assert_eq!(v2["detail"]["scope"], "route");
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");
 }

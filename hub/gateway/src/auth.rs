@@ -103,7 +103,9 @@ pub async fn authenticate<'g>(
         let wait = not_until.wait_time_from(governor::clock::Clock::now(
             &governor::clock::DefaultClock::default(),
         ));
-        return Err(fail(ErrorCode::RateLimited).retry_after(wait.as_secs_f64().ceil() as u64));
+        return Err(fail(ErrorCode::RateLimited)
+            .with_detail(serde_json::json!({ "scope": "app" }))
+            .retry_after(wait.as_secs_f64().ceil() as u64));
     }
     Ok(Caller { app })
 }

@@ -44,6 +44,20 @@ pub struct GatewaySection {
     /// The partner systems allowed in, with their credentials.
     #[serde(default)]
     pub apps: Vec<AppSection>,
+    /// Limits per route, across all apps (protects what is behind a route, e.g. a topic).
+    #[serde(default)]
+    pub route_limits: Vec<RouteLimit>,
+}
+
+/// `[[gateway.route_limits]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimit {
+    /// `<partner>/<mapping>`, as in the path `/v1/<partner>/<mapping>`.
+    pub route: String,
+    pub rate_per_second: u32,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
 }
 
 /// `[gateway.kms]`: the HTTP KMS (`hub_security::kms`).
@@ -145,6 +159,20 @@ impl Validate for GatewaySection {
                 join_key(prefix, "max_concurrent_requests"),
                 "must be at least 1",
             ));
+        }
+        for (i, r) in self.route_limits.iter().enumerate() {
+            if r.route.split('/').count() != 2 || r.route.starts_with('/') {
+                out.push(Invalid::new(
+                    join_key(prefix, &format!("route_limits[{i}].route")),
+                    "write <partner>/<mapping>",
+                ));
+            }
+            if r.rate_per_second == 0 || r.burst == 0 {
+                out.push(Invalid::new(
+                    join_key(prefix, &format!("route_limits[{i}].rate_per_second")),
+                    "rate and burst must be at least 1",
+                ));
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, app) in self.apps.iter().enumerate() {

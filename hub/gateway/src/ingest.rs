@@ -144,6 +144,14 @@ async fn handle(
     let app_id = caller.app.app_id.clone();
     let refuse_app = |e: ApiError| refuse(e, Some(app_id.clone()), size);
 
+    if let Err(wait) = gw.charge_route(&format!("{partner}/{mapping_name}")) {
+        return refuse_app(
+            ApiError::new(ErrorCode::RateLimited, id)
+                .with_detail(json!({ "scope": "route" }))
+                .retry_after(wait),
+        );
+    }
+
     // An encrypted body is decrypted after its signature (over the bytes as sent) verified.
     let body = match open_body(
         &parts.headers,

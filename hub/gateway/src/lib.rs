@@ -43,7 +43,7 @@ use hub_security::signing::VerifyingCredential;
 use hub_state::StateStore;
 use tokio::sync::Semaphore;
 
-pub use config::{AppSection, GatewaySection, KmsSection};
+pub use config::{AppSection, GatewaySection, KmsSection, RouteLimit};
 pub use errors::{ApiError, ErrorCode};
 
 /// A partner app as the gateway knows it.
@@ -72,6 +72,7 @@ pub struct Gateway {
     /// `hub:<instance>`, the actor of the audit records the gateway writes.
     pub actor: String,
     concurrency: Semaphore,
+    route_limits: HashMap<String, DefaultKeyedRateLimiter<()>>,
 }
 
 /// Key files, resolved against the configuration file's folder.
@@ -170,6 +171,18 @@ impl Gateway {
             );
         }
         let concurrency = Semaphore::new(config.max_concurrent_requests);
+        let route_limits = config
+            .route_limits
+            .iter()
+            .map(|r| {
+                let per_second = NonZeroU32::new(r.rate_per_second.max(1)).expect("at least 1");
+                let burst = NonZeroU32::new(r.burst.max(1)).expect("at least 1");
+                (
+                    r.route.clone(),
+                    RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+                )
+            })
+            .collect();
         Ok(Self {
             config,
             apps,
@@ -181,6 +194,7 @@ impl Gateway {
             state,
             actor,
             concurrency,
+            route_limits,
         })
     }
 
@@ -198,5 +212,21 @@ impl Gateway {
             .route("/v1/{partner}/{mapping}", post(ingest::ingest))
             .fallback(ingest::not_found)
             .with_state(self)
+    }
+}
+
+impl Gateway {
+    /// Charges the route's limit, if it has one; `Err(seconds)` to wait when exceeded.
+    pub(crate) fn charge_route(&self, route: &str) -> Result<(), u64> {
+        let Some(limiter) = self.route_limits.get(route) else {
+            return Ok(());
+        };
+        limiter.check_key(&()).map_err(|not_until| {
+            let clock = governor::clock::DefaultClock::default();
+            not_until
+                .wait_time_from(governor::clock::Clock::now(&clock))
+                .as_secs_f64()
+                .ceil() as u64
+        })
     }
 }
