@@ -806,3 +806,82 @@ async fn the_openapi_document_describes_every_entry_and_error_code() {
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");
 }
+
+/// Copies a folder tree.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_partner_declared_envelope_wraps_every_answer() {
+    // The mappings as shipped, plus an answer envelope for 12345: GBK XML.
+    let mappings = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("mappings"), mappings.path());
+    let partner = mappings.path().join("hotline12345");
+    let mut manifest = std::fs::read_to_string(partner.join("mappings.toml")).unwrap();
+    manifest.push_str("\n[[mapping]]\nname = \"answer\"\ndirection = \"answer\"\nprogram = \"answer.vrl\"\nformat = \"xml\"\nencoding = \"gbk\"\nxml_root = \"fhxx\"\n");
+    std::fs::write(partner.join("mappings.toml"), manifest).unwrap();
+    std::fs::write(
+        partner.join("answer.vrl"),
+        "ok = .code == \"ACCEPTED\"\nrtn = \"9999\"\nif ok { rtn = \"0000\" }\n\
+         . = {\"rtnCode\": rtn, \"rtnMsg\": .message_zh, \"hubCode\": .code, \"lsh\": .message_id, \"qqid\": .request_id}\n",
+    )
+    .unwrap();
+    let dir_var = mappings.path().to_string_lossy().into_owned();
+    let hub = start_with("", &[("HUB_MAPPINGS__DIR", &dir_var)]);
+    wait_ready(&hub).await;
+
+    let body = fixture("dispatch_json/normal.input.json");
+    let headers = SigningCredential::HmacSm3 {
+        secret: SECRET.as_bytes().to_vec(),
+    }
+    .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{DISPATCH}", hub.gateway))
+        .body(body.clone());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/xml; charset=GBK");
+    let bytes = r.bytes().await.unwrap();
+    let (text, _, malformed) = encoding_rs::GBK.decode(&bytes);
+    assert!(!malformed);
+    assert!(
+        text.starts_with("<?xml version=\"1.0\" encoding=\"GBK\"?><fhxx>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<rtnCode>0000</rtnCode>") && text.contains("<rtnMsg>已接收</rtnMsg>"),
+        "{text}"
+    );
+    assert!(text.contains("<hubCode>ACCEPTED</hubCode>"), "{text}");
+
+    // Refusals are wrapped too, with their HTTP status kept.
+    let r = reqwest::Client::new()
+        .post(format!("{}{DISPATCH}", hub.gateway))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let bytes = r.bytes().await.unwrap();
+    let (text, _, _) = encoding_rs::GBK.decode(&bytes);
+    assert!(
+        text.contains("<rtnCode>9999</rtnCode>")
+            && text.contains("<hubCode>AUTH_HEADERS_MISSING</hubCode>"),
+        "{text}"
+    );
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}

@@ -69,6 +69,11 @@ pub(crate) async fn ingest(
         }
         Ok(_permit) => handle(&gw, &id, &partner, &mapping, request, &mut sealer).await,
     };
+    // The partner's own acknowledgement envelope, when its mappings declare one.
+    let response = match gw.mappings.answer_of(&partner) {
+        Some(envelope) => wrap_answer(envelope, response, &id).await,
+        None => response,
+    };
     // The partner asked for an encrypted answer: same key and mode, fresh IV.
     let response = match sealer {
         Some(session) => seal_response(response, &session).await,
@@ -431,4 +436,35 @@ async fn seal_response(response: Response, session: &Session) -> Response {
         axum::http::HeaderValue::from_static(session.mode.as_str()),
     );
     Response::from_parts(parts, Body::from(session.seal(&plain)))
+}
+
+/// Rewrites the unified answer (plus its `http_status`) into the partner's envelope with the
+/// partner's `answer` mapping. If that mapping fails, the unified answer goes out unchanged:
+/// an answer is never lost to a broken envelope.
+async fn wrap_answer(
+    envelope: &hub_mapping::Mapping,
+    response: Response,
+    request_id: &str,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut answer {
+        o.insert("http_status".into(), json!(parts.status.as_u16()));
+    }
+    match envelope.outbound(&answer) {
+        Ok(wrapped) => {
+            if let Ok(ct) = envelope.content_type().parse() {
+                parts.headers.insert(axum::http::header::CONTENT_TYPE, ct);
+            }
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(wrapped))
+        }
+        Err(e) => {
+            warn!(request_id = %request_id, error = %e, "the partner's answer envelope failed; answering in the unified shape");
+            Response::from_parts(parts, Body::from(bytes))
+        }
+    }
 }

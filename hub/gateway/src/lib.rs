@@ -17,7 +17,8 @@
 //!
 //! Every refusal is an [`errors::ApiError`] with a stable code; every request is one access-log
 //! line (no personal data); authentication failures and replays are written to the audit chain.
-//! Not built yet (gateway issue): partner-specific acknowledgement envelopes. The OpenAPI document is served at `GET /openapi.json`.
+//! A partner's own answer envelope, declared as an `answer` mapping, wraps every answer of its
+//! routes. The OpenAPI document is served at `GET /openapi.json`.
 
 pub mod auth;
 pub mod config;

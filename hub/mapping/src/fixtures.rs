@@ -102,6 +102,10 @@ fn run_case(
         Direction::Inbound => m
             .inbound(&body, catalog)
             .map(|record| serde_json::to_vec(&record).unwrap_or_default()),
+        Direction::Answer => match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(answer) => m.outbound(&answer),
+            Err(e) => return Some(format!("the input answer is not JSON: {e}")),
+        },
         Direction::Outbound => {
             let record: serde_json::Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
@@ -165,7 +169,7 @@ fn run_case(
         };
         let text = match xml::decode(
             &output,
-            if m.direction == Direction::Outbound {
+            if m.direction != Direction::Inbound {
                 m.charset
             } else {
                 crate::Charset::Utf8

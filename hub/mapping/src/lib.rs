@@ -38,6 +38,9 @@ pub enum Direction {
     Inbound,
     /// Contract record → partner payload.
     Outbound,
+    /// The hub's unified answer → the partner's acknowledgement envelope (at most one per
+    /// partner; no contract).
+    Answer,
 }
 
 /// The partner payload's syntax.
@@ -73,6 +76,8 @@ struct Manifest {
 struct ManifestEntry {
     name: String,
     direction: Direction,
+    /// The contract's topic; not for `answer` mappings.
+    #[serde(default)]
     contract: String,
     program: PathBuf,
     format: Format,
@@ -243,7 +248,18 @@ impl MappingSet {
                         }
                     }
                 };
-                if !catalog
+                if entry.direction == Direction::Answer {
+                    if !entry.contract.is_empty() {
+                        problems.push(Problem {
+                            path: manifest_path.clone(),
+                            line: None,
+                            message: format!(
+                                "mapping `{}`: an answer mapping has no contract",
+                                entry.name
+                            ),
+                        });
+                    }
+                } else if !catalog
                     .contracts
                     .iter()
                     .any(|c| c.declaration.topic == entry.contract)
@@ -257,7 +273,7 @@ impl MappingSet {
                         ),
                     });
                 }
-                if entry.direction == Direction::Outbound
+                if entry.direction != Direction::Inbound
                     && entry.format == Format::Xml
                     && entry.xml_root.is_none()
                 {
@@ -297,11 +313,31 @@ impl MappingSet {
                 });
             }
         }
+        let mut answers = BTreeMap::new();
+        for m in mappings.iter().filter(|m| m.direction == Direction::Answer) {
+            if answers.insert(m.partner.clone(), ()).is_some() {
+                problems.push(Problem {
+                    path: m.folder.join("mappings.toml"),
+                    line: None,
+                    message: format!(
+                        "partner `{}` declares more than one answer mapping",
+                        m.partner
+                    ),
+                });
+            }
+        }
         if problems.is_empty() {
             Ok(Self { mappings })
         } else {
             Err(problems)
         }
+    }
+
+    /// The partner's acknowledgement envelope, if it declares one.
+    pub fn answer_of(&self, partner: &str) -> Option<&Mapping> {
+        self.mappings
+            .iter()
+            .find(|m| m.partner == partner && m.direction == Direction::Answer)
     }
 
     pub fn get(&self, partner: &str, name: &str) -> Option<&Mapping> {
@@ -492,7 +528,20 @@ impl Mapping {
             .map(|i| i + 1)
     }
 
-    /// Outbound: a contract record → partner bytes.
+    /// The content type of what [`Mapping::outbound`] writes.
+    pub fn content_type(&self) -> String {
+        let charset = match self.charset {
+            Charset::Utf8 => "utf-8",
+            Charset::Gbk => "GBK",
+            Charset::Gb18030 => "GB18030",
+        };
+        match self.format {
+            Format::Json => format!("application/json; charset={charset}"),
+            Format::Xml => format!("application/xml; charset={charset}"),
+        }
+    }
+
+    /// Outbound (and answer): a JSON value → partner bytes.
     pub fn outbound(&self, record: &serde_json::Value) -> Result<Vec<u8>, MappingError> {
         let payload = self.run(record.clone(), None)?;
         match self.format {

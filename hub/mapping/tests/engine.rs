@@ -234,3 +234,55 @@ fn a_mapping_without_an_invalid_case_fails_its_fixture_coverage() {
     );
     assert!(f.root().exists());
 }
+
+#[test]
+fn an_answer_mapping_has_no_contract_and_runs_its_fixtures() {
+    let manifest = r#"partner = "partner"
+[[mapping]]
+name = "answer"
+direction = "answer"
+program = "answer.vrl"
+format = "json"
+"#;
+    let program = b"rtn = \"9999\"\nif .code == \"ACCEPTED\" { rtn = \"0000\" }\n. = {\"rtnCode\": rtn, \"rtnMsg\": .message_zh}\n";
+    let f = Fixture::new(
+        manifest,
+        &[
+            ("partner/answer.vrl", program),
+            (
+                "partner/fixtures/answer/ok.input.json",
+                br#"{"code": "ACCEPTED", "message_zh": "ok", "http_status": 200}"#,
+            ),
+            (
+                "partner/fixtures/answer/ok.expected.json",
+                br#"{"rtnCode": "0000", "rtnMsg": "ok"}"#,
+            ),
+            (
+                "partner/fixtures/answer/bad.input.json",
+                br#"{"code": "AUTH_REPLAY", "message_zh": 5}"#,
+            ),
+            (
+                "partner/fixtures/answer/bad.expected.json",
+                br#"{"rtnCode": "9999", "rtnMsg": 5}"#,
+            ),
+        ],
+    );
+    let set = f.load().unwrap();
+    assert_eq!(set.answer_of("partner").unwrap().name, "answer");
+    let outcomes = run_fixtures(&set, &f.catalog());
+    let failures: Vec<_> = outcomes.iter().filter_map(|o| o.failure.clone()).collect();
+    // Two passing cases and no invalid one: only the coverage rule complains.
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("has 2 and 0"), "{failures:?}");
+
+    let with_contract = manifest.replace(
+        "format = \"json\"",
+        "format = \"json\"\ncontract = \"test.sample.created.v1\"",
+    );
+    let f = Fixture::new(&with_contract, &[("partner/answer.vrl", program)]);
+    let errors = f.load().err().unwrap().join("\n");
+    assert!(
+        errors.contains("an answer mapping has no contract"),
+        "{errors}"
+    );
+}

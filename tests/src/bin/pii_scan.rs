@@ -76,6 +76,7 @@ fn main() -> anyhow::Result<()> {
                     Ok(r) => r,
                     Err(_) => continue,
                 },
+                Direction::Answer => continue,
                 Direction::Outbound => {
                     match serde_json::from_slice::<Value>(&std::fs::read(&path)?) {
                         Ok(r) => r,
