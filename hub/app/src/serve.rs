@@ -190,6 +190,22 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             current_key = key_ring.current_id(),
             "field-encryption key ring loaded"
         );
+        // Key use is a security event: which ring, which current key, unwrapped by whom.
+        let detail = serde_json::json!({
+            "current": key_ring.current_id(),
+            "kms": gcfg.kms.as_ref().map(|k| k.url.clone()),
+        });
+        if let Err(e) = state
+            .append_audit(
+                &actor,
+                "keys.loaded",
+                &key_ring_path.display().to_string(),
+                &detail,
+            )
+            .await
+        {
+            warn!(code = e.code(), error = %e, "key load not recorded in the audit log");
+        }
         let sm2_key = gcfg
             .sm2_private_key_file
             .as_ref()

@@ -283,6 +283,23 @@ async fn every_refusal_answers_its_status_and_code() {
     .await;
     assert_eq!((s, code(&v)), (401, "AUTH_TIMESTAMP_OUT_OF_WINDOW".into()));
 
+    let mut headers = SigningCredential::HmacSm3 {
+        secret: SECRET.as_bytes().to_vec(),
+    }
+    .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
+    headers.retain(|(k, _)| *k != "x-hub-nonce");
+    headers.push(("x-hub-nonce", "short".into()));
+    let (s, v) = send(&hub, DISPATCH, &body, headers, &[]).await;
+    assert_eq!((s, code(&v)), (401, "AUTH_NONCE_INVALID".into()));
+
+    // elicense-test has only an HMAC secret: an SM2 signature is not allowed for it.
+    let sm2_signed = SigningCredential::Sm2 {
+        key: Sm2PrivateKey::generate(),
+    }
+    .sign_request("elicense-test", "POST", DISPATCH, "", &body, now_ms());
+    let (s, v) = send(&hub, DISPATCH, &body, sm2_signed, &[]).await;
+    assert_eq!((s, code(&v)), (401, "AUTH_METHOD_NOT_ALLOWED".into()));
+
     // The same signed request twice: the second is a replay.
     let signed = SigningCredential::HmacSm3 {
         secret: SECRET.as_bytes().to_vec(),
@@ -375,6 +392,7 @@ async fn every_refusal_answers_its_status_and_code() {
     let tail = text(&support::hub(&["audit", "tail", "-n", "50", "--config", &config], &[]).stdout);
     for action in [
         "auth.app_unknown",
+        "keys.loaded",
         "auth.signature_invalid",
         "auth.timestamp_out_of_window",
         "auth.replay",
@@ -881,6 +899,35 @@ async fn a_partner_declared_envelope_wraps_every_answer() {
         text.contains("<rtnCode>9999</rtnCode>")
             && text.contains("<hubCode>AUTH_HEADERS_MISSING</hubCode>"),
         "{text}"
+    );
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn a_push_the_broker_cannot_take_is_refused_not_acknowledged() {
+    // The bus points at a closed port and gives up on a record after 1 s.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let hub = start_with(
+        "",
+        &[
+            ("HUB_BUS__BOOTSTRAP_SERVERS", &closed),
+            ("HUB_BUS__DELIVERY_TIMEOUT_MS", "1000"),
+        ],
+    );
+    // Alive, not ready: the gateway still answers, and must not say 200.
+    wait_for_status(
+        &format!("{}/readyz", hub.serving.admin),
+        503,
+        Duration::from_secs(30),
+    )
+    .await;
+    let body = fixture("dispatch_json/normal.input.json");
+    let (s, v) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (503, Some("BUS_UNAVAILABLE")),
+        "{v}"
     );
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");
