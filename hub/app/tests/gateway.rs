@@ -80,13 +80,14 @@ async fn push(
     send(hub, path, body, headers, extra).await
 }
 
-async fn send(
+/// Sends `body` to `path` with `headers` (e.g. signature headers) and `extra`; the raw answer.
+async fn send_raw(
     hub: &Hub,
     path: &str,
     body: &[u8],
     headers: Vec<(&'static str, String)>,
     extra: &[(&str, &str)],
-) -> (u16, Value) {
+) -> reqwest::Response {
     let mut req = reqwest::Client::new()
         .post(format!("{}{path}", hub.gateway))
         .body(body.to_vec());
@@ -96,9 +97,28 @@ async fn send(
     for (k, v) in extra {
         req = req.header(*k, *v);
     }
-    let r = req.send().await.unwrap();
+    req.send().await.unwrap()
+}
+
+/// Like [`send_raw`], answering the status and the JSON body.
+async fn send(
+    hub: &Hub,
+    path: &str,
+    body: &[u8],
+    headers: Vec<(&'static str, String)>,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let r = send_raw(hub, path, body, headers, extra).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// HMAC-signed headers of the hotline test app for `body` on `path`, now.
+fn signed(path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    SigningCredential::HmacSm3 {
+        secret: SECRET.as_bytes().to_vec(),
+    }
+    .sign_request("hotline-test", "POST", path, "", body, now_ms())
 }
 
 async fn wait_ready(hub: &Hub) {
@@ -112,16 +132,7 @@ async fn wait_ready(hub: &Hub) {
 
 /// Reads `topic` from the beginning with a fresh group until the record with `message_id`.
 async fn find_on_kafka(topic: &str, message_id: &str) -> Vec<hub_bus::Delivery> {
-    let bus = hub_config::sections::BusSection {
-        bootstrap_servers: kafka(),
-        client_id: "gateway-test".into(),
-        compression: hub_config::sections::Compression::Lz4,
-        delivery_timeout_ms: 30_000,
-        linger_ms: 0,
-        session_timeout_ms: 10_000,
-        replication_factor: 1,
-        librdkafka: Default::default(),
-    };
+    let bus = bus_section("gateway-test");
     let group = format!("gateway-test-{}", uuid::Uuid::new_v4().simple());
     let consumer = hub_bus::Consumer::new(&bus, &group, &[topic]).unwrap();
     let mut found = Vec::new();
@@ -557,17 +568,7 @@ async fn an_app_over_its_rate_gets_429_with_retry_after() {
     let body = fixture("dispatch_json/normal.input.json");
     let mut answers = Vec::new();
     for _ in 0..3 {
-        let headers = SigningCredential::HmacSm3 {
-            secret: SECRET.as_bytes().to_vec(),
-        }
-        .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
-        let mut req = reqwest::Client::new()
-            .post(format!("{}{DISPATCH}", hub.gateway))
-            .body(body.clone());
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        let r = req.send().await.unwrap();
+        let r = send_raw(&hub, DISPATCH, &body, signed(DISPATCH, &body), &[]).await;
         answers.push((
             r.status().as_u16(),
             r.headers()
@@ -859,17 +860,7 @@ async fn a_partner_declared_envelope_wraps_every_answer() {
     wait_ready(&hub).await;
 
     let body = fixture("dispatch_json/normal.input.json");
-    let headers = SigningCredential::HmacSm3 {
-        secret: SECRET.as_bytes().to_vec(),
-    }
-    .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{DISPATCH}", hub.gateway))
-        .body(body.clone());
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let r = req.send().await.unwrap();
+    let r = send_raw(&hub, DISPATCH, &body, signed(DISPATCH, &body), &[]).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["content-type"], "application/xml; charset=GBK");
     let bytes = r.bytes().await.unwrap();

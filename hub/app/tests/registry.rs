@@ -159,16 +159,7 @@ async fn fastavro_decodes_a_contract_message_with_the_schema_from_the_hub_regist
     });
     let datum = contract.encode(&record).unwrap();
     let framed = hub_contracts::frame(contract.schema_id(), &datum);
-    let bus = hub_config::sections::BusSection {
-        bootstrap_servers: kafka(),
-        client_id: "registry-test".into(),
-        compression: hub_config::sections::Compression::Lz4,
-        delivery_timeout_ms: 30_000,
-        linger_ms: 0,
-        session_timeout_ms: 10_000,
-        replication_factor: 1,
-        librdkafka: Default::default(),
-    };
+    let bus = bus_section("registry-test");
     let topic = format!(
         "test.registry.fastavro.{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]

@@ -134,3 +134,17 @@ pub fn stop_and_collect_logs(mut s: Serving) -> (std::process::ExitStatus, Strin
     let status = s.child.wait().unwrap();
     (status, logs.join("\n"))
 }
+
+/// A `[bus]` section for the test broker.
+pub fn bus_section(client_id: &str) -> hub_config::sections::BusSection {
+    hub_config::sections::BusSection {
+        bootstrap_servers: kafka(),
+        client_id: client_id.into(),
+        compression: hub_config::sections::Compression::Lz4,
+        delivery_timeout_ms: 30_000,
+        linger_ms: 0,
+        session_timeout_ms: 10_000,
+        replication_factor: 1,
+        librdkafka: Default::default(),
+    }
+}
