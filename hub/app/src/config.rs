@@ -22,6 +22,9 @@ pub struct HubConfig {
     pub contracts: ContractsSection,
     #[serde(default)]
     pub mappings: MappingsSection,
+    /// An external Confluent-compatible schema registry to register the contracts into.
+    #[serde(default)]
+    pub registry: Option<crate::external_registry::RegistrySection>,
     /// The partners' entry; absent: the hub takes no pushes (e.g. a pull-only replica).
     #[serde(default)]
     pub gateway: Option<hub_gateway::GatewaySection>,
@@ -123,6 +126,14 @@ impl Validate for HubConfig {
         out.extend(self.bus.validate(&join_key(prefix, "bus")));
         out.extend(self.state.validate(&join_key(prefix, "state")));
         out.extend(self.log.validate(&join_key(prefix, "log")));
+        if let Some(r) = &self.registry {
+            if !(r.external_url.starts_with("http://") || r.external_url.starts_with("https://")) {
+                out.push(Invalid::new(
+                    join_key(prefix, "registry.external_url"),
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
         if let Some(g) = &self.gateway {
             out.extend(g.validate(&join_key(prefix, "gateway")));
         }

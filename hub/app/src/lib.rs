@@ -10,6 +10,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod contracts_gate;
+pub mod external_registry;
 pub mod logging;
 pub mod registry_api;
 pub mod serve;

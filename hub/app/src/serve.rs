@@ -57,6 +57,21 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         }
     };
 
+    // Contracts registered into an external registry frame messages with its ids.
+    let schema_ids = match &cfg.registry {
+        None => std::collections::HashMap::new(),
+        Some(r) => match crate::external_registry::register_all(r, &catalog).await {
+            Ok(ids) => {
+                info!(registry = %r.external_url, subjects = ids.len(), "contracts registered in the external registry");
+                ids
+            }
+            Err(e) => {
+                error!(error = %e, "cannot register the contracts in the external registry");
+                return ExitCode::from(1);
+            }
+        },
+    };
+
     let lifecycle = Lifecycle::new();
     if let Err(e) = lifecycle.stop_on_signals() {
         error!(error = %e, "cannot install signal handlers");
@@ -222,6 +237,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 producer: producer.clone(),
                 state: state.clone(),
                 actor: actor.clone(),
+                schema_ids: schema_ids.clone(),
             },
         ) {
             Ok(g) => Arc::new(g),

@@ -923,3 +923,136 @@ async fn a_push_the_broker_cannot_take_is_refused_not_acknowledged() {
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");
 }
+
+/// A Confluent-compatible registry simulator (an external platform, run in this test): assigns
+/// ids from 101, answers the existing id for a schema already registered under a subject.
+mod registry_sim {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Path, State};
+    use axum::routing::{get, post, put};
+    use axum::{Json, Router};
+    use serde_json::{json, Value};
+
+    #[derive(Default)]
+    pub struct Sim {
+        pub schemas: Vec<(String, String, u32)>,
+        pub modes: BTreeMap<String, String>,
+    }
+
+    pub type Shared = Arc<Mutex<Sim>>;
+
+    async fn register(
+        State(s): State<Shared>,
+        Path(subject): Path<String>,
+        Json(body): Json<Value>,
+    ) -> Json<Value> {
+        let schema = body["schema"].as_str().unwrap_or_default().to_string();
+        let mut sim = s.lock().unwrap();
+        if let Some((_, _, id)) = sim
+            .schemas
+            .iter()
+            .find(|(sub, sch, _)| *sub == subject && *sch == schema)
+        {
+            return Json(json!({ "id": id }));
+        }
+        let id = 101 + sim.schemas.len() as u32;
+        sim.schemas.push((subject, schema, id));
+        Json(json!({ "id": id }))
+    }
+
+    async fn config(
+        State(s): State<Shared>,
+        Path(subject): Path<String>,
+        Json(body): Json<Value>,
+    ) -> Json<Value> {
+        let mode = body["compatibility"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        s.lock().unwrap().modes.insert(subject, mode.clone());
+        Json(json!({ "compatibility": mode }))
+    }
+
+    async fn by_id(State(s): State<Shared>, Path(id): Path<u32>) -> Json<Value> {
+        let sim = s.lock().unwrap();
+        let schema = sim
+            .schemas
+            .iter()
+            .find(|(_, _, i)| *i == id)
+            .map(|(_, sch, _)| sch.clone());
+        Json(json!({ "schema": schema }))
+    }
+
+    pub async fn start() -> (String, Shared) {
+        let shared: Shared = Arc::default();
+        let app = Router::new()
+            .route("/subjects/{subject}/versions", post(register))
+            .route("/config/{subject}", put(config))
+            .route("/schemas/ids/{id}", get(by_id))
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, shared)
+    }
+}
+
+#[tokio::test]
+async fn with_an_external_registry_messages_carry_its_ids() {
+    let (url, sim) = registry_sim::start().await;
+    let hub = start_with("", &[("HUB_REGISTRY__EXTERNAL_URL", &url)]);
+    wait_ready(&hub).await;
+    let registered = sim.lock().unwrap().schemas.len();
+    assert!(registered >= 49, "every contract registered: {registered}");
+    let subject = "hotline.ticket.dispatched.v1-value";
+    let id = sim
+        .lock()
+        .unwrap()
+        .schemas
+        .iter()
+        .find(|(s, _, _)| s == subject)
+        .unwrap()
+        .2;
+    assert_eq!(
+        sim.lock().unwrap().modes.get(subject).map(String::as_str),
+        Some("BACKWARD")
+    );
+
+    let body = fixture("dispatch_json/normal.input.json");
+    let (status, answer) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let found = find_on_kafka(
+        "hotline.ticket.dispatched.v1",
+        answer["message_id"].as_str().unwrap(),
+    )
+    .await;
+    let (framed_id, datum) = hub_contracts::unframe(found[0].payload.as_deref().unwrap()).unwrap();
+    assert_eq!(framed_id, id, "framed with the external registry's id");
+    // A consumer of that registry decodes it with the schema it serves.
+    let served: Value = reqwest::get(format!("{url}/schemas/ids/{id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schema = apache_avro::Schema::parse_str(served["schema"].as_str().unwrap()).unwrap();
+    assert!(apache_avro::from_avro_datum(&schema, &mut &datum[..], None).is_ok());
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+
+    // A restart registers nothing new; a registry that is down stops the start.
+    let again = start_with("", &[("HUB_REGISTRY__EXTERNAL_URL", &url)]);
+    wait_ready(&again).await;
+    assert_eq!(sim.lock().unwrap().schemas.len(), registered);
+    let (status, logs) = stop_and_collect_logs(again.serving);
+    assert!(status.success(), "{logs}");
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let down = start_with("", &[("HUB_REGISTRY__EXTERNAL_URL", &closed)]);
+    let Hub { serving: mut s, .. } = down;
+    let exit = tokio::task::spawn_blocking(move || s.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(1));
+}

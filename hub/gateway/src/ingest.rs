@@ -257,7 +257,7 @@ async fn handle(
             );
         }
     };
-    let framed = hub_contracts::frame(contract.schema_id(), &datum);
+    let framed = hub_contracts::frame(gw.schema_id(contract), &datum);
 
     let (event_type, version) = split_topic(&topic);
     let mut envelope = Envelope::new(

@@ -74,6 +74,7 @@ pub struct Gateway {
     pub actor: String,
     concurrency: Semaphore,
     route_limits: HashMap<String, DefaultKeyedRateLimiter<()>>,
+    schema_ids: HashMap<String, u32>,
 }
 
 /// Key files, resolved against the configuration file's folder.
@@ -91,6 +92,8 @@ pub struct Dependencies {
     pub state: StateStore,
     /// `hub:<instance>`, the actor of the audit records the gateway writes.
     pub actor: String,
+    /// Schema ids assigned by an external registry, by topic; absent: the hub's own ids.
+    pub schema_ids: HashMap<String, u32>,
 }
 
 /// Why the gateway could not be built from its configuration.
@@ -115,6 +118,7 @@ impl Gateway {
             producer,
             state,
             actor,
+            schema_ids,
         } = deps;
         let (ring, sm2_key_path) = (keys.key_ring, keys.sm2_private_key);
         let sm2_key = match sm2_key_path {
@@ -196,6 +200,7 @@ impl Gateway {
             actor,
             concurrency,
             route_limits,
+            schema_ids,
         })
     }
 
@@ -229,5 +234,16 @@ impl Gateway {
                 .as_secs_f64()
                 .ceil() as u64
         })
+    }
+}
+
+impl Gateway {
+    /// The id a message of `contract` is framed with: the external registry's when one is
+    /// configured, else the hub's own.
+    pub(crate) fn schema_id(&self, contract: &hub_contracts::Contract) -> u32 {
+        self.schema_ids
+            .get(&contract.declaration.topic)
+            .copied()
+            .unwrap_or_else(|| contract.schema_id())
     }
 }
