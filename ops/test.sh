@@ -39,6 +39,7 @@ log=var/test-logs/cargo-test.log
 set -o pipefail
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
 cargo run -q -p hub-tests --bin pii-scan -- --log "$log"
+release_broker
 
 # One closing line for the whole run (cargo prints one per test binary, the last of which is
 # often a crate's empty doc-test run).
