@@ -42,6 +42,21 @@ pub enum Compatibility {
     None,
 }
 
+impl Compatibility {
+    /// The mode's name in Confluent's API (`BACKWARD`, `FULL_TRANSITIVE`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compatibility::Backward => "BACKWARD",
+            Compatibility::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            Compatibility::Forward => "FORWARD",
+            Compatibility::ForwardTransitive => "FORWARD_TRANSITIVE",
+            Compatibility::Full => "FULL",
+            Compatibility::FullTransitive => "FULL_TRANSITIVE",
+            Compatibility::None => "NONE",
+        }
+    }
+}
+
 /// Kafka `cleanup.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hub_contracts::{subject_of, Catalog, Compatibility};
+use hub_contracts::{subject_of, Catalog};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,18 +27,6 @@ pub struct RegistrySection {
 }
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
-
-fn mode_name(c: Compatibility) -> &'static str {
-    match c {
-        Compatibility::Backward => "BACKWARD",
-        Compatibility::BackwardTransitive => "BACKWARD_TRANSITIVE",
-        Compatibility::Forward => "FORWARD",
-        Compatibility::ForwardTransitive => "FORWARD_TRANSITIVE",
-        Compatibility::Full => "FULL",
-        Compatibility::FullTransitive => "FULL_TRANSITIVE",
-        Compatibility::None => "NONE",
-    }
-}
 
 /// Registers every contract; returns the external id of each topic's current schema.
 pub async fn register_all(
@@ -64,7 +52,7 @@ pub async fn register_all(
         let topic = &c.declaration.topic;
         let subject = subject_of(topic);
         let answer = request(reqwest::Method::PUT, format!("{base}/config/{subject}"))
-            .json(&json!({ "compatibility": mode_name(c.declaration.compatibility) }))
+            .json(&json!({ "compatibility": c.declaration.compatibility.as_str() }))
             .send()
             .await
             .map_err(|e| format!("{base}: {e}"))?;

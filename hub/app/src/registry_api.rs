@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use hub_contracts::{Compatibility, Registry, RegistryError, VersionRef};
+use hub_contracts::{Registry, RegistryError, VersionRef};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -78,18 +78,6 @@ async fn read_only() -> Response {
 
 fn version_ref(v: &str) -> Result<VersionRef, RegistryError> {
     VersionRef::parse(v).ok_or(RegistryError::InvalidVersion)
-}
-
-fn mode_name(c: Compatibility) -> &'static str {
-    match c {
-        Compatibility::Backward => "BACKWARD",
-        Compatibility::BackwardTransitive => "BACKWARD_TRANSITIVE",
-        Compatibility::Forward => "FORWARD",
-        Compatibility::ForwardTransitive => "FORWARD_TRANSITIVE",
-        Compatibility::Full => "FULL",
-        Compatibility::FullTransitive => "FULL_TRANSITIVE",
-        Compatibility::None => "NONE",
-    }
 }
 
 async fn subjects(State(r): State<Arc<Registry>>) -> Response {
@@ -159,7 +147,7 @@ async fn global_config() -> Response {
 
 async fn subject_config(State(r): State<Arc<Registry>>, Path(subject): Path<String>) -> Response {
     match r.mode(&subject) {
-        Some(m) => ok(json!({ "compatibilityLevel": mode_name(m) })),
+        Some(m) => ok(json!({ "compatibilityLevel": m.as_str() })),
         None => error(RegistryError::SubjectNotFound),
     }
 }
