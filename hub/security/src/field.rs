@@ -57,6 +57,58 @@ struct KeyRingFile {
     keys: BTreeMap<String, String>,
 }
 
+/// One entry of a key ring file: a plain key, or a data key wrapped by a KMS
+/// (`kms:<master key id>:<hex>`).
+pub(crate) enum RingEntry {
+    Plain([u8; 16]),
+    Wrapped { master: String, bytes: Vec<u8> },
+}
+
+/// The one parser of key ring files: the current key id and every entry, checked for form.
+pub(crate) fn parse_ring(text: &str) -> Result<(String, Vec<(String, RingEntry)>), CryptoError> {
+    let file: KeyRingFile =
+        toml::from_str(text).map_err(|e| CryptoError::Key(e.message().to_string()))?;
+    if !file.keys.contains_key(&file.current) {
+        return Err(CryptoError::UnknownKey(file.current));
+    }
+    let mut entries = Vec::with_capacity(file.keys.len());
+    for (id, value) in file.keys {
+        let entry = match value.trim().strip_prefix("kms:") {
+            Some(rest) => {
+                let (master, wrapped) = rest
+                    .split_once(':')
+                    .filter(|(m, _)| !m.is_empty())
+                    .ok_or_else(|| {
+                        CryptoError::Key(format!("key `{id}`: write kms:<master key id>:<hex>"))
+                    })?;
+                let bytes = hex::decode(wrapped).map_err(|_| {
+                    CryptoError::Key(format!("key `{id}`: the wrapped key is not hex"))
+                })?;
+                RingEntry::Wrapped {
+                    master: master.to_string(),
+                    bytes,
+                }
+            }
+            None => RingEntry::Plain(
+                hex::decode(value.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        CryptoError::Key(format!("key `{id}` is not 32 hex digits (16 bytes)"))
+                    })?,
+            ),
+        };
+        entries.push((id, entry));
+    }
+    Ok((file.current, entries))
+}
+
+/// Reads a key ring file's text.
+pub(crate) fn read_ring_file(path: &Path) -> Result<String, CryptoError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CryptoError::Key(format!("cannot read {}: {e}", path.display())))
+}
+
 fn valid_key_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -81,28 +133,29 @@ impl KeyRing {
         })
     }
 
-    /// Parses a key ring file's text.
+    /// Parses a key ring file's text whose keys are all plain (for wrapped keys see
+    /// [`crate::kms::load_key_ring`]).
     pub fn from_toml(text: &str) -> Result<Self, CryptoError> {
-        let file: KeyRingFile =
-            toml::from_str(text).map_err(|e| CryptoError::Key(e.message().to_string()))?;
+        let (current, entries) = parse_ring(text)?;
         let mut keys = BTreeMap::new();
-        for (id, hex_key) in file.keys {
-            let bytes = hex::decode(hex_key.trim())
-                .ok()
-                .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                .ok_or_else(|| {
-                    CryptoError::Key(format!("key `{id}` is not 32 hex digits (16 bytes)"))
-                })?;
-            keys.insert(id, bytes);
+        for (id, entry) in entries {
+            match entry {
+                RingEntry::Plain(key) => {
+                    keys.insert(id, key);
+                }
+                RingEntry::Wrapped { .. } => {
+                    return Err(CryptoError::Key(format!(
+                        "key `{id}` is wrapped by a KMS, but no KMS is configured"
+                    )))
+                }
+            }
         }
-        Self::new(&file.current, keys)
+        Self::new(&current, keys)
     }
 
-    /// Reads a key ring file.
+    /// Reads a key ring file whose keys are all plain.
     pub fn from_file(path: &Path) -> Result<Self, CryptoError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| CryptoError::Key(format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml(&text)
+        Self::from_toml(&read_ring_file(path)?)
     }
 
     pub fn current_id(&self) -> &str {

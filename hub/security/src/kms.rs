@@ -14,10 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::json;
 
-use crate::field::KeyRing;
+use crate::field::{parse_ring, read_ring_file, KeyRing, RingEntry};
 use crate::signing::SigningCredential;
 use crate::CryptoError;
 
@@ -133,47 +132,14 @@ impl Unwrap for HttpKms {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RingFile {
-    current: String,
-    keys: BTreeMap<String, String>,
-}
-
 /// Checks a key ring file's form without unwrapping anything (for `hub check`); returns how
 /// many entries are KMS-wrapped.
 pub fn check_key_ring_file(path: &Path) -> Result<usize, CryptoError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CryptoError::Key(format!("cannot read {}: {e}", path.display())))?;
-    let file: RingFile =
-        toml::from_str(&text).map_err(|e| CryptoError::Key(e.message().to_string()))?;
-    if !file.keys.contains_key(&file.current) {
-        return Err(CryptoError::UnknownKey(file.current));
-    }
-    let mut wrapped = 0;
-    for (id, value) in &file.keys {
-        match value.trim().strip_prefix("kms:") {
-            Some(rest) => {
-                let ok = rest
-                    .split_once(':')
-                    .is_some_and(|(m, h)| !m.is_empty() && hex::decode(h).is_ok());
-                if !ok {
-                    return Err(CryptoError::Key(format!(
-                        "key `{id}`: write kms:<master key id>:<hex>"
-                    )));
-                }
-                wrapped += 1;
-            }
-            None => {
-                if hex::decode(value.trim()).map(|b| b.len()).ok() != Some(16) {
-                    return Err(CryptoError::Key(format!(
-                        "key `{id}` is not 32 hex digits (16 bytes)"
-                    )));
-                }
-            }
-        }
-    }
-    Ok(wrapped)
+    let (_, entries) = parse_ring(&read_ring_file(path)?)?;
+    Ok(entries
+        .iter()
+        .filter(|(_, e)| matches!(e, RingEntry::Wrapped { .. }))
+        .count())
 }
 
 /// Loads a key ring file whose entries are plain keys (32 hex digits) or KMS-wrapped
@@ -182,35 +148,21 @@ pub async fn load_key_ring<K: Unwrap>(
     path: &Path,
     kms: Option<&K>,
 ) -> Result<KeyRing, CryptoError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CryptoError::Key(format!("cannot read {}: {e}", path.display())))?;
-    let file: RingFile =
-        toml::from_str(&text).map_err(|e| CryptoError::Key(e.message().to_string()))?;
+    let (current, entries) = parse_ring(&read_ring_file(path)?)?;
     let mut keys = BTreeMap::new();
-    for (id, value) in file.keys {
-        let key = match value.trim().strip_prefix("kms:") {
-            Some(rest) => {
-                let (master, wrapped) = rest.split_once(':').ok_or_else(|| {
-                    CryptoError::Key(format!("key `{id}`: write kms:<master key id>:<hex>"))
-                })?;
-                let wrapped = hex::decode(wrapped).map_err(|_| {
-                    CryptoError::Key(format!("key `{id}`: the wrapped key is not hex"))
-                })?;
+    for (id, entry) in entries {
+        let key = match entry {
+            RingEntry::Plain(key) => key,
+            RingEntry::Wrapped { master, bytes } => {
                 let kms = kms.ok_or_else(|| {
                     CryptoError::Key(format!(
                         "key `{id}` is wrapped by a KMS, but no KMS is configured"
                     ))
                 })?;
-                kms.unwrap_key(master, &wrapped).await?
+                kms.unwrap_key(&master, &bytes).await?
             }
-            None => hex::decode(value.trim())
-                .ok()
-                .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                .ok_or_else(|| {
-                    CryptoError::Key(format!("key `{id}` is not 32 hex digits (16 bytes)"))
-                })?,
         };
         keys.insert(id, key);
     }
-    KeyRing::new(&file.current, keys)
+    KeyRing::new(&current, keys)
 }
