@@ -153,11 +153,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             error!(listen = %cfg.admin.listen, error = %e, "cannot open the admin listener");
-            lifecycle.stop();
-            lifecycle
-                .drain(Some(&producer), Duration::from_secs(5))
-                .await;
-            return ExitCode::from(1);
+            return abort_start(&lifecycle, &producer, 1).await;
         }
     };
     let router = admin::router(Arc::new(AdminState {
@@ -194,11 +190,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             Err(e) => {
                 // Without its keys the hub cannot protect personal data: it does not start.
                 error!(error = %e, "cannot load the field-encryption key ring");
-                lifecycle.stop();
-                lifecycle
-                    .drain(Some(&producer), Duration::from_secs(5))
-                    .await;
-                return ExitCode::from(2);
+                return abort_start(&lifecycle, &producer, 2).await;
             }
         };
         info!(
@@ -243,22 +235,14 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             Ok(g) => Arc::new(g),
             Err(e) => {
                 error!(error = %e, "cannot build the gateway");
-                lifecycle.stop();
-                lifecycle
-                    .drain(Some(&producer), Duration::from_secs(5))
-                    .await;
-                return ExitCode::from(2);
+                return abort_start(&lifecycle, &producer, 2).await;
             }
         };
         let listener = match tokio::net::TcpListener::bind(gcfg.listen).await {
             Ok(l) => l,
             Err(e) => {
                 error!(listen = %gcfg.listen, error = %e, "cannot open the gateway listener");
-                lifecycle.stop();
-                lifecycle
-                    .drain(Some(&producer), Duration::from_secs(5))
-                    .await;
-                return ExitCode::from(1);
+                return abort_start(&lifecycle, &producer, 1).await;
             }
         };
         let router = gateway.router();
@@ -274,11 +258,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                     Ok(c) => Arc::new(c),
                     Err(e) => {
                         error!(error = %e, "cannot load the gateway's TLS certificate");
-                        lifecycle.stop();
-                        lifecycle
-                            .drain(Some(&producer), Duration::from_secs(5))
-                            .await;
-                        return ExitCode::from(2);
+                        return abort_start(&lifecycle, &producer, 2).await;
                     }
                 };
                 lifecycle.spawn(hub_gateway::tls::watch(
@@ -347,6 +327,16 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         );
         ExitCode::from(1)
     }
+}
+
+/// Stops a start that cannot complete: the tasks already running end and the producer is
+/// flushed before the process exits with `code`.
+async fn abort_start(lifecycle: &Lifecycle, producer: &Producer, code: u8) -> ExitCode {
+    lifecycle.stop();
+    lifecycle
+        .drain(Some(producer), Duration::from_secs(5))
+        .await;
+    ExitCode::from(code)
 }
 
 /// Creates the declared topics, retrying while the cluster is unreachable; readiness waits
