@@ -84,15 +84,24 @@ impl Kms {
             .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "KMS_MASTER_KEY_UNKNOWN"))?;
         Ok((id.as_str(), *key))
     }
+
+    /// The checks every call shares: a valid signature, a JSON body, a known master key.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        body: &[u8],
+    ) -> Result<(Value, &str, [u8; 16]), Answer> {
+        self.verify(headers, uri, body)?;
+        let request: Value = serde_json::from_slice(body).unwrap_or_default();
+        let (id, master) = self.master(&request)?;
+        Ok((request, id, master))
+    }
 }
 
 async fn wrap(State(kms): State<Arc<Kms>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Answer {
-    if let Err(a) = kms.verify(&headers, &uri, &body) {
-        return a;
-    }
-    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let (id, master) = match kms.master(&request) {
-        Ok(m) => m,
+    let (request, id, master) = match kms.authorize(&headers, &uri, &body) {
+        Ok(r) => r,
         Err(a) => return a,
     };
     let Some(plain) = request["plaintext"]
@@ -111,12 +120,8 @@ async fn wrap(State(kms): State<Arc<Kms>>, headers: HeaderMap, uri: Uri, body: B
 }
 
 async fn unwrap(State(kms): State<Arc<Kms>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Answer {
-    if let Err(a) = kms.verify(&headers, &uri, &body) {
-        return a;
-    }
-    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let (id, master) = match kms.master(&request) {
-        Ok(m) => m,
+    let (request, id, master) = match kms.authorize(&headers, &uri, &body) {
+        Ok(r) => r,
         Err(a) => return a,
     };
     let Some(sealed) = request["ciphertext"]
