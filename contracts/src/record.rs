@@ -97,6 +97,126 @@ impl Contract {
     pub fn decode(&self, mut datum: &[u8]) -> Result<Avro, apache_avro::Error> {
         apache_avro::from_avro_datum(&self.schema, &mut datum, None)
     }
+
+    /// Avro binary → the JSON record shape mappings read and write (the inverse of
+    /// [`Contract::to_avro`]): unions as their plain value, decimals as decimal strings, dates
+    /// as `YYYY-MM-DD`, enums as their symbol. `writer` is the schema the datum was written
+    /// with when it is an older version of this contract; it is resolved into the current one.
+    pub fn decode_json(
+        &self,
+        writer: Option<&Schema>,
+        mut datum: &[u8],
+    ) -> Result<Json, apache_avro::Error> {
+        let value = match writer {
+            Some(w) => apache_avro::from_avro_datum(w, &mut datum, Some(&self.schema))?,
+            None => apache_avro::from_avro_datum(&self.schema, &mut datum, None)?,
+        };
+        Ok(avro_to_json(&self.schema, &self.named_types, value))
+    }
+}
+
+/// One Avro value as the JSON the mappings use; `schema` gives decimal scales.
+fn avro_to_json(schema: &Schema, names: &HashMap<Name, Schema>, value: Avro) -> Json {
+    let schema = match schema {
+        Schema::Ref { name } => names.get(name).unwrap_or(schema),
+        other => other,
+    };
+    match value {
+        Avro::Null => Json::Null,
+        Avro::Boolean(b) => Json::Bool(b),
+        Avro::Int(i) => Json::from(i),
+        Avro::Long(i) => Json::from(i),
+        Avro::Float(f) => Json::from(f64::from(f)),
+        Avro::Double(f) => Json::from(f),
+        Avro::String(s) | Avro::Enum(_, s) => Json::String(s),
+        Avro::Bytes(b) | Avro::Fixed(_, b) => {
+            Json::String(String::from_utf8_lossy(&b).into_owned())
+        }
+        Avro::Uuid(u) => Json::String(u.to_string()),
+        Avro::Date(days) => {
+            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+            let day = epoch + chrono::Duration::days(i64::from(days));
+            Json::String(day.format("%Y-%m-%d").to_string())
+        }
+        Avro::Decimal(d) => {
+            let scale = match schema {
+                Schema::Decimal(d) => d.scale,
+                _ => 0,
+            };
+            let bytes: Vec<u8> = d.try_into().unwrap_or_default();
+            Json::String(decimal_text(&bytes, scale))
+        }
+        Avro::Union(i, inner) => {
+            let branch = match schema {
+                Schema::Union(u) => u.variants().get(i as usize).unwrap_or(schema),
+                other => other,
+            };
+            avro_to_json(branch, names, *inner)
+        }
+        Avro::Array(items) => {
+            let item_schema = match schema {
+                Schema::Array(a) => a.items.as_ref(),
+                other => other,
+            };
+            Json::Array(
+                items
+                    .into_iter()
+                    .map(|v| avro_to_json(item_schema, names, v))
+                    .collect(),
+            )
+        }
+        Avro::Map(entries) => {
+            let value_schema = match schema {
+                Schema::Map(m) => m.types.as_ref(),
+                other => other,
+            };
+            Json::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, avro_to_json(value_schema, names, v)))
+                    .collect(),
+            )
+        }
+        Avro::Record(fields) => {
+            let field_schemas: HashMap<&str, &Schema> = match schema {
+                Schema::Record(r) => r
+                    .fields
+                    .iter()
+                    .map(|f| (f.name.as_str(), &f.schema))
+                    .collect(),
+                _ => HashMap::new(),
+            };
+            Json::Object(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let s = field_schemas.get(k.as_str()).copied().unwrap_or(schema);
+                        let json = avro_to_json(s, names, v);
+                        (k, json)
+                    })
+                    .collect(),
+            )
+        }
+        other => Json::String(format!("{other:?}")),
+    }
+}
+
+/// Big-endian two's complement unscaled bytes with `scale` → `"-1234.50"`.
+fn decimal_text(bytes: &[u8], scale: usize) -> String {
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let mut buf = [if negative { 0xff } else { 0 }; 16];
+    let n = bytes.len().min(16);
+    buf[16 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    let unscaled = i128::from_be_bytes(buf);
+    let digits = unscaled.unsigned_abs().to_string();
+    let digits = format!("{digits:0>width$}", width = scale + 1);
+    let (int_part, frac_part) = digits.split_at(digits.len() - scale);
+    let sign = if unscaled < 0 { "-" } else { "" };
+    if scale == 0 {
+        format!("{sign}{int_part}")
+    } else {
+        format!("{sign}{int_part}.{frac_part}")
+    }
 }
 
 pub(crate) fn named_types(schema: &Schema) -> HashMap<Name, Schema> {
@@ -414,6 +534,14 @@ mod tests {
         assert_eq!(twos_complement(-1), vec![0xff]);
         assert_eq!(twos_complement(-129), vec![0xff, 0x7f]);
         assert_eq!(twos_complement(123_450), vec![0x01, 0xe2, 0x3a]);
+    }
+
+    #[test]
+    fn decimal_text_inverts_the_encoding() {
+        assert_eq!(decimal_text(&twos_complement(123_450), 2), "1234.50");
+        assert_eq!(decimal_text(&twos_complement(-5), 2), "-0.05");
+        assert_eq!(decimal_text(&twos_complement(0), 2), "0.00");
+        assert_eq!(decimal_text(&twos_complement(42), 0), "42");
     }
 
     #[test]

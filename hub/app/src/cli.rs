@@ -1,4 +1,4 @@
-//! The command line: `hub serve | check | topics | version`.
+//! The command line: `hub serve | check | topics | contracts | audit | dlq | sign | version`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -71,6 +71,11 @@ pub enum Command {
         #[arg(long)]
         body: PathBuf,
     },
+    /// Dead letters: list, show, replay, discard (replays and discards are audited).
+    Dlq {
+        #[command(subcommand)]
+        action: crate::dlq_cli::DlqAction,
+    },
     /// Print the version, the git commit and the librdkafka version.
     Version,
 }
@@ -137,6 +142,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Topics { action } => with_config(&cli.config, |loaded| {
             runtime().block_on(topics(loaded, action))
+        }),
+        Command::Dlq { action } => with_config(&cli.config, |loaded| {
+            runtime().block_on(crate::dlq_cli::run(loaded, action))
         }),
     }
 }
@@ -208,6 +216,23 @@ fn check(path: &Path) -> ExitCode {
                                 set.mappings.len(),
                                 outcomes.len()
                             ));
+                            match crate::partners::load_adapters(&loaded, &set) {
+                                Ok(adapters) => {
+                                    summary.push_str(&format!(
+                                        ", {} adapters",
+                                        adapters.adapters.len()
+                                    ));
+                                    match crate::partners::plan(&loaded, &adapters) {
+                                        Ok(plan) => summary.push_str(&format!(
+                                            ", {} delivery routes, {} pull jobs",
+                                            plan.routes.len(),
+                                            plan.pulls.len()
+                                        )),
+                                        Err(p) => problems.extend(p),
+                                    }
+                                }
+                                Err(p) => problems.extend(p),
+                            }
                         }
                         Err(p) => problems.extend(p.iter().map(ToString::to_string)),
                     }
@@ -240,7 +265,8 @@ async fn topics(loaded: Loaded<HubConfig>, action: TopicsAction) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let specs = catalog.topics();
+    let mut specs = catalog.topics();
+    specs.push(hub_egress::replay_topic_spec());
     let admin = match TopicAdmin::new(&loaded.config.bus, Duration::from_secs(10)) {
         Ok(a) => a,
         Err(e) => {

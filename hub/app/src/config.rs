@@ -28,8 +28,92 @@ pub struct HubConfig {
     /// The partners' entry; absent: the hub takes no pushes (e.g. a pull-only replica).
     #[serde(default)]
     pub gateway: Option<hub_gateway::GatewaySection>,
+    /// Where the adapter manifests are (`adapters/<partner>/adapter.toml`).
+    #[serde(default)]
+    pub adapters: AdaptersSection,
+    /// The partners this deployment delivers to or pulls from, by adapter name.
+    #[serde(default)]
+    pub partners: std::collections::BTreeMap<String, hub_adapter::PartnerSection>,
+    #[serde(default)]
+    pub egress: EgressSection,
+    #[serde(default)]
+    pub poller: PollerSection,
     #[serde(default)]
     pub log: LogSection,
+}
+
+/// `[adapters]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptersSection {
+    /// Folder of the partner adapter folders, relative to this file's folder.
+    #[serde(default = "default_adapters_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_adapters_dir() -> PathBuf {
+    PathBuf::from("adapters")
+}
+
+impl Default for AdaptersSection {
+    fn default() -> Self {
+        Self {
+            dir: default_adapters_dir(),
+        }
+    }
+}
+
+/// `[egress]`: settings shared by every delivery route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSection {
+    /// How often each route commits the offsets of finished records. A crash repeats at most
+    /// this much work (the partner removes the duplicates by the idempotency key).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval_ms: u64,
+    /// Consumer groups of the routes are `<group_prefix>.<partner>.<delivery>`. Change it only
+    /// to run a second, independent set of deliveries against the same cluster.
+    #[serde(default = "default_group_prefix")]
+    pub group_prefix: String,
+}
+
+fn default_group_prefix() -> String {
+    "hub-egress".into()
+}
+
+fn default_commit_interval() -> u64 {
+    1_000
+}
+
+impl Default for EgressSection {
+    fn default() -> Self {
+        Self {
+            commit_interval_ms: default_commit_interval(),
+            group_prefix: default_group_prefix(),
+        }
+    }
+}
+
+/// `[poller]`: settings shared by every pull job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollerSection {
+    /// How long a job's lease lasts without renewal: a replica that dies mid-run holds its
+    /// pull this long before another takes over.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_ms: u64,
+}
+
+fn default_lease_ttl() -> u64 {
+    60_000
+}
+
+impl Default for PollerSection {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: default_lease_ttl(),
+        }
+    }
 }
 
 /// `[hub]`: this instance.
@@ -136,6 +220,27 @@ impl Validate for HubConfig {
         }
         if let Some(g) = &self.gateway {
             out.extend(g.validate(&join_key(prefix, "gateway")));
+        }
+        for (name, p) in &self.partners {
+            out.extend(p.validate(&join_key(prefix, &format!("partners.{name}"))));
+        }
+        if !self.partners.is_empty() && self.gateway.is_none() {
+            out.push(Invalid::new(
+                join_key(prefix, "partners"),
+                "partners need the field-encryption key ring of [gateway] (key_ring) to open and seal personal data",
+            ));
+        }
+        if !(100..=60_000).contains(&self.egress.commit_interval_ms) {
+            out.push(Invalid::new(
+                join_key(prefix, "egress.commit_interval_ms"),
+                format!("{} is outside 100..=60000", self.egress.commit_interval_ms),
+            ));
+        }
+        if !(5_000..=3_600_000).contains(&self.poller.lease_ttl_ms) {
+            out.push(Invalid::new(
+                join_key(prefix, "poller.lease_ttl_ms"),
+                format!("{} is outside 5000..=3600000", self.poller.lease_ttl_ms),
+            ));
         }
         out
     }

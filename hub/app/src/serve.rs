@@ -72,6 +72,15 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         },
     };
 
+    // Every contract's id computed once: the fingerprint of a schema costs tens of
+    // microseconds, too much to pay per message (docs/performance.md).
+    let mut schema_ids = schema_ids;
+    for c in &catalog.contracts {
+        schema_ids
+            .entry(c.declaration.topic.clone())
+            .or_insert_with(|| c.schema_id());
+    }
+
     let lifecycle = Lifecycle::new();
     if let Err(e) = lifecycle.stop_on_signals() {
         error!(error = %e, "cannot install signal handlers");
@@ -137,9 +146,11 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
     };
 
     let topics_ready = Arc::new(AtomicBool::new(false));
+    let mut topic_specs = catalog.topics();
+    topic_specs.push(hub_egress::replay_topic_spec());
     lifecycle.spawn(ensure_topics(
         topic_admin,
-        catalog.topics(),
+        topic_specs,
         Arc::clone(&topics_ready),
         lifecycle.clone(),
     ));
@@ -161,7 +172,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         producer: producer.clone(),
         state: state.clone(),
         lifecycle: lifecycle.clone(),
-        topics_ready,
+        topics_ready: Arc::clone(&topics_ready),
         registry: Arc::new(hub_contracts::Registry::from_catalog(&catalog)),
     }));
     let stop = lifecycle.token().clone();
@@ -173,46 +184,29 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             error!(error = %e, "admin listener failed");
         }
     });
-    if let Some(gcfg) = &cfg.gateway {
-        let key_ring_path = loaded.resolve(&gcfg.key_ring);
-        let key_ring = match &gcfg.kms {
-            Some(k) => match hub_security::kms::HttpKms::new(&k.url, &k.app_id, &k.hmac_secret) {
-                Ok(kms) => hub_security::kms::load_key_ring(&key_ring_path, Some(&kms)).await,
-                Err(e) => Err(e),
-            },
-            None => {
-                hub_security::kms::load_key_ring::<hub_security::kms::HttpKms>(&key_ring_path, None)
-                    .await
+    // Adapters and partners are checked before anything takes traffic.
+    let plan = match crate::partners::load_adapters(&loaded, &mappings)
+        .and_then(|adapters| crate::partners::plan(&loaded, &adapters))
+    {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in &problems {
+                error!(problem = %p, "adapter or partner problem");
             }
-        };
-        let key_ring = match key_ring {
-            Ok(r) => r,
-            Err(e) => {
-                // Without its keys the hub cannot protect personal data: it does not start.
-                error!(error = %e, "cannot load the field-encryption key ring");
-                return abort_start(&lifecycle, &producer, 2).await;
-            }
-        };
-        info!(
-            current_key = key_ring.current_id(),
-            "field-encryption key ring loaded"
-        );
-        // Key use is a security event: which ring, which current key, unwrapped by whom.
-        let detail = serde_json::json!({
-            "current": key_ring.current_id(),
-            "kms": gcfg.kms.as_ref().map(|k| k.url.clone()),
-        });
-        if let Err(e) = state
-            .append_audit(
-                &actor,
-                "keys.loaded",
-                &key_ring_path.display().to_string(),
-                &detail,
-            )
-            .await
-        {
-            warn!(code = e.code(), error = %e, "key load not recorded in the audit log");
+            return abort_start(&lifecycle, &producer, 2).await;
         }
+    };
+    let key_ring = match &cfg.gateway {
+        None => None,
+        Some(gcfg) => match load_keys(gcfg, &loaded, &state, &actor).await {
+            Some(r) => Some(r),
+            // Without its keys the hub cannot protect personal data: it does not start.
+            None => return abort_start(&lifecycle, &producer, 2).await,
+        },
+    };
+    let catalog = Arc::new(catalog);
+    if let Some(gcfg) = &cfg.gateway {
+        let key_ring = key_ring.clone().expect("loaded with the gateway");
         let sm2_key = gcfg
             .sm2_private_key_file
             .as_ref()
@@ -224,7 +218,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 sm2_private_key: sm2_key.as_deref(),
             },
             hub_gateway::Dependencies {
-                catalog: Arc::new(catalog.clone()),
+                catalog: Arc::clone(&catalog),
                 mappings: Arc::clone(&mappings),
                 producer: producer.clone(),
                 state: state.clone(),
@@ -300,6 +294,59 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             }
         }
     }
+    if let Some(ring) = &key_ring {
+        let cipher = hub_security::field::FieldCipher::new(ring.clone());
+        if !plan.routes.is_empty() {
+            let ctx = Arc::new(hub_egress::EgressContext {
+                catalog: Arc::clone(&catalog),
+                mappings: Arc::clone(&mappings),
+                cipher: cipher.clone(),
+                producer: producer.clone(),
+                state: state.clone(),
+                bus: cfg.bus.clone(),
+                schema_ids: schema_ids.clone(),
+                commit_interval: Duration::from_millis(cfg.egress.commit_interval_ms),
+                group_prefix: cfg.egress.group_prefix.clone(),
+            });
+            // Consumers subscribe only once the topics exist: librdkafka looks for a topic
+            // that is missing at subscription only at its next metadata refresh (minutes).
+            let (lc, ready, routes) = (lifecycle.clone(), Arc::clone(&topics_ready), plan.routes);
+            lifecycle.spawn(async move {
+                while !ready.load(Ordering::Acquire) {
+                    tokio::select! {
+                        () = lc.token().cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+                match hub_egress::start_routes(ctx, routes, &lc) {
+                    Ok(names) => info!(routes = ?names, "delivery routes started"),
+                    Err(e) => {
+                        error!(error = %e, "cannot start the delivery routes; stopping");
+                        lc.stop();
+                    }
+                }
+            });
+        }
+        if !plan.pulls.is_empty() {
+            let ctx = Arc::new(hub_poller::PullContext {
+                catalog: Arc::clone(&catalog),
+                mappings: Arc::clone(&mappings),
+                cipher,
+                producer: producer.clone(),
+                state: state.clone(),
+                schema_ids: schema_ids.clone(),
+                instance_id: instance_id.clone(),
+                lease_ttl: Duration::from_millis(cfg.poller.lease_ttl_ms),
+            });
+            match hub_poller::start_pulls(ctx, plan.pulls, &lifecycle) {
+                Ok(names) => info!(jobs = ?names, "pull jobs scheduled"),
+                Err(e) => {
+                    error!(error = %e, "cannot start the pull jobs");
+                    return abort_start(&lifecycle, &producer, 2).await;
+                }
+            }
+        }
+    }
     info!(admin = %cfg.admin.listen, "hub running");
 
     let grace = Duration::from_millis(cfg.hub.shutdown_grace_ms);
@@ -327,6 +374,55 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         );
         ExitCode::from(1)
     }
+}
+
+/// Loads the field-encryption key ring (unwrapped by the KMS when configured) and records the
+/// key load in the audit chain; `None` (logged) when it cannot be loaded.
+async fn load_keys(
+    gcfg: &hub_gateway::GatewaySection,
+    loaded: &Loaded<HubConfig>,
+    state: &StateStore,
+    actor: &str,
+) -> Option<hub_security::field::KeyRing> {
+    let key_ring_path = loaded.resolve(&gcfg.key_ring);
+    let key_ring = match &gcfg.kms {
+        Some(k) => match hub_security::kms::HttpKms::new(&k.url, &k.app_id, &k.hmac_secret) {
+            Ok(kms) => hub_security::kms::load_key_ring(&key_ring_path, Some(&kms)).await,
+            Err(e) => Err(e),
+        },
+        None => {
+            hub_security::kms::load_key_ring::<hub_security::kms::HttpKms>(&key_ring_path, None)
+                .await
+        }
+    };
+    let key_ring = match key_ring {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot load the field-encryption key ring");
+            return None;
+        }
+    };
+    info!(
+        current_key = key_ring.current_id(),
+        "field-encryption key ring loaded"
+    );
+    // Key use is a security event: which ring, which current key, unwrapped by whom.
+    let detail = serde_json::json!({
+        "current": key_ring.current_id(),
+        "kms": gcfg.kms.as_ref().map(|k| k.url.clone()),
+    });
+    if let Err(e) = state
+        .append_audit(
+            actor,
+            "keys.loaded",
+            &key_ring_path.display().to_string(),
+            &detail,
+        )
+        .await
+    {
+        warn!(code = e.code(), error = %e, "key load not recorded in the audit log");
+    }
+    Some(key_ring)
 }
 
 /// Stops a start that cannot complete: the tasks already running end and the producer is

@@ -50,6 +50,9 @@ pub fn consumer_config(section: &BusSection, group_id: &str) -> ClientConfig {
             (section.session_timeout_ms / 3).max(500).to_string(),
         )
         // Read only what producers committed, should a transactional producer ever write here.
-        .set("isolation.level", "read_committed");
+        .set("isolation.level", "read_committed")
+        // A subscribed topic that did not exist yet (a new contract's topic being created by
+        // another replica) is looked for again within seconds, not librdkafka's 5 minutes.
+        .set("topic.metadata.refresh.interval.ms", "5000");
     c
 }

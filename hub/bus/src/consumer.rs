@@ -70,6 +70,51 @@ impl Consumer {
         })
     }
 
+    /// Commits, for each `(topic, partition, next_offset)`, the offset of the next record to
+    /// read (everything before it is done). Synchronous: on Ok the coordinator stored them.
+    pub async fn commit_offsets(&self, offsets: Vec<(String, i32, i64)>) -> Result<(), BusError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition, next) in &offsets {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                    .map_err(|source| BusError::Commit {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: *next,
+                        source,
+                    })?;
+            }
+            inner.commit(&tpl, CommitMode::Sync).map_err(|source| {
+                let (topic, partition, offset) = offsets[0].clone();
+                BusError::Commit {
+                    topic,
+                    partition,
+                    offset,
+                    source,
+                }
+            })
+        })
+        .await
+        .map_err(|e| BusError::Unreachable(format!("commit task failed: {e}")))?
+    }
+
+    /// Stops fetching from every assigned partition (the group membership stays alive as
+    /// long as [`Consumer::next`] keeps being polled).
+    pub fn pause_assigned(&self) -> Result<(), BusError> {
+        let assigned = self.inner.assignment().map_err(BusError::Consume)?;
+        self.inner.pause(&assigned).map_err(BusError::Consume)
+    }
+
+    /// Fetches again from every assigned partition.
+    pub fn resume_assigned(&self) -> Result<(), BusError> {
+        let assigned = self.inner.assignment().map_err(BusError::Consume)?;
+        self.inner.resume(&assigned).map_err(BusError::Consume)
+    }
+
     /// Commits `delivery` (and so everything before it in its partition) synchronously: when
     /// this returns Ok the group coordinator has stored the offset.
     pub async fn commit(&self, delivery: &Delivery) -> Result<(), BusError> {
@@ -90,4 +135,55 @@ impl Consumer {
         .await
         .map_err(|e| BusError::Unreachable(format!("commit task failed: {e}")))?
     }
+}
+
+/// Reads the one record at `topic[partition]@offset` without joining a group (a dead letter to
+/// show or replay). `Ok(None)` when the offset is not (or no longer) in the log.
+pub async fn fetch_record(
+    section: &BusSection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: std::time::Duration,
+) -> Result<Option<Delivery>, BusError> {
+    use rdkafka::consumer::BaseConsumer;
+    let consumer: BaseConsumer = consumer_config(section, "hub-fetch-one")
+        .create()
+        .map_err(BusError::Config)?;
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))
+            .map_err(BusError::Config)?;
+        consumer.assign(&tpl).map_err(BusError::Config)?;
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(std::time::Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(e)) => return Err(BusError::Consume(e)),
+                Some(Ok(m)) => {
+                    if m.offset() != offset {
+                        return Ok(None);
+                    }
+                    let headers = m.headers().map(|h| h.detach());
+                    let envelope = match &headers {
+                        Some(h) => Envelope::from_headers(h),
+                        None => Envelope::from_headers(&OwnedHeaders::new()),
+                    };
+                    return Ok(Some(Delivery {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec),
+                        headers,
+                        envelope,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .map_err(|e| BusError::Unreachable(format!("fetch task failed: {e}")))?
 }

@@ -65,6 +65,36 @@ impl Producer {
         }
     }
 
+    /// Sends a record with its own key and headers as they are (a replayed dead letter keeps
+    /// the original's headers and id); returns after the broker's acknowledgement.
+    pub async fn send_raw(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: rdkafka::message::OwnedHeaders,
+    ) -> Result<Delivered, BusError> {
+        let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        match self
+            .inner
+            .send(record, Timeout::After(self.queue_timeout))
+            .await
+        {
+            Ok(d) => Ok(Delivered {
+                topic: topic.to_string(),
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            Err((source, _)) => Err(BusError::Produce {
+                topic: topic.to_string(),
+                source,
+            }),
+        }
+    }
+
     /// How long one record may take to be acknowledged before it is reported failed.
     pub fn delivery_timeout(&self) -> Duration {
         self.queue_timeout

@@ -8,8 +8,8 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hub_bus::{now_shanghai, Envelope};
 use hub_mapping::Direction;
+use hub_pipeline::{normalize, NormalizeError};
 use hub_state::Receipt;
 use serde_json::{json, Value};
 use tracing::{info, warn};
@@ -17,7 +17,6 @@ use tracing::{info, warn};
 use crate::auth::authenticate;
 use crate::encryption::{open_body, Session, ENCRYPTION, ENCRYPT_RESPONSE};
 use crate::errors::{ApiError, ErrorCode};
-use crate::pii::seal_record;
 use crate::Gateway;
 
 /// Header a partner may send to make a push idempotent.
@@ -184,16 +183,6 @@ async fn handle(
     else {
         return refuse_app(ApiError::new(ErrorCode::RouteNotFound, id));
     };
-    let Some(contract) = gw
-        .catalog
-        .contracts
-        .iter()
-        .find(|c| c.declaration.topic == mapping.contract)
-    else {
-        return refuse_app(ApiError::new(ErrorCode::RouteNotFound, id));
-    };
-    let topic = contract.declaration.topic.clone();
-
     // Idempotency: the partner's own id of this push, when it sends one.
     let partner_message_id = match parts.headers.get(PARTNER_MESSAGE_ID) {
         None => None,
@@ -209,11 +198,14 @@ async fn handle(
         },
     };
 
-    // Map and validate before claiming anything: a payload that cannot be mapped is refused
-    // the same way however often it is retried.
-    let mut record = match mapping.inbound(&body, &gw.catalog) {
-        Ok(r) => r,
-        Err(e) => {
+    // Map, validate, seal and encode before claiming anything: a payload that cannot be
+    // mapped is refused the same way however often it is retried.
+    let normalized = match normalize(mapping, &gw.catalog, &gw.cipher, |c| gw.schema_id(c), &body) {
+        Ok(n) => n,
+        Err(NormalizeError::NoContract(_)) => {
+            return refuse_app(ApiError::new(ErrorCode::RouteNotFound, id))
+        }
+        Err(NormalizeError::Mapping(e)) => {
             let code = match e.code {
                 "MAPPING_INPUT_UNREADABLE" => ErrorCode::MappingInputUnreadable,
                 "MAPPING_OUTPUT_INVALID" => ErrorCode::MappingOutputInvalid,
@@ -229,24 +221,11 @@ async fn handle(
                 json!({ "mapping": e.mapping, "at": e.at, "reason": e.message, "fields": fields });
             return refuse_app(ApiError::new(code, id).with_detail(detail));
         }
-    };
-    let object_id = record
-        .get(&contract.declaration.key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let occurred_at = record
-        .get("occurred_at")
-        .and_then(Value::as_str)
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .unwrap_or_else(now_shanghai);
-    if let Err(e) = seal_record(&gw.cipher, contract, &mut record) {
-        warn!(request_id = %id, error = %e, "personal data could not be sealed");
-        return refuse_app(ApiError::new(ErrorCode::PersonalDataUnprotected, id));
-    }
-    let datum = match contract.encode(&record) {
-        Ok(d) => d,
-        Err(errors) => {
+        Err(NormalizeError::Unprotected(e)) => {
+            warn!(request_id = %id, error = %e, "personal data could not be sealed");
+            return refuse_app(ApiError::new(ErrorCode::PersonalDataUnprotected, id));
+        }
+        Err(NormalizeError::Invalid(errors)) => {
             let fields: Vec<Value> = errors
                 .iter()
                 .map(|f| json!({ "path": f.path, "problem": f.problem }))
@@ -257,17 +236,9 @@ async fn handle(
             );
         }
     };
-    let framed = hub_contracts::frame(gw.schema_id(contract), &datum);
-
-    let (event_type, version) = split_topic(&topic);
-    let mut envelope = Envelope::new(
-        event_type,
-        version,
-        partner,
-        app_id.clone(),
-        object_id,
-        occurred_at,
-    );
+    let topic = normalized.topic.clone();
+    let framed = &normalized.framed;
+    let mut envelope = normalized.envelope(partner, &app_id);
     if let Some(c) = parts
         .headers
         .get("x-correlation-id")
@@ -325,7 +296,7 @@ async fn handle(
         }
     }
 
-    match gw.producer.send(&topic, &envelope, &framed).await {
+    match gw.producer.send(&topic, &envelope, framed).await {
         Ok(_) => {
             if let Some(pmid) = &partner_message_id {
                 if let Err(e) = gw.state.complete_receipt(&app_id, pmid).await {
@@ -366,14 +337,6 @@ fn accepted(request_id: &str, message_id: &str, topic: &str, duplicate: bool) ->
         })),
     )
         .into_response()
-}
-
-/// `hotline.ticket.dispatched.v1` → (`hotline.ticket.dispatched`, 1).
-fn split_topic(topic: &str) -> (String, u32) {
-    match topic.rsplit_once(".v") {
-        Some((event, v)) if v.parse::<u32>().is_ok() => (event.to_string(), v.parse().unwrap_or(1)),
-        _ => (topic.to_string(), 1),
-    }
 }
 
 async fn read_body(body: Body, limit: usize, timeout_ms: u64) -> Result<Vec<u8>, ErrorCode> {

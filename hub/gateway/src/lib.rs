@@ -26,7 +26,6 @@ pub mod encryption;
 pub mod errors;
 mod ingest;
 pub mod openapi;
-pub mod pii;
 pub mod tls;
 
 use std::collections::HashMap;

@@ -26,6 +26,43 @@ pub fn address(s: &str) -> String {
     keep_ends(s, 6, 0)
 }
 
+/// Free text from outside (a partner's answer message) before it is kept or shown: every run
+/// of 7 or more digits (an ID-card number, possibly ending in X, a phone or account number) is
+/// masked as [`id_number`] or [`phone`] would, and the text is cut to `max_chars`.
+pub fn free_text(s: &str, max_chars: usize) -> String {
+    let chars: Vec<char> = s.chars().take(max_chars).collect();
+    let mut out = String::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i < chars.len() && matches!(chars[i], 'X' | 'x') && i - start == 17 {
+                i += 1;
+            }
+            let run: String = chars[start..i].iter().collect();
+            if run.chars().count() >= 7 {
+                out.push_str(&if run.chars().count() >= 15 {
+                    id_number(&run)
+                } else {
+                    phone(&run)
+                });
+            } else {
+                out.push_str(&run);
+            }
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    if s.chars().count() > max_chars {
+        out.push('…');
+    }
+    out
+}
+
 /// Masks by the contract's personal-data kind (`id_number`, `phone`, `name`, `address`);
 /// an unknown kind is masked whole.
 pub fn by_kind(kind: &str, s: &str) -> String {
@@ -57,6 +94,20 @@ fn keep_ends(s: &str, head: usize, tail: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn free_text_hides_numbers_that_identify_people() {
+        let t = free_text(
+            "工单 G2026 已签收，来电人 13800138000，身份证 31010119900101123X。",
+            200,
+        );
+        assert!(
+            !t.contains("13800138000") && !t.contains("31010119900101123X"),
+            "{t}"
+        );
+        assert!(t.contains("138****8000") && t.contains("G2026"), "{t}");
+        assert_eq!(free_text("abcdef", 3), "abc…");
+    }
+
     use super::*;
 
     #[test]

@@ -82,8 +82,10 @@ macro_rules! on_pool {
 }
 
 mod audit;
+mod dead_letters;
 mod receipts;
 pub use audit::{AuditRecord, AuditVerdict, GENESIS};
+pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use receipts::Receipt;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -81,7 +81,7 @@ where
 #[tokio::test]
 async fn migrations_apply_once_on_both_backends() {
     on_both(|store, _| async move {
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
         store.heartbeat("hub-a", "0.1.0").await.unwrap();
         store.heartbeat("hub-a", "0.1.1").await.unwrap();
     })
@@ -99,7 +99,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     a.save_cursor("c", "1").await.unwrap();
     a.close().await;
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
-    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
 

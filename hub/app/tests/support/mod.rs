@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub mod partner;
+
 pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
 
 pub fn repo() -> PathBuf {

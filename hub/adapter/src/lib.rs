@@ -1,0 +1,30 @@
+//! What the hub knows of a partner platform, shared by the egress and the poller.
+//!
+//! Two sources, kept apart on purpose:
+//!
+//! * the **adapter manifest**, `adapters/<partner>/adapter.toml` ([`manifest`]): the partner's
+//!   protocol as it is everywhere — the paths of its APIs, which outbound mapping feeds which
+//!   delivery, its pull jobs (schedule, paging, cursor fields), and its business answer codes
+//!   with whether each is success, retryable or permanent. It is reviewed with the adapter and
+//!   never differs between deployments;
+//! * the **partner section** of the hub's configuration, `[partners.<partner>]` ([`partner`]):
+//!   what one deployment sets — the base URL, the hub's credentials at that partner, and the
+//!   delivery policy (concurrency, rate, timeout, retry budget, circuit breaker).
+//!
+//! [`client::PartnerClient`] joins them: every call to a partner is signed (`docs/security.md`,
+//! the same scheme partners use towards the hub), optionally body-encrypted, rate-limited,
+//! bounded in concurrency and time, and watched by a [`breaker::Breaker`]; its answer is
+//! classified by [`answer::classify`] into delivered, retryable or permanent.
+
+pub mod answer;
+pub mod backoff;
+pub mod breaker;
+pub mod client;
+pub mod manifest;
+pub mod partner;
+pub mod schedule;
+
+pub use answer::{classify, Verdict};
+pub use client::{PartnerAnswer, PartnerClient};
+pub use manifest::{AdapterSet, Manifest};
+pub use partner::PartnerSection;

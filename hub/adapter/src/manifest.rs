@@ -1,0 +1,466 @@
+//! `adapters/<partner>/adapter.toml`: a partner's protocol, as data.
+//!
+//! ```toml
+//! partner = "hotline12345"
+//!
+//! [answer]                      # how to read the partner's answer to a hub request
+//! format = "json"               # json | xml
+//! code = "/code"                # JSON pointer to the business code (XML: path of elements)
+//! message = "/msg"
+//! unknown = "permanent"         # what a code not listed below means
+//! [[answer.codes]]
+//! code = "0"
+//! outcome = "delivered"         # delivered | retryable | permanent
+//! zh = "成功"
+//! en = "success"
+//!
+//! [[delivery]]                  # one outbound route: a topic → a partner API
+//! name = "sign"
+//! mapping = "sign_json"         # an outbound mapping of mappings/<partner>
+//! path = "/api/ticket/sign"
+//! idempotency_header = "X-Idempotency-Key"
+//!
+//! [[pull]]                      # one scheduled pull from a query API
+//! name = "new_tickets"
+//! mapping = "dispatch_json"     # the inbound mapping each item goes through
+//! path = "/api/ticket/query"
+//! every_ms = 60000              # or cron = "0 */5 * * * *"
+//! [pull.request]                # body template; {since} {until} {page} {page_size} filled in
+//! start_time = "{since}"
+//! [pull.response]
+//! items = "/data/list"
+//! item_id = "/gdbh"
+//! ```
+//!
+//! Loading checks everything it can before the hub starts: names, that each mapping exists in
+//! the right direction, the code outcomes, the pointers and the schedules.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use hub_mapping::{Direction, MappingSet};
+use serde::Deserialize;
+
+/// What an answer of the partner means for the message it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The partner took the message.
+    Delivered,
+    /// Not taken now; the same message may be taken later (busy, maintenance).
+    Retryable,
+    /// Never taken as it is (illegal state, unknown object, refused content).
+    Permanent,
+}
+
+/// Syntax of the partner's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerFormat {
+    #[default]
+    Json,
+    Xml,
+}
+
+/// One business code of the partner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessCode {
+    pub code: String,
+    pub outcome: Outcome,
+    /// Meaning in Chinese, as the partner's documentation gives it.
+    pub zh: String,
+    /// Meaning in English.
+    pub en: String,
+}
+
+/// `[answer]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSpec {
+    #[serde(default)]
+    pub format: AnswerFormat,
+    /// JSON pointer (`/code`) to the business code; for XML, the element path from the root
+    /// (`/Response/Code`). Absent: the HTTP status alone decides.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Pointer to the partner's message, kept (masked) with a dead letter.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// What a code not listed means; `permanent` by default, so a surprise is looked at by a
+    /// person instead of being retried blindly.
+    #[serde(default = "default_unknown")]
+    pub unknown: Outcome,
+    #[serde(default)]
+    pub codes: Vec<BusinessCode>,
+}
+
+fn default_unknown() -> Outcome {
+    Outcome::Permanent
+}
+
+impl Default for AnswerSpec {
+    fn default() -> Self {
+        Self {
+            format: AnswerFormat::Json,
+            code: None,
+            message: None,
+            unknown: default_unknown(),
+            codes: Vec::new(),
+        }
+    }
+}
+
+impl AnswerSpec {
+    pub fn code(&self, code: &str) -> Option<&BusinessCode> {
+        self.codes.iter().find(|c| c.code == code)
+    }
+}
+
+/// `[[delivery]]`: messages of one contract delivered to one partner API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySpec {
+    pub name: String,
+    /// An outbound mapping of this partner; its contract names the topic consumed.
+    pub mapping: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Path on the partner's base URL.
+    pub path: String,
+    /// Header carrying the message id, for a partner that removes duplicates by it.
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+/// `[pull.response]`: where the items and their ids are in a page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullResponse {
+    /// JSON pointer to the array of items.
+    pub items: String,
+    /// JSON pointer, inside an item, to the partner's id of it.
+    pub item_id: String,
+    /// JSON pointer, inside an item, to a version or update time: an item seen again with a
+    /// new version is a new message; the same version is a duplicate.
+    #[serde(default)]
+    pub item_version: Option<String>,
+    /// JSON pointer to the total number of items of the query, when the partner gives it.
+    #[serde(default)]
+    pub total: Option<String>,
+}
+
+/// `[[pull]]`: a scheduled pull from a partner's query API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullSpec {
+    pub name: String,
+    /// The inbound mapping every item goes through (one item = one message).
+    pub mapping: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub path: String,
+    /// Run every so many milliseconds…
+    #[serde(default)]
+    pub every_ms: Option<u64>,
+    /// …or on a cron schedule (seconds field included), in Asia/Shanghai time.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// Random delay added to each run, so replicas and partners are not hit in step.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Only run within these local hours, e.g. `07:00-22:00`.
+    #[serde(default)]
+    pub active_hours: Option<String>,
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Largest time window one run asks for; a longer gap is caught up window by window.
+    #[serde(default = "default_max_window")]
+    pub max_window_ms: u64,
+    /// How far behind now a window ends, for partners whose latest records settle late.
+    #[serde(default)]
+    pub settle_ms: u64,
+    /// Where the very first run starts, back from now.
+    #[serde(default = "default_lookback")]
+    pub initial_lookback_ms: u64,
+    /// strftime format of `{since}` and `{until}`; `epoch_ms` for Unix milliseconds.
+    #[serde(default = "default_time_format")]
+    pub time_format: String,
+    /// The request body (JSON) or query parameters (GET), values templated.
+    #[serde(default)]
+    pub request: BTreeMap<String, toml::Value>,
+    pub response: PullResponse,
+}
+
+fn default_page_size() -> u32 {
+    50
+}
+fn default_max_window() -> u64 {
+    3_600_000
+}
+fn default_lookback() -> u64 {
+    86_400_000
+}
+fn default_time_format() -> String {
+    "%Y-%m-%d %H:%M:%S".into()
+}
+
+/// One adapter manifest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub partner: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub answer: AnswerSpec,
+    #[serde(rename = "delivery", default)]
+    pub deliveries: Vec<DeliverySpec>,
+    #[serde(rename = "pull", default)]
+    pub pulls: Vec<PullSpec>,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl Manifest {
+    pub fn delivery(&self, name: &str) -> Option<&DeliverySpec> {
+        self.deliveries.iter().find(|d| d.name == name)
+    }
+    pub fn pull(&self, name: &str) -> Option<&PullSpec> {
+        self.pulls.iter().find(|p| p.name == name)
+    }
+}
+
+/// A problem found while loading, with the file it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+/// Every adapter manifest under `adapters/`.
+#[derive(Debug, Clone, Default)]
+pub struct AdapterSet {
+    pub adapters: Vec<Manifest>,
+}
+
+impl AdapterSet {
+    /// Reads `<root>/*/adapter.toml` and checks each against the loaded mappings. A folder
+    /// without `adapter.toml` (a partner whose adapter is not written yet) is skipped.
+    pub fn load(root: &Path, mappings: &MappingSet) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut adapters = Vec::new();
+        let entries = match std::fs::read_dir(root) {
+            Ok(e) => e,
+            // No adapters folder: a hub that only takes pushes needs none.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => {
+                return Err(vec![Problem {
+                    path: root.to_path_buf(),
+                    message: format!("cannot read the adapters folder: {e}"),
+                }])
+            }
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("adapter.toml").is_file())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let path = dir.join("adapter.toml");
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(Problem {
+                        path,
+                        message: format!("cannot read: {e}"),
+                    });
+                    continue;
+                }
+            };
+            match toml::from_str::<Manifest>(&text) {
+                Ok(mut m) => {
+                    m.path = path.clone();
+                    let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                    if m.partner != folder {
+                        problems.push(Problem {
+                            path: path.clone(),
+                            message: format!(
+                                "partner `{}` must be named like its folder `{folder}`",
+                                m.partner
+                            ),
+                        });
+                    }
+                    problems.extend(check(&m, mappings).into_iter().map(|message| Problem {
+                        path: path.clone(),
+                        message,
+                    }));
+                    adapters.push(m);
+                }
+                Err(e) => problems.push(Problem {
+                    path,
+                    message: e.to_string(),
+                }),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { adapters })
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn get(&self, partner: &str) -> Option<&Manifest> {
+        self.adapters.iter().find(|a| a.partner == partner)
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn is_pointer(s: &str) -> bool {
+    s.is_empty() || s.starts_with('/')
+}
+
+fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut names = BTreeSet::new();
+    for code in &m.answer.codes {
+        if !names.insert(code.code.clone()) {
+            out.push(format!("answer code `{}` is listed twice", code.code));
+        }
+    }
+    for p in [&m.answer.code, &m.answer.message].into_iter().flatten() {
+        if !is_pointer(p) {
+            out.push(format!("answer pointer `{p}` must start with `/`"));
+        }
+    }
+    if m.answer.code.is_some()
+        && !m
+            .answer
+            .codes
+            .iter()
+            .any(|c| c.outcome == Outcome::Delivered)
+    {
+        out.push(
+            "answer.codes names no `delivered` code, so nothing could ever be delivered".into(),
+        );
+    }
+    let mut routes = BTreeSet::new();
+    for d in &m.deliveries {
+        if !is_name(&d.name) || !routes.insert(format!("d:{}", d.name)) {
+            out.push(format!(
+                "delivery `{}`: name must be unique, a-z 0-9 _",
+                d.name
+            ));
+        }
+        match mappings.get(&m.partner, &d.mapping) {
+            Some(map) if map.direction == Direction::Outbound => {}
+            Some(_) => out.push(format!(
+                "delivery `{}`: mapping `{}` is not an outbound mapping",
+                d.name, d.mapping
+            )),
+            None => out.push(format!(
+                "delivery `{}`: mapping `{}` is not in mappings/{}/mappings.toml",
+                d.name, d.mapping, m.partner
+            )),
+        }
+        if !d.path.starts_with('/') {
+            out.push(format!("delivery `{}`: path must start with `/`", d.name));
+        }
+        if !matches!(d.method.as_str(), "POST" | "PUT" | "PATCH") {
+            out.push(format!(
+                "delivery `{}`: method must be POST, PUT or PATCH",
+                d.name
+            ));
+        }
+    }
+    for p in &m.pulls {
+        if !is_name(&p.name) || !routes.insert(format!("p:{}", p.name)) {
+            out.push(format!("pull `{}`: name must be unique, a-z 0-9 _", p.name));
+        }
+        match mappings.get(&m.partner, &p.mapping) {
+            Some(map) if map.direction == Direction::Inbound => {}
+            Some(_) => out.push(format!(
+                "pull `{}`: mapping `{}` is not an inbound mapping",
+                p.name, p.mapping
+            )),
+            None => out.push(format!(
+                "pull `{}`: mapping `{}` is not in mappings/{}/mappings.toml",
+                p.name, p.mapping, m.partner
+            )),
+        }
+        match (&p.every_ms, &p.cron) {
+            (Some(ms), None) if *ms >= 1_000 => {}
+            (Some(_), None) => {
+                out.push(format!("pull `{}`: every_ms must be at least 1000", p.name))
+            }
+            (None, Some(c)) => {
+                if let Err(e) = crate::schedule::parse_cron(c) {
+                    out.push(format!("pull `{}`: cron `{c}`: {e}", p.name));
+                }
+            }
+            _ => out.push(format!(
+                "pull `{}`: set exactly one of every_ms and cron",
+                p.name
+            )),
+        }
+        if let Some(h) = &p.active_hours {
+            if crate::schedule::parse_hours(h).is_none() {
+                out.push(format!(
+                    "pull `{}`: active_hours `{h}` must be HH:MM-HH:MM",
+                    p.name
+                ));
+            }
+        }
+        if !(1..=1000).contains(&p.page_size) {
+            out.push(format!("pull `{}`: page_size must be 1..=1000", p.name));
+        }
+        if p.max_window_ms < 1_000 {
+            out.push(format!(
+                "pull `{}`: max_window_ms must be at least 1000",
+                p.name
+            ));
+        }
+        if !matches!(p.method.as_str(), "GET" | "POST") {
+            out.push(format!("pull `{}`: method must be GET or POST", p.name));
+        }
+        if !p.path.starts_with('/') {
+            out.push(format!("pull `{}`: path must start with `/`", p.name));
+        }
+        for ptr in [
+            Some(&p.response.items),
+            Some(&p.response.item_id),
+            p.response.item_version.as_ref(),
+            p.response.total.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !is_pointer(ptr) {
+                out.push(format!(
+                    "pull `{}`: pointer `{ptr}` must start with `/`",
+                    p.name
+                ));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,92 @@
+//! The partners a deployment talks to: adapter manifests joined with `[partners.<name>]`
+//! into delivery routes (egress) and pull jobs (poller).
+
+use std::sync::Arc;
+
+use hub_adapter::{AdapterSet, PartnerClient};
+use hub_config::Loaded;
+use hub_egress::RouteSpec;
+use hub_poller::PullJob;
+
+use crate::config::HubConfig;
+
+/// What this deployment runs.
+pub struct Plan {
+    pub routes: Vec<RouteSpec>,
+    pub pulls: Vec<PullJob>,
+}
+
+/// Loads the adapter manifests (checked against the mappings).
+pub fn load_adapters(
+    loaded: &Loaded<HubConfig>,
+    mappings: &hub_mapping::MappingSet,
+) -> Result<AdapterSet, Vec<String>> {
+    let dir = loaded.resolve(&loaded.config.adapters.dir);
+    AdapterSet::load(&dir, mappings).map_err(|p| p.iter().map(ToString::to_string).collect())
+}
+
+/// Joins the manifests with the partner sections; every name that does not resolve is a
+/// problem, reported all at once.
+pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, Vec<String>> {
+    let base = loaded.resolve(std::path::Path::new("."));
+    let file = loaded.path.display().to_string();
+    let mut problems = Vec::new();
+    let mut routes = Vec::new();
+    let mut pulls = Vec::new();
+    for (name, section) in &loaded.config.partners {
+        let Some(manifest) = adapters.get(name) else {
+            problems.push(format!(
+                "{file}: key `partners.{name}`: no adapter `{name}` (adapters/{name}/adapter.toml)"
+            ));
+            continue;
+        };
+        let client = match PartnerClient::new(name, section, &base) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                problems.push(format!("{file}: {e}"));
+                continue;
+            }
+        };
+        let deliveries: Vec<_> = match &section.deliveries {
+            None => manifest.deliveries.clone(),
+            Some(names) => names
+                .iter()
+                .filter_map(|d| match manifest.delivery(d) {
+                    Some(spec) => Some(spec.clone()),
+                    None => {
+                        problems.push(format!(
+                            "{file}: key `partners.{name}.deliveries`: adapter `{name}` has no delivery `{d}`"
+                        ));
+                        None
+                    }
+                })
+                .collect(),
+        };
+        for delivery in deliveries {
+            routes.push(RouteSpec {
+                partner: name.clone(),
+                delivery,
+                answer: manifest.answer.clone(),
+                client: Arc::clone(&client),
+            });
+        }
+        for p in &section.pulls {
+            match manifest.pull(p) {
+                Some(spec) => pulls.push(PullJob {
+                    partner: name.clone(),
+                    spec: spec.clone(),
+                    answer: manifest.answer.clone(),
+                    client: Arc::clone(&client),
+                }),
+                None => problems.push(format!(
+                    "{file}: key `partners.{name}.pulls`: adapter `{name}` has no pull `{p}`"
+                )),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(Plan { routes, pulls })
+    } else {
+        Err(problems)
+    }
+}

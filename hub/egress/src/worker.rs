@@ -1,0 +1,472 @@
+//! One delivery route: a consumer-group member that reads its topic (and the replay topic),
+//! delivers each record to the partner in order per key, and commits what is finished.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hub_adapter::answer::{business_fields, classify, Verdict};
+use hub_adapter::backoff::full_jitter;
+use hub_adapter::breaker::Permit;
+use hub_adapter::manifest::{AnswerSpec, DeliverySpec};
+use hub_adapter::PartnerClient;
+use hub_bus::{BusSection, Consumer, Delivery, Lifecycle, Producer};
+use hub_contracts::{Catalog, Contract};
+use hub_mapping::{Direction, Mapping, MappingSet};
+use hub_security::field::FieldCipher;
+use hub_state::StateStore;
+use metrics::{counter, gauge, histogram};
+use rdkafka::message::Headers;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::deadletter::{dead_letter, Failure};
+use crate::offsets::OffsetTracker;
+use crate::{header, DEAD_LETTER_TOPIC, REPLAY_TOPIC};
+
+/// What every route shares.
+pub struct EgressContext {
+    pub catalog: Arc<Catalog>,
+    pub mappings: Arc<MappingSet>,
+    pub cipher: FieldCipher,
+    pub producer: Producer,
+    pub state: StateStore,
+    pub bus: BusSection,
+    /// Schema ids of an external registry by topic; absent: the hub's own.
+    pub schema_ids: HashMap<String, u32>,
+    /// How often finished offsets are committed.
+    pub commit_interval: Duration,
+    /// Consumer groups are `<group_prefix>.<partner>.<delivery>`.
+    pub group_prefix: String,
+}
+
+impl EgressContext {
+    fn schema_id(&self, contract: &Contract) -> u32 {
+        self.schema_ids
+            .get(&contract.declaration.topic)
+            .copied()
+            .unwrap_or_else(|| contract.schema_id())
+    }
+
+    fn contract(&self, topic: &str) -> Option<&Contract> {
+        self.catalog
+            .contracts
+            .iter()
+            .find(|c| c.declaration.topic == topic)
+    }
+}
+
+/// One delivery of one partner, as configured.
+#[derive(Clone)]
+pub struct RouteSpec {
+    pub partner: String,
+    pub delivery: DeliverySpec,
+    pub answer: AnswerSpec,
+    pub client: Arc<PartnerClient>,
+}
+
+impl RouteSpec {
+    /// `<partner>/<delivery>`, the route's name in metrics, dead letters and logs.
+    pub fn route(&self) -> String {
+        format!("{}/{}", self.partner, self.delivery.name)
+    }
+
+    /// The consumer group of the route.
+    pub fn group_id(&self, prefix: &str) -> String {
+        format!("{prefix}.{}.{}", self.partner, self.delivery.name)
+    }
+}
+
+/// Why the egress could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error("EGRESS_CONFIG: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Bus(#[from] hub_bus::BusError),
+}
+
+/// Everything one route's tasks need.
+struct Route {
+    ctx: Arc<EgressContext>,
+    spec: RouteSpec,
+    name: String,
+    mapping: Mapping,
+    contract: Contract,
+    dead_letters: Contract,
+}
+
+/// Starts one worker per route on the lifecycle; each stops when the lifecycle's token is
+/// cancelled, after committing what it finished.
+pub fn start_routes(
+    ctx: Arc<EgressContext>,
+    routes: Vec<RouteSpec>,
+    lifecycle: &Lifecycle,
+) -> Result<Vec<String>, EgressError> {
+    let dead_letters = ctx.contract(DEAD_LETTER_TOPIC).cloned().ok_or_else(|| {
+        EgressError::Config(format!("contract `{DEAD_LETTER_TOPIC}` is not loaded"))
+    })?;
+    let mut started = Vec::new();
+    let mut prepared = Vec::new();
+    for spec in routes {
+        let name = spec.route();
+        let mapping = ctx
+            .mappings
+            .get(&spec.partner, &spec.delivery.mapping)
+            .filter(|m| m.direction == Direction::Outbound)
+            .cloned()
+            .ok_or_else(|| {
+                EgressError::Config(format!(
+                    "{name}: outbound mapping `{}` is not loaded",
+                    spec.delivery.mapping
+                ))
+            })?;
+        let contract = ctx.contract(&mapping.contract).cloned().ok_or_else(|| {
+            EgressError::Config(format!(
+                "{name}: contract `{}` is not loaded",
+                mapping.contract
+            ))
+        })?;
+        let consumer = Consumer::new(
+            &ctx.bus,
+            &spec.group_id(&ctx.group_prefix),
+            &[contract.declaration.topic.as_str(), REPLAY_TOPIC],
+        )?;
+        prepared.push((
+            Arc::new(Route {
+                ctx: Arc::clone(&ctx),
+                spec,
+                name: name.clone(),
+                mapping,
+                contract,
+                dead_letters: dead_letters.clone(),
+            }),
+            consumer,
+        ));
+        started.push(name);
+    }
+    for (route, consumer) in prepared {
+        let token = lifecycle.token().clone();
+        let span = info_span!("egress", route = %route.name);
+        lifecycle.spawn(run(route, consumer, token).instrument(span));
+    }
+    Ok(started)
+}
+
+/// How a record's handling ended.
+enum Finish {
+    /// Delivered, dead-lettered or skipped: its offset may be committed.
+    Done,
+    /// Stopped by shutdown before it finished: it will be read again.
+    Abandoned,
+}
+
+/// The record's key for ordering: the Kafka key; a keyless record is its own key.
+fn order_key(d: &Delivery) -> String {
+    match &d.key {
+        Some(k) => String::from_utf8_lossy(k).into_owned(),
+        None => format!("\u{0}{}/{}/{}", d.topic, d.partition, d.offset),
+    }
+}
+
+async fn run(route: Arc<Route>, consumer: Consumer, token: CancellationToken) {
+    info!(group = %route.spec.group_id(&route.ctx.group_prefix), topic = %route.contract.declaration.topic, "delivery route started");
+    let window = route.spec.client.section.window.max(1);
+    let mut offsets = OffsetTracker::default();
+    // Records waiting behind the one of their key in flight.
+    let mut waiting: HashMap<String, VecDeque<Delivery>> = HashMap::new();
+    let mut running: JoinSet<(String, String, i32, i64, Finish)> = JoinSet::new();
+    let mut paused = false;
+    let mut commit_tick = tokio::time::interval(route.ctx.commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let task_token = token.child_token();
+
+    let spawn = |running: &mut JoinSet<_>, d: Delivery, key: String| {
+        let route = Arc::clone(&route);
+        let token = task_token.clone();
+        let (topic, partition, offset) = (d.topic.clone(), d.partition, d.offset);
+        running.spawn(async move {
+            let finish = handle(&route, d, &token).await;
+            (key, topic, partition, offset, finish)
+        });
+    };
+
+    loop {
+        tokio::select! {
+            biased;
+            () = token.cancelled() => break,
+            Some(joined) = running.join_next() => {
+                let Ok((key, topic, partition, offset, finish)) = joined else { continue };
+                if let Finish::Done = finish {
+                    offsets.finish(&topic, partition, offset);
+                }
+                match waiting.get_mut(&key).and_then(VecDeque::pop_front) {
+                    Some(next) => spawn(&mut running, next, key),
+                    None => { waiting.remove(&key); }
+                }
+            }
+            next = consumer.next() => match next {
+                Ok(d) => {
+                    offsets.read(&d.topic, d.partition, d.offset);
+                    let key = order_key(&d);
+                    match waiting.get_mut(&key) {
+                        // A record of this key is in flight: keep the order.
+                        Some(queue) => queue.push_back(d),
+                        None => {
+                            waiting.insert(key.clone(), VecDeque::new());
+                            spawn(&mut running, d, key);
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The broker is away: librdkafka reconnects by itself; wait a moment
+                    // instead of spinning on the error.
+                    warn!(code = e.code(), error = %e, "reading the route's topic failed");
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            },
+            _ = commit_tick.tick() => commit(&consumer, &mut offsets).await,
+        }
+        let held = offsets.held();
+        gauge!("hub_egress_held_messages", "route" => route.name.clone()).set(held as f64);
+        if !paused && held >= window {
+            info!(held, window, "window full: pausing the route's partitions");
+            paused = consumer.pause_assigned().is_ok();
+        } else if paused && held < window / 2 + 1 {
+            paused = consumer.resume_assigned().is_err();
+        }
+    }
+
+    // Shutdown: records in flight finish their current attempt or are abandoned (read again
+    // later); what finished is committed.
+    task_token.cancel();
+    while let Some(joined) = running.join_next().await {
+        if let Ok((_, topic, partition, offset, Finish::Done)) = joined {
+            offsets.finish(&topic, partition, offset);
+        }
+    }
+    commit(&consumer, &mut offsets).await;
+    info!("delivery route stopped");
+}
+
+async fn commit(consumer: &Consumer, offsets: &mut OffsetTracker) {
+    let due = offsets.committable();
+    if due.is_empty() {
+        return;
+    }
+    match consumer.commit_offsets(due.clone()).await {
+        Ok(()) => offsets.committed(&due),
+        // Not assigned any more (rebalance) or the coordinator is away: the records will be
+        // delivered again by whoever reads them next; the partner removes duplicates by the
+        // idempotency key.
+        Err(e) => warn!(code = e.code(), error = %e, "commit failed; will retry"),
+    }
+}
+
+/// Sleeps `d` unless shutdown comes first (then `false`).
+async fn pause(d: Duration, token: &CancellationToken) -> bool {
+    tokio::select! {
+        () = token.cancelled() => false,
+        () = tokio::time::sleep(d) => true,
+    }
+}
+
+fn header_value<'a>(d: &'a Delivery, name: &str) -> Option<&'a [u8]> {
+    d.headers
+        .as_ref()
+        .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
+}
+
+/// Delivers one record, retrying as the policy says, or dead-letters it.
+async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish {
+    let started = Instant::now();
+    let labels = [("route", route.name.clone())];
+    // The replay topic is shared by every route: keep only this route's replays.
+    if d.topic == REPLAY_TOPIC {
+        if header_value(&d, header::REPLAY_ROUTE) != Some(route.name.as_bytes()) {
+            return Finish::Done;
+        }
+        counter!("hub_egress_replays_total", &labels).increment(1);
+    }
+    let message_id = d
+        .envelope
+        .as_ref()
+        .map(|e| e.message_id.to_string())
+        .unwrap_or_default();
+    let span = info_span!("delivery", message_id = %message_id, topic = %d.topic, partition = d.partition, offset = d.offset);
+    async {
+        let envelope = match &d.envelope {
+            Ok(e) => e.clone(),
+            Err(e) => {
+                let f = failure("EGRESS_MALFORMED", format!("the envelope headers are not valid: {e}"), 0);
+                return give_up(route, &d, f, token).await;
+            }
+        };
+        let framed = d.payload.as_deref().unwrap_or_default();
+        let schema_id = route.ctx.schema_id(&route.contract);
+        let rendered = match hub_pipeline::render(
+            &route.mapping,
+            &route.ctx.catalog,
+            &route.contract,
+            &route.ctx.cipher,
+            schema_id,
+            framed,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                let f = failure(e.code(), e.to_string(), 0);
+                return give_up(route, &d, f, token).await;
+            }
+        };
+        let spec = &route.spec.delivery;
+        let client = &route.spec.client;
+        let policy = &client.section;
+        let mut headers: Vec<(&str, String)> = Vec::new();
+        if let Some(h) = &spec.idempotency_header {
+            headers.push((h.as_str(), envelope.message_id.to_string()));
+        }
+        if let Some(tp) = &envelope.traceparent {
+            headers.push(("traceparent", tp.clone()));
+        }
+        headers.push(("x-request-id", envelope.message_id.to_string()));
+        let budget = Duration::from_millis(policy.retry_budget_ms);
+        let mut attempts: u32 = 0;
+        loop {
+            // The breaker decides whether a request may go out; waiting for it costs no attempt.
+            let probe = loop {
+                match client.breaker.permit() {
+                    Permit::Go { probe } => break probe,
+                    Permit::Wait(w) => {
+                        gauge!("hub_egress_breaker_open", "partner" => route.spec.partner.clone()).set(1.0);
+                        if !pause(w.min(Duration::from_secs(5)), token).await {
+                            return Finish::Abandoned;
+                        }
+                    }
+                }
+            };
+            attempts += 1;
+            let call = client.call(
+                &spec.method,
+                &spec.path,
+                "",
+                rendered.body.clone(),
+                &rendered.content_type,
+                &headers,
+            );
+            let result = tokio::select! {
+                r = call => r,
+                () = token.cancelled() => {
+                    if probe { client.breaker.abandon_probe(); }
+                    return Finish::Abandoned;
+                }
+            };
+            let (verdict, answer_text) = match &result {
+                Ok(a) => {
+                    let v = classify(&route.spec.answer, a);
+                    let (code, message) = business_fields(&route.spec.answer, &a.body);
+                    let text = format!(
+                        "HTTP {} code={} message={}",
+                        a.status,
+                        code.unwrap_or_else(|| "-".into()),
+                        message.unwrap_or_else(|| "-".into())
+                    );
+                    (v, text)
+                }
+                Err(no) => (no.verdict(), format!("{no:?}")),
+            };
+            client.breaker.record(verdict.partner_ok(), probe);
+            gauge!("hub_egress_breaker_open", "partner" => route.spec.partner.clone())
+                .set(if client.breaker.state() == hub_adapter::breaker::BreakerState::Closed { 0.0 } else { 1.0 });
+            counter!("hub_egress_attempts_total", "route" => route.name.clone(), "outcome" => verdict.reason()).increment(1);
+            match verdict {
+                Verdict::Delivered { code } => {
+                    counter!("hub_egress_messages_total", "route" => route.name.clone(), "outcome" => "delivered").increment(1);
+                    histogram!("hub_egress_delivery_seconds", &labels).record(started.elapsed().as_secs_f64());
+                    info!(attempts, code = code.as_deref().unwrap_or("-"), "delivered");
+                    return Finish::Done;
+                }
+                Verdict::Permanent { reason, code } => {
+                    let mut f = failure(reason, format!("the partner refused the message: {answer_text}"), attempts);
+                    f.partner_code = code;
+                    f.partner_answer = Some(hub_security::mask::free_text(&answer_text, 500));
+                    return give_up(route, &d, f, token).await;
+                }
+                Verdict::Retry { reason, code, after } => {
+                    let spent = started.elapsed();
+                    let wait = full_jitter(
+                        Duration::from_millis(policy.backoff_initial_ms),
+                        Duration::from_millis(policy.backoff_max_ms),
+                        attempts,
+                    )
+                    .max(after.unwrap_or_default());
+                    if attempts >= policy.max_attempts || spent + wait > budget {
+                        let mut f = failure(
+                            "EGRESS_RETRY_EXHAUSTED",
+                            format!("{attempts} attempts in {} s; last: {reason} ({answer_text})", spent.as_secs()),
+                            attempts,
+                        );
+                        f.partner_code = code;
+                        f.partner_answer = Some(hub_security::mask::free_text(&answer_text, 500));
+                        return give_up(route, &d, f, token).await;
+                    }
+                    counter!("hub_egress_retries_total", "route" => route.name.clone(), "reason" => reason).increment(1);
+                    warn!(attempts, reason, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
+                    if !pause(wait, token).await {
+                        return Finish::Abandoned;
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn failure(code: &str, reason: String, attempts: u32) -> Failure {
+    Failure {
+        reason_code: code.to_string(),
+        reason,
+        partner_code: None,
+        partner_answer: None,
+        attempts,
+    }
+}
+
+/// Writes the dead letter, retrying while Kafka or the state store is away (nothing is
+/// committed until it is written, so shutdown in between loses nothing).
+async fn give_up(route: &Route, d: &Delivery, f: Failure, token: &CancellationToken) -> Finish {
+    let schema_id = route.ctx.schema_id(&route.dead_letters);
+    let mut tries: u32 = 0;
+    loop {
+        tries += 1;
+        match dead_letter(
+            &route.dead_letters,
+            schema_id,
+            &route.ctx.producer,
+            &route.ctx.state,
+            &route.name,
+            d,
+            &f,
+        )
+        .await
+        {
+            Ok(entry) => {
+                counter!("hub_egress_messages_total", "route" => route.name.clone(), "outcome" => "dead_lettered").increment(1);
+                counter!("hub_egress_dead_letters_total", "route" => route.name.clone(), "reason" => f.reason_code.clone()).increment(1);
+                warn!(dead_letter = %entry.id, reason = %f.reason_code, attempts = f.attempts, "dead-lettered");
+                return Finish::Done;
+            }
+            Err(e) => {
+                let wait = full_jitter(Duration::from_millis(200), Duration::from_secs(30), tries);
+                warn!(error = %e, wait_ms = wait.as_millis() as u64, "the dead letter could not be written; retrying");
+                if !pause(wait, token).await {
+                    return Finish::Abandoned;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Personal fields of a record: sealed before Kafka, opened only where they must be read.
+//!
+//! The contract lists them (`x-pii`) as dotted paths such as `applicant.id_number` and
+//! `materials[].holder_name`. The authenticated context of each sealed value is
+//! `<topic>/<path>`, so a value cannot be moved to another field or contract and still open.
+
+use hub_contracts::Contract;
+use hub_security::field::FieldCipher;
+use hub_security::CryptoError;
+use serde_json::Value;
+
+/// Seals, in place, every personal field the contract declares. Nulls stay null; a value
+/// already sealed is left alone. Returns how many values were sealed.
+pub fn seal_record(
+    cipher: &FieldCipher,
+    contract: &Contract,
+    record: &mut Value,
+) -> Result<usize, CryptoError> {
+    each_personal_value(contract, record, |context, s| {
+        if FieldCipher::is_sealed(s) {
+            return Ok(false);
+        }
+        *s = cipher.seal(context, s)?;
+        Ok(true)
+    })
+}
+
+/// Opens, in place, every sealed personal field: for a partner that must receive them in clear
+/// (over TLS, and encrypted again when its protocol says so) or for an authorised person.
+/// A value that is not sealed is left as it is. Returns how many values were opened.
+pub fn open_record(
+    cipher: &FieldCipher,
+    contract: &Contract,
+    record: &mut Value,
+) -> Result<usize, CryptoError> {
+    each_personal_value(contract, record, |context, s| {
+        if !FieldCipher::is_sealed(s) {
+            return Ok(false);
+        }
+        *s = cipher.open(context, s)?;
+        Ok(true)
+    })
+}
+
+/// Calls `f(context, value)` on every string at a personal path; counts the `true` answers.
+fn each_personal_value(
+    contract: &Contract,
+    record: &mut Value,
+    mut f: impl FnMut(&str, &mut String) -> Result<bool, CryptoError>,
+) -> Result<usize, CryptoError> {
+    let mut changed = 0;
+    for field in &contract.pii {
+        let context = format!("{}/{}", contract.declaration.topic, field.path);
+        let segments: Vec<&str> = field.path.split('.').collect();
+        visit(record, &segments, &mut |s| {
+            if f(&context, s)? {
+                changed += 1;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(changed)
+}
+
+fn visit(
+    value: &mut Value,
+    path: &[&str],
+    f: &mut dyn FnMut(&mut String) -> Result<(), CryptoError>,
+) -> Result<(), CryptoError> {
+    let Some((first, rest)) = path.split_first() else {
+        return Ok(());
+    };
+    let (name, each) = match first.strip_suffix("[]") {
+        Some(n) => (n, true),
+        None => (*first, false),
+    };
+    let Some(child) = value.as_object_mut().and_then(|o| o.get_mut(name)) else {
+        return Ok(());
+    };
+    if each {
+        if let Value::Array(items) = child {
+            for item in items {
+                visit(item, rest, f)?;
+            }
+        }
+        return Ok(());
+    }
+    if rest.is_empty() {
+        if let Value::String(s) = child {
+            f(s)?;
+        }
+        Ok(())
+    } else {
+        visit(child, rest, f)
+    }
+}

@@ -1,0 +1,580 @@
+//! One pull job: its schedule loop, and one run (windows and pages) under the job's lease.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, TimeZone};
+use hub_adapter::answer::{business_fields, classify, Verdict};
+use hub_adapter::manifest::{AnswerSpec, PullSpec};
+use hub_adapter::schedule::{parse_cron, parse_hours, with_jitter, within_hours, Schedule};
+use hub_adapter::PartnerClient;
+use hub_bus::{now_shanghai, shanghai, Delivery, Envelope, Lifecycle, Producer};
+use hub_contracts::{Catalog, Contract};
+use hub_mapping::{Mapping, MappingSet};
+use hub_pipeline::{normalize, NormalizeError};
+use hub_security::field::FieldCipher;
+use hub_state::{Receipt, StateStore};
+use metrics::{counter, gauge};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::cursor::{Cursor, Window};
+
+/// What every job shares.
+pub struct PullContext {
+    pub catalog: Arc<Catalog>,
+    pub mappings: Arc<MappingSet>,
+    pub cipher: FieldCipher,
+    pub producer: Producer,
+    pub state: StateStore,
+    /// Schema ids of an external registry by topic; absent: the hub's own.
+    pub schema_ids: HashMap<String, u32>,
+    /// This replica, as the lease holder.
+    pub instance_id: String,
+    /// How long a lease lasts without renewal (a dead replica's job is taken over after it).
+    pub lease_ttl: Duration,
+}
+
+impl PullContext {
+    fn schema_id(&self, contract: &Contract) -> u32 {
+        self.schema_ids
+            .get(&contract.declaration.topic)
+            .copied()
+            .unwrap_or_else(|| contract.schema_id())
+    }
+}
+
+/// One configured pull.
+#[derive(Clone)]
+pub struct PullJob {
+    pub partner: String,
+    pub spec: PullSpec,
+    pub answer: AnswerSpec,
+    pub client: Arc<PartnerClient>,
+}
+
+impl PullJob {
+    /// `<partner>/pull.<job>`: the job's name in metrics, leases, cursors and dead letters.
+    pub fn route(&self) -> String {
+        format!("{}/pull.{}", self.partner, self.spec.name)
+    }
+}
+
+/// Why a run stopped before it caught up. The cursor stays where the last finished page left
+/// it; the next tick goes on from there.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("PULL_LEASE_HELD: another replica is running this pull")]
+    LeaseHeld,
+    #[error("PULL_LEASE_LOST: the lease was lost during the run")]
+    LeaseLost,
+    #[error("PULL_PARTNER_FAILED: {0}")]
+    Partner(String),
+    #[error("PULL_PAGE_UNREADABLE: {0}")]
+    Page(String),
+    #[error("PULL_ITEM_IN_PROGRESS: item `{0}` is being produced by an earlier attempt; retry at the next tick")]
+    InProgress(String),
+    #[error("PULL_CONFIG: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Bus(#[from] hub_bus::BusError),
+    #[error(transparent)]
+    State(#[from] hub_state::StateError),
+    #[error("PULL_STOPPED: shutdown during the run")]
+    Stopped,
+}
+
+impl RunError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RunError::LeaseHeld => "PULL_LEASE_HELD",
+            RunError::LeaseLost => "PULL_LEASE_LOST",
+            RunError::Partner(_) => "PULL_PARTNER_FAILED",
+            RunError::Page(_) => "PULL_PAGE_UNREADABLE",
+            RunError::InProgress(_) => "PULL_ITEM_IN_PROGRESS",
+            RunError::Config(_) => "PULL_CONFIG",
+            RunError::Bus(e) => e.code(),
+            RunError::State(e) => e.code(),
+            RunError::Stopped => "PULL_STOPPED",
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    pub pages: u32,
+    pub produced: u32,
+    pub duplicates: u32,
+    pub dead_lettered: u32,
+    /// The watermark after the run.
+    pub watermark_ms: i64,
+}
+
+/// Starts every job's schedule loop on the lifecycle.
+pub fn start_pulls(
+    ctx: Arc<PullContext>,
+    jobs: Vec<PullJob>,
+    lifecycle: &Lifecycle,
+) -> Result<Vec<String>, RunError> {
+    let mut names = Vec::new();
+    let mut prepared = Vec::new();
+    for job in jobs {
+        let schedule = match (&job.spec.every_ms, &job.spec.cron) {
+            (Some(ms), _) => Schedule::Every(Duration::from_millis(*ms)),
+            (None, Some(c)) => Schedule::Cron(Box::new(parse_cron(c).map_err(RunError::Config)?)),
+            (None, None) => return Err(RunError::Config(format!("{}: no schedule", job.route()))),
+        };
+        names.push(job.route());
+        prepared.push((job, schedule));
+    }
+    for (job, schedule) in prepared {
+        let ctx = Arc::clone(&ctx);
+        let token = lifecycle.token().clone();
+        let span = info_span!("pull", job = %job.route());
+        lifecycle.spawn(schedule_loop(ctx, job, schedule, token).instrument(span));
+    }
+    Ok(names)
+}
+
+async fn schedule_loop(
+    ctx: Arc<PullContext>,
+    job: PullJob,
+    schedule: Schedule,
+    token: CancellationToken,
+) {
+    let hours = job.spec.active_hours.as_deref().and_then(parse_hours);
+    let route = job.route();
+    info!("pull job scheduled");
+    loop {
+        let wait = with_jitter(
+            schedule.until_next(&now_shanghai()),
+            Duration::from_millis(job.spec.jitter_ms),
+        );
+        tokio::select! {
+            () = token.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+        if let Some(h) = &hours {
+            if !within_hours(h, &now_shanghai()) {
+                continue;
+            }
+        }
+        match run_once(&ctx, &job, &token).await {
+            Ok(r) => {
+                counter!("hub_poller_runs_total", "job" => route.clone(), "outcome" => "ok")
+                    .increment(1);
+                if r.produced + r.dead_lettered > 0 {
+                    info!(
+                        pages = r.pages,
+                        produced = r.produced,
+                        duplicates = r.duplicates,
+                        dead_lettered = r.dead_lettered,
+                        "pull run finished"
+                    );
+                }
+            }
+            Err(RunError::LeaseHeld) => {
+                counter!("hub_poller_runs_total", "job" => route.clone(), "outcome" => "lease_held").increment(1);
+            }
+            Err(RunError::Stopped) => break,
+            Err(e) => {
+                counter!("hub_poller_runs_total", "job" => route.clone(), "outcome" => e.code())
+                    .increment(1);
+                warn!(code = e.code(), error = %e, "pull run stopped; the next tick goes on from the saved cursor");
+            }
+        }
+    }
+    info!("pull job stopped");
+}
+
+fn lease_name(job: &PullJob) -> String {
+    format!("pull:{}", job.route())
+}
+
+fn cursor_name(job: &PullJob) -> String {
+    format!("pull:{}", job.route())
+}
+
+/// One run: takes the lease, pulls window after window until caught up, releases the lease.
+pub async fn run_once(
+    ctx: &PullContext,
+    job: &PullJob,
+    token: &CancellationToken,
+) -> Result<RunReport, RunError> {
+    let lease = lease_name(job);
+    if !ctx
+        .state
+        .acquire_lease(&lease, &ctx.instance_id, ctx.lease_ttl)
+        .await?
+    {
+        return Err(RunError::LeaseHeld);
+    }
+    let result = run_windows(ctx, job, token, &lease).await;
+    if let Err(e) = ctx.state.release_lease(&lease, &ctx.instance_id).await {
+        warn!(error = %e, "lease not released; it expires by itself");
+    }
+    result
+}
+
+async fn run_windows(
+    ctx: &PullContext,
+    job: &PullJob,
+    token: &CancellationToken,
+    lease: &str,
+) -> Result<RunReport, RunError> {
+    let spec = &job.spec;
+    let mapping = ctx
+        .mappings
+        .get(&job.partner, &spec.mapping)
+        .ok_or_else(|| RunError::Config(format!("mapping `{}` is not loaded", spec.mapping)))?;
+    let cursor_key = cursor_name(job);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut cursor = match ctx.state.cursor(&cursor_key).await? {
+        Some(text) => Cursor::parse(&text).ok_or_else(|| {
+            RunError::Config(format!("cursor `{cursor_key}` is not readable: {text}"))
+        })?,
+        None => Cursor {
+            watermark_ms: now_ms - i64::try_from(spec.initial_lookback_ms).unwrap_or(0),
+            window: None,
+        },
+    };
+    let mut report = RunReport::default();
+    loop {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let end = now_ms - i64::try_from(spec.settle_ms).unwrap_or(0);
+        let window = match cursor.window.clone() {
+            Some(w) => w,
+            None => {
+                let since = cursor.watermark_ms;
+                let until = end.min(since + i64::try_from(spec.max_window_ms).unwrap_or(i64::MAX));
+                if until <= since {
+                    break;
+                }
+                Window {
+                    since_ms: since,
+                    until_ms: until,
+                    next_page: 1,
+                }
+            }
+        };
+        let mut page = window.next_page;
+        loop {
+            if token.is_cancelled() {
+                return Err(RunError::Stopped);
+            }
+            let items = fetch_page(job, &window, page).await?;
+            report.pages += 1;
+            let count = items.len();
+            for item in items {
+                put_item(ctx, job, mapping, &item, &mut report).await?;
+            }
+            failpoint("poller.after_page_produced");
+            let finished = count < spec.page_size as usize;
+            // Only now, with every item of the page on Kafka, does the cursor move.
+            cursor = if finished {
+                Cursor {
+                    watermark_ms: window.until_ms,
+                    window: None,
+                }
+            } else {
+                Cursor {
+                    watermark_ms: cursor.watermark_ms,
+                    window: Some(Window {
+                        next_page: page + 1,
+                        ..window.clone()
+                    }),
+                }
+            };
+            ctx.state
+                .save_cursor(&cursor_key, &cursor.to_text())
+                .await?;
+            if !ctx
+                .state
+                .acquire_lease(lease, &ctx.instance_id, ctx.lease_ttl)
+                .await?
+            {
+                return Err(RunError::LeaseLost);
+            }
+            if finished {
+                break;
+            }
+            page += 1;
+        }
+        gauge!("hub_poller_lag_seconds", "job" => job.route())
+            .set((chrono::Utc::now().timestamp_millis() - cursor.watermark_ms) as f64 / 1000.0);
+        if window.until_ms >= end {
+            break;
+        }
+    }
+    report.watermark_ms = cursor.watermark_ms;
+    Ok(report)
+}
+
+/// Test hook: `HUB_FAILPOINT=<name>` aborts the process when the named point is reached, so a
+/// test can crash the poller exactly between producing a page and saving its cursor. Unset in
+/// production, where it costs one environment lookup per page.
+fn failpoint(name: &str) {
+    if std::env::var("HUB_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
+fn format_time(ms: i64, format: &str) -> String {
+    if format == "epoch_ms" {
+        return ms.to_string();
+    }
+    let t: DateTime<FixedOffset> = shanghai()
+        .timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_else(now_shanghai);
+    t.format(format).to_string()
+}
+
+/// The request's parameters with `{since}`, `{until}`, `{page}` and `{page_size}` filled in.
+/// A value that is exactly `{page}` or `{page_size}` becomes a number.
+fn fill(spec: &PullSpec, window: &Window, page: u32) -> serde_json::Map<String, Value> {
+    let since = format_time(window.since_ms, &spec.time_format);
+    let until = format_time(window.until_ms, &spec.time_format);
+    let mut out = serde_json::Map::new();
+    for (k, v) in &spec.request {
+        let value = match v {
+            toml::Value::String(s) if s == "{page}" => Value::from(page),
+            toml::Value::String(s) if s == "{page_size}" => Value::from(spec.page_size),
+            toml::Value::String(s) => Value::String(
+                s.replace("{since}", &since)
+                    .replace("{until}", &until)
+                    .replace("{page}", &page.to_string())
+                    .replace("{page_size}", &spec.page_size.to_string()),
+            ),
+            other => serde_json::to_value(other).unwrap_or(Value::Null),
+        };
+        out.insert(k.clone(), value);
+    }
+    out
+}
+
+async fn fetch_page(job: &PullJob, window: &Window, page: u32) -> Result<Vec<Value>, RunError> {
+    let spec = &job.spec;
+    let params = fill(spec, window, page);
+    let (query, body) = if spec.method == "GET" {
+        let q: Vec<String> = params
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let enc = |s: &str| {
+                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string()
+                };
+                format!("{}={}", enc(k), enc(&v))
+            })
+            .collect();
+        (q.join("&"), Vec::new())
+    } else {
+        (
+            String::new(),
+            serde_json::to_vec(&Value::Object(params)).unwrap_or_default(),
+        )
+    };
+    let answer = job
+        .client
+        .call(
+            &spec.method,
+            &spec.path,
+            &query,
+            body,
+            "application/json; charset=utf-8",
+            &[],
+        )
+        .await
+        .map_err(|e| RunError::Partner(format!("{e:?}")))?;
+    match classify(&job.answer, &answer) {
+        Verdict::Delivered { .. } => {}
+        other => {
+            let (code, message) = business_fields(&job.answer, &answer.body);
+            return Err(RunError::Partner(format!(
+                "{} (HTTP {}, code {}, {})",
+                other.reason(),
+                answer.status,
+                code.unwrap_or_else(|| "-".into()),
+                hub_security::mask::free_text(&message.unwrap_or_default(), 200)
+            )));
+        }
+    }
+    let doc: Value = serde_json::from_slice(&answer.body)
+        .map_err(|e| RunError::Page(format!("the page is not JSON: {e}")))?;
+    match doc.pointer(&spec.response.items) {
+        Some(Value::Array(items)) => Ok(items.clone()),
+        Some(Value::Null) | None => Ok(Vec::new()),
+        Some(_) => Err(RunError::Page(format!(
+            "`{}` is not an array",
+            spec.response.items
+        ))),
+    }
+}
+
+fn text_at(item: &Value, pointer: &str) -> Option<String> {
+    match item.pointer(pointer)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Produces one item, unless an earlier run already did.
+async fn put_item(
+    ctx: &PullContext,
+    job: &PullJob,
+    mapping: &Mapping,
+    item: &Value,
+    report: &mut RunReport,
+) -> Result<(), RunError> {
+    let route = job.route();
+    let Some(item_id) = text_at(item, &job.spec.response.item_id) else {
+        return Err(RunError::Page(format!(
+            "an item has no id at `{}`",
+            job.spec.response.item_id
+        )));
+    };
+    let item_key = match job
+        .spec
+        .response
+        .item_version
+        .as_deref()
+        .and_then(|p| text_at(item, p))
+    {
+        Some(v) => format!("{}:{item_id}:{v}", job.spec.name),
+        None => format!("{}:{item_id}", job.spec.name),
+    };
+    let receipts_app = format!("pull:{}", job.partner);
+    let bytes = serde_json::to_vec(item).unwrap_or_default();
+    let normalized = match normalize(
+        mapping,
+        &ctx.catalog,
+        &ctx.cipher,
+        |c| ctx.schema_id(c),
+        &bytes,
+    ) {
+        Ok(n) => n,
+        Err(e) => {
+            dead_letter_item(ctx, job, &item_id, &item_key, bytes, &e).await?;
+            report.dead_lettered += 1;
+            counter!("hub_poller_items_total", "job" => route, "outcome" => "dead_lettered")
+                .increment(1);
+            return Ok(());
+        }
+    };
+    let mut envelope = normalized.envelope(&job.partner, &route);
+    let stale_after = i64::try_from(ctx.producer.delivery_timeout().as_millis())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(2);
+    match ctx
+        .state
+        .claim_receipt(
+            &receipts_app,
+            &item_key,
+            &envelope.message_id.to_string(),
+            &normalized.topic,
+            stale_after,
+        )
+        .await?
+    {
+        Receipt::Done { .. } => {
+            report.duplicates += 1;
+            counter!("hub_poller_items_total", "job" => route, "outcome" => "duplicate")
+                .increment(1);
+            return Ok(());
+        }
+        Receipt::InProgress => return Err(RunError::InProgress(item_key)),
+        Receipt::Claimed { message_id } => {
+            if let Ok(id) = message_id.parse() {
+                envelope.message_id = id;
+                envelope.correlation_id = message_id;
+            }
+        }
+    }
+    if let Err(e) = ctx
+        .producer
+        .send(&normalized.topic, &envelope, &normalized.framed)
+        .await
+    {
+        let _ = ctx.state.release_receipt(&receipts_app, &item_key).await;
+        return Err(e.into());
+    }
+    ctx.state.complete_receipt(&receipts_app, &item_key).await?;
+    report.produced += 1;
+    counter!("hub_poller_items_total", "job" => route, "outcome" => "produced").increment(1);
+    Ok(())
+}
+
+/// An item the mapping refuses goes to the dead-letter topic with its bytes; its "source" is
+/// the pull and the item's id (offset: a stable hash of it, so a repeated page finds it).
+async fn dead_letter_item(
+    ctx: &PullContext,
+    job: &PullJob,
+    item_id: &str,
+    item_key: &str,
+    bytes: Vec<u8>,
+    e: &NormalizeError,
+) -> Result<(), RunError> {
+    let dl_contract = ctx
+        .catalog
+        .contracts
+        .iter()
+        .find(|c| c.declaration.topic == hub_egress::DEAD_LETTER_TOPIC)
+        .ok_or_else(|| RunError::Config("the dead-letter contract is not loaded".into()))?;
+    let digest = hub_security::sm::sm3_hex(item_key.as_bytes());
+    let offset = i64::from_str_radix(&digest[..15], 16).unwrap_or_default();
+    let envelope = Envelope::new(
+        "pull.item",
+        1,
+        job.partner.clone(),
+        job.route(),
+        item_id,
+        now_shanghai(),
+    );
+    let d = Delivery {
+        topic: format!("pull/{}", job.route()),
+        partition: -1,
+        offset,
+        key: Some(item_id.as_bytes().to_vec()),
+        headers: Some(envelope.to_headers()),
+        payload: Some(bytes),
+        envelope: Ok(envelope),
+    };
+    let code = match e {
+        NormalizeError::Mapping(m) => m.code.to_string(),
+        NormalizeError::NoContract(_) => "NORMALIZE_NO_CONTRACT".into(),
+        NormalizeError::Unprotected(_) => "PERSONAL_DATA_UNPROTECTED".into(),
+        NormalizeError::Invalid(_) => "MAPPING_OUTPUT_INVALID".into(),
+    };
+    let failure = hub_egress::deadletter::Failure {
+        reason_code: code,
+        reason: e.to_string(),
+        partner_code: None,
+        partner_answer: None,
+        attempts: 1,
+    };
+    hub_egress::deadletter::dead_letter(
+        dl_contract,
+        ctx.schema_id(dl_contract),
+        &ctx.producer,
+        &ctx.state,
+        &job.route(),
+        &d,
+        &failure,
+    )
+    .await
+    .map_err(|e| match e {
+        hub_egress::deadletter::DeadLetterError::Bus(b) => RunError::Bus(b),
+        hub_egress::deadletter::DeadLetterError::State(s) => RunError::State(s),
+        other => RunError::Config(other.to_string()),
+    })?;
+    Ok(())
+}
