@@ -1,0 +1,37 @@
+//! Building blocks of the thin domain apps (`apps/`), so each app holds only its business:
+//!
+//! * [`db`]: one data-access layer over SQLite (embedded default) and PostgreSQL (production,
+//!   the app's own schema), with each app's sqlx migrations;
+//! * [`consumer`]: a Kafka consumer whose offsets live in the app's database and are written in
+//!   the same transaction as the app's table writes, de-duplicating by the envelope's message
+//!   id; on every partition assignment it seeks to the stored offsets;
+//! * [`outbox`]: the transactional outbox and the relay that produces it to Kafka at least once
+//!   with stable message ids;
+//! * [`auth`] and [`api`]: bearer-token callers configured as SM3 digests with roles, and the
+//!   one error shape (stable code, Chinese and English message);
+//! * [`personal`]: masking personal fields of a contract record for callers who may not see
+//!   them;
+//! * [`config`] and [`logging`]: the configuration sections and logs every app shares.
+//!
+//! # Tables every app creates
+//!
+//! The kit's SQL expects these tables in the app's database; an app's first migration creates
+//! them (SQLite and PostgreSQL variants: `apps/hotline/migrations/*/0001_*.sql`):
+//!
+//! | table | key | holds |
+//! |---|---|---|
+//! | `app_consumer_offsets` | (consumer, topic, partition_no) | `next_offset`: the next record to read |
+//! | `app_processed_messages` | (consumer, message_id) | every message id applied (or rejected), for de-duplication |
+//! | `app_rejected_messages` | (consumer, topic, partition_no, record_offset) | records that can never be applied, with a code |
+//! | `app_outbox` | seq; message_id unique | messages to produce: envelope, topic, framed payload, when sent |
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod logging;
+pub mod outbox;
+pub mod personal;
+
+pub use db::{Backend, Db, DbError, Migrations, Tx};
