@@ -526,3 +526,216 @@ async fn a_worker_stopped_mid_delivery_resumes_and_loses_nothing() {
     }
     assert!(dlq_of_prefix(&cfg, &p).is_empty(), "nothing dead-lettered");
 }
+
+/// A broker of this test alone (the shared one cannot be stopped under other tests): the
+/// pinned Tansu binary that ops/broker.sh installs, memory storage, a free port.
+struct PrivateBroker {
+    child: std::process::Child,
+    bootstrap: String,
+}
+
+impl PrivateBroker {
+    fn start(dir: &Path) -> Self {
+        let tansu = std::env::var("HUB_TEST_TANSU").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/shanghai-hub/tansu-0.6.0/bin/tansu",
+                std::env::var("HOME").unwrap()
+            )
+        });
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
+        let child = Command::new(tansu)
+            .args([
+                "broker",
+                "--cluster-id",
+                "hub-outage-test",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("the pinned Tansu is installed (ops/broker.sh install)");
+        Self {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    fn signal(&self, s: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), s).unwrap();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User plus system CPU time of a process, from /proc (clock ticks of 10 ms).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::test]
+async fn while_kafka_is_away_the_egress_waits_without_spinning_and_then_loses_nothing() {
+    let platform = Platform::new(SECRET);
+    let base = platform.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = PrivateBroker::start(dir.path());
+    let p = unique_prefix();
+    let iso = isolate(dir.path());
+    let cfg = config(
+        dir.path(),
+        &iso,
+        &base,
+        SECRET,
+        &format!("egress-outage-{p}"),
+        "",
+    );
+    // This hub talks to the private broker.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&kafka(), &broker.bootstrap);
+    std::fs::write(&cfg, text).unwrap();
+    let hub = start(&cfg, &[]).await;
+    let mut section = bus_section("egress-outage-test");
+    section.bootstrap_servers = broker.bootstrap.clone();
+    let producer = Producer::new(&section).unwrap();
+    let before: Vec<String> = (1..=5).map(|n| format!("{p}{n:02}")).collect();
+    let after: Vec<String> = (6..=10).map(|n| format!("{p}{n:02}")).collect();
+    for t in &before {
+        produce_signed(&producer, &iso, t, "钱七").await;
+    }
+    until(
+        &cfg,
+        "the first deliveries",
+        Duration::from_secs(60),
+        || before.iter().all(|t| platform.effects_for(t).len() == 1),
+    )
+    .await;
+
+    // The broker stops answering (frozen, its data kept) for five seconds, less than the
+    // group session timeout (10 s).
+    broker.signal(nix::sys::signal::Signal::SIGSTOP);
+    let cpu_before = cpu_seconds(hub.child.id());
+    let sender = {
+        let (producer, iso, after) = (producer.clone(), iso.topic.clone(), after.clone());
+        let contracts = iso_contracts(&cfg);
+        tokio::spawn(async move {
+            let iso = Isolated {
+                contracts,
+                mappings: std::path::PathBuf::new(),
+                topic: iso,
+            };
+            for t in &after {
+                produce_signed(&producer, &iso, t, "钱七").await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu_used = cpu_seconds(hub.child.id()) - cpu_before;
+    assert!(
+        cpu_used < 2.5,
+        "the hub spent {cpu_used:.1} s of CPU in 5 s while the broker was away: a busy loop"
+    );
+    assert!(after.iter().all(|t| platform.effects_for(t).is_empty()));
+
+    broker.signal(nix::sys::signal::Signal::SIGCONT);
+    sender.await.unwrap();
+    until(
+        &cfg,
+        "the deliveries after the outage",
+        Duration::from_secs(90),
+        || after.iter().all(|t| !platform.effects_for(t).is_empty()),
+    )
+    .await;
+    for t in before.iter().chain(&after) {
+        assert_eq!(platform.effects_for(t).len(), 1, "{t} taken once");
+    }
+    assert!(dlq_of_prefix(&cfg, &p).is_empty(), "nothing dead-lettered");
+}
+
+/// The contracts folder the configuration at `cfg` uses.
+fn iso_contracts(cfg: &Path) -> std::path::PathBuf {
+    cfg.parent().unwrap().join("contracts/schemas")
+}
+
+#[tokio::test]
+async fn a_stuck_key_holds_a_bounded_window_and_pausing_loses_no_record() {
+    let platform = Platform::new(SECRET);
+    let base = platform.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = unique_prefix();
+    let stuck = format!("{p}000");
+    // The first ticket is refused three times; the others keep the window (4) full meanwhile,
+    // so the route pauses and resumes its partitions many times.
+    platform.plan(
+        &stuck,
+        vec![Fault::Status(503), Fault::Status(503), Fault::Status(503)],
+    );
+    let others: Vec<String> = (1..=300).map(|n| format!("{p}{n:03}")).collect();
+    let iso = isolate(dir.path());
+    let cfg = config(
+        dir.path(),
+        &iso,
+        &base,
+        SECRET,
+        &format!("egress-window-{p}"),
+        "window = 4\n",
+    );
+    // Every record is on the topic before the hub starts, so the client fetches far more than
+    // the window at once: pausing must not lose what it had fetched.
+    let out = hub(
+        &["topics", "ensure", "--config", cfg.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let producer = Producer::new(&bus_section("egress-window-test")).unwrap();
+    let mut ids = std::collections::HashMap::new();
+    let sends = std::iter::once(&stuck).chain(&others).map(|t| {
+        let (producer, iso) = (&producer, &iso);
+        async move { (t.clone(), produce_signed(producer, iso, t, "孙八").await) }
+    });
+    for (t, id) in futures::future::join_all(sends).await {
+        ids.insert(t, id);
+    }
+    let _hub = start(&cfg, &[]).await;
+    until(
+        &cfg,
+        "every ticket delivered",
+        Duration::from_secs(120),
+        || {
+            std::iter::once(&stuck)
+                .chain(&others)
+                .all(|t| !platform.effects_for(t).is_empty())
+        },
+    )
+    .await;
+    for t in std::iter::once(&stuck).chain(&others) {
+        let effects = platform.effects_for(t);
+        assert_eq!(effects.len(), 1, "{t} taken once");
+        assert_eq!(effects[0].idempotency_key, ids[t]);
+    }
+    let log = std::fs::read_to_string(cfg.with_file_name("hub.log")).unwrap();
+    assert!(
+        log.contains("window full"),
+        "the window filled, so the pause path ran"
+    );
+}

@@ -109,10 +109,29 @@ impl Consumer {
         self.inner.pause(&assigned).map_err(BusError::Consume)
     }
 
-    /// Fetches again from every assigned partition.
-    pub fn resume_assigned(&self) -> Result<(), BusError> {
+    /// Fetches again from every assigned partition, each from the given next offset where one
+    /// is given: pausing drops the records the client had fetched but not yet handed over, so
+    /// the caller says where its reading really stopped.
+    pub fn resume_assigned(&self, from: &[(String, i32, i64)]) -> Result<(), BusError> {
         let assigned = self.inner.assignment().map_err(BusError::Consume)?;
-        self.inner.resume(&assigned).map_err(BusError::Consume)
+        self.inner.resume(&assigned).map_err(BusError::Consume)?;
+        for (topic, partition, next) in from {
+            let owned = assigned
+                .elements()
+                .iter()
+                .any(|e| e.topic() == topic && e.partition() == *partition);
+            if owned {
+                self.inner
+                    .seek(
+                        topic,
+                        *partition,
+                        Offset::Offset(*next),
+                        std::time::Duration::from_secs(5),
+                    )
+                    .map_err(BusError::Consume)?;
+            }
+        }
+        Ok(())
     }
 
     /// Commits `delivery` (and so everything before it in its partition) synchronously: when

@@ -16,12 +16,27 @@ pub struct OffsetTracker {
 }
 
 impl OffsetTracker {
-    /// A record was read.
-    pub fn read(&mut self, topic: &str, partition: i32, offset: i64) {
+    /// A record was read. Returns `false` for a record this worker already read (the client
+    /// fetched it again after a pause or a rebalance): it is in flight or done, not new work.
+    pub fn read(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
         let p = (topic.to_string(), partition);
+        if self.highest.get(&p).is_some_and(|h| offset <= *h) {
+            return false;
+        }
         self.open.entry(p.clone()).or_default().insert(offset);
-        let h = self.highest.entry(p).or_insert(offset);
-        *h = (*h).max(offset);
+        self.highest.insert(p, offset);
+        true
+    }
+
+    /// Where each partition's next unread record is: after a pause, fetching resumes there.
+    pub fn next_unread(&self) -> Vec<(String, i32, i64)> {
+        let mut out: Vec<_> = self
+            .highest
+            .iter()
+            .map(|((t, p), h)| (t.clone(), *p, h + 1))
+            .collect();
+        out.sort();
+        out
     }
 
     /// A record is finished.
@@ -72,6 +87,7 @@ mod tests {
             t.read("a", 0, o);
         }
         t.read("a", 1, 7);
+        assert!(!t.read("a", 0, 12), "a record read again is not new work");
         t.finish("a", 0, 10);
         t.finish("a", 0, 12);
         t.finish("a", 0, 13);
@@ -90,5 +106,9 @@ mod tests {
             vec![("a".into(), 0, 15), ("a".into(), 1, 8)]
         );
         assert_eq!(t.held(), 0);
+        assert_eq!(
+            t.next_unread(),
+            vec![("a".into(), 0, 15), ("a".into(), 1, 8)]
+        );
     }
 }

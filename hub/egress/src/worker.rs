@@ -208,7 +208,9 @@ async fn run(route: Arc<Route>, consumer: Consumer, token: CancellationToken) {
             }
             next = consumer.next() => match next {
                 Ok(d) => {
-                    offsets.read(&d.topic, d.partition, d.offset);
+                    if !offsets.read(&d.topic, d.partition, d.offset) {
+                        continue;
+                    }
                     let key = order_key(&d);
                     match waiting.get_mut(&key) {
                         // A record of this key is in flight: keep the order.
@@ -237,7 +239,12 @@ async fn run(route: Arc<Route>, consumer: Consumer, token: CancellationToken) {
             info!(held, window, "window full: pausing the route's partitions");
             paused = consumer.pause_assigned().is_ok();
         } else if paused && held < window / 2 + 1 {
-            paused = consumer.resume_assigned().is_err();
+            match consumer.resume_assigned(&offsets.next_unread()) {
+                Ok(()) => paused = false,
+                Err(e) => {
+                    warn!(code = e.code(), error = %e, "resuming the route's partitions failed; will retry")
+                }
+            }
         }
     }
 
