@@ -37,9 +37,21 @@ pub struct Consumer {
 impl Consumer {
     /// Joins `group_id` and subscribes to `topics`.
     pub fn new(section: &BusSection, group_id: &str, topics: &[&str]) -> Result<Self, BusError> {
-        let inner: StreamConsumer = consumer_config(section, group_id)
-            .create()
-            .map_err(BusError::Config)?;
+        Self::with_properties(section, group_id, topics, &[])
+    }
+
+    /// Like [`Consumer::new`], with librdkafka properties of this consumer's own.
+    pub fn with_properties(
+        section: &BusSection,
+        group_id: &str,
+        topics: &[&str],
+        properties: &[(&str, &str)],
+    ) -> Result<Self, BusError> {
+        let mut config = consumer_config(section, group_id);
+        for (k, v) in properties {
+            config.set(*k, *v);
+        }
+        let inner: StreamConsumer = config.create().map_err(BusError::Config)?;
         inner.subscribe(topics).map_err(BusError::Config)?;
         Ok(Self {
             inner: Arc::new(inner),
@@ -100,38 +112,6 @@ impl Consumer {
         })
         .await
         .map_err(|e| BusError::Unreachable(format!("commit task failed: {e}")))?
-    }
-
-    /// Stops fetching from every assigned partition (the group membership stays alive as
-    /// long as [`Consumer::next`] keeps being polled).
-    pub fn pause_assigned(&self) -> Result<(), BusError> {
-        let assigned = self.inner.assignment().map_err(BusError::Consume)?;
-        self.inner.pause(&assigned).map_err(BusError::Consume)
-    }
-
-    /// Fetches again from every assigned partition, each from the given next offset where one
-    /// is given: pausing drops the records the client had fetched but not yet handed over, so
-    /// the caller says where its reading really stopped.
-    pub fn resume_assigned(&self, from: &[(String, i32, i64)]) -> Result<(), BusError> {
-        let assigned = self.inner.assignment().map_err(BusError::Consume)?;
-        self.inner.resume(&assigned).map_err(BusError::Consume)?;
-        for (topic, partition, next) in from {
-            let owned = assigned
-                .elements()
-                .iter()
-                .any(|e| e.topic() == topic && e.partition() == *partition);
-            if owned {
-                self.inner
-                    .seek(
-                        topic,
-                        *partition,
-                        Offset::Offset(*next),
-                        std::time::Duration::from_secs(5),
-                    )
-                    .map_err(BusError::Consume)?;
-            }
-        }
-        Ok(())
     }
 
     /// Commits `delivery` (and so everything before it in its partition) synchronously: when

@@ -17,7 +17,7 @@ pub struct OffsetTracker {
 
 impl OffsetTracker {
     /// A record was read. Returns `false` for a record this worker already read (the client
-    /// fetched it again after a pause or a rebalance): it is in flight or done, not new work.
+    /// fetched it again after a rebalance): it is in flight or done, not new work.
     pub fn read(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
         let p = (topic.to_string(), partition);
         if self.highest.get(&p).is_some_and(|h| offset <= *h) {
@@ -26,17 +26,6 @@ impl OffsetTracker {
         self.open.entry(p.clone()).or_default().insert(offset);
         self.highest.insert(p, offset);
         true
-    }
-
-    /// Where each partition's next unread record is: after a pause, fetching resumes there.
-    pub fn next_unread(&self) -> Vec<(String, i32, i64)> {
-        let mut out: Vec<_> = self
-            .highest
-            .iter()
-            .map(|((t, p), h)| (t.clone(), *p, h + 1))
-            .collect();
-        out.sort();
-        out
     }
 
     /// A record is finished.

@@ -128,10 +128,16 @@ pub fn start_routes(
                 mapping.contract
             ))
         })?;
-        let consumer = Consumer::new(
+        // The worker stops reading while its window is full (a key retrying for up to its
+        // retry budget). It must stay in the group meanwhile: librdkafka's poll-interval check
+        // would otherwise evict it after 5 minutes. Heartbeats (the session) still detect a
+        // dead process. Pausing partitions instead is not an option: librdkafka drops what it
+        // had fetched for a paused partition, and records were lost that way.
+        let consumer = Consumer::with_properties(
             &ctx.bus,
             &spec.group_id(&ctx.group_prefix),
             &[contract.declaration.topic.as_str(), REPLAY_TOPIC],
+            &[("max.poll.interval.ms", "86400000")],
         )?;
         prepared.push((
             Arc::new(Route {
@@ -177,10 +183,10 @@ async fn run(route: Arc<Route>, consumer: Consumer, token: CancellationToken) {
     // Records waiting behind the one of their key in flight.
     let mut waiting: HashMap<String, VecDeque<Delivery>> = HashMap::new();
     let mut running: JoinSet<(String, String, i32, i64, Finish)> = JoinSet::new();
-    let mut paused = false;
     let mut commit_tick = tokio::time::interval(route.ctx.commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let task_token = token.child_token();
+    let mut was_full = false;
 
     let spawn = |running: &mut JoinSet<_>, d: Delivery, key: String| {
         let route = Arc::clone(&route);
@@ -206,7 +212,7 @@ async fn run(route: Arc<Route>, consumer: Consumer, token: CancellationToken) {
                     None => { waiting.remove(&key); }
                 }
             }
-            next = consumer.next() => match next {
+            next = consumer.next(), if offsets.held() < window => match next {
                 Ok(d) => {
                     if !offsets.read(&d.topic, d.partition, d.offset) {
                         continue;
@@ -235,17 +241,14 @@ async fn run(route: Arc<Route>, consumer: Consumer, token: CancellationToken) {
         }
         let held = offsets.held();
         gauge!("hub_egress_held_messages", "route" => route.name.clone()).set(held as f64);
-        if !paused && held >= window {
-            info!(held, window, "window full: pausing the route's partitions");
-            paused = consumer.pause_assigned().is_ok();
-        } else if paused && held < window / 2 + 1 {
-            match consumer.resume_assigned(&offsets.next_unread()) {
-                Ok(()) => paused = false,
-                Err(e) => {
-                    warn!(code = e.code(), error = %e, "resuming the route's partitions failed; will retry")
-                }
-            }
+        let full = held >= window;
+        if full && !was_full {
+            info!(
+                held,
+                window, "window full: not reading until held records finish"
+            );
         }
+        was_full = full;
     }
 
     // Shutdown: records in flight finish their current attempt or are abandoned (read again
