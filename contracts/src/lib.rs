@@ -156,6 +156,11 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The contract of `topic`, if one is loaded.
+    pub fn contract(&self, topic: &str) -> Option<&Contract> {
+        self.contracts.iter().find(|c| c.declaration.topic == topic)
+    }
+
     /// The topics the contracts declare, one entry per topic, sorted by name.
     pub fn topics(&self) -> Vec<TopicSpec> {
         let mut by_name: BTreeMap<String, TopicSpec> = BTreeMap::new();
@@ -166,6 +171,18 @@ impl Catalog {
         }
         by_name.into_values().collect()
     }
+}
+
+/// The id a message of `contract` is framed with: the one `external` (an external registry's
+/// ids, by topic) gives, else the hub's own fingerprint id.
+pub fn framing_schema_id(
+    external: &std::collections::HashMap<String, u32>,
+    contract: &Contract,
+) -> u32 {
+    external
+        .get(&contract.declaration.topic)
+        .copied()
+        .unwrap_or_else(|| contract.schema_id())
 }
 
 /// Loads every `*.avsc` below `dir` (recursively, in path order). Returns the catalog when

@@ -54,13 +54,11 @@ pub fn headers_of(d: &Delivery) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn header_text(d: &Delivery, name: &str) -> Option<String> {
-    d.headers.as_ref().and_then(|h| {
-        h.iter()
-            .find(|x| x.key == name)
-            .and_then(|x| x.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    })
+/// The value of header `name` of a record, if it has one.
+pub(crate) fn header_value<'a>(d: &'a Delivery, name: &str) -> Option<&'a [u8]> {
+    d.headers
+        .as_ref()
+        .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
 }
 
 /// Dead-letters `d` for `route` unless that was done already (a record redelivered after a
@@ -85,7 +83,11 @@ pub async fn dead_letter(
         .as_ref()
         .map(|e| e.message_id)
         .ok()
-        .or_else(|| header_text(d, hub_bus::header::MESSAGE_ID).and_then(|s| s.parse().ok()))
+        .or_else(|| {
+            header_value(d, hub_bus::header::MESSAGE_ID)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|s| s.parse().ok())
+        })
         .unwrap_or_else(Uuid::nil);
     let object_id = d
         .envelope

@@ -73,13 +73,9 @@ async fn fetch(
     )
     .await?
     .ok_or_else(|| DlqError::RecordGone(entry.id.clone()))?;
-    let contract = catalog
-        .contracts
-        .iter()
-        .find(|c| c.declaration.topic == DEAD_LETTER_TOPIC)
-        .ok_or_else(|| {
-            DlqError::Unreadable(format!("contract `{DEAD_LETTER_TOPIC}` is not loaded"))
-        })?;
+    let contract = catalog.contract(DEAD_LETTER_TOPIC).ok_or_else(|| {
+        DlqError::Unreadable(format!("contract `{DEAD_LETTER_TOPIC}` is not loaded"))
+    })?;
     decode(contract, d.payload.as_deref().unwrap_or_default()).map_err(DlqError::Unreadable)
 }
 
@@ -113,11 +109,7 @@ pub async fn show(
     let original = match (event, version) {
         (Some(e), Some(v)) => {
             let topic = format!("{e}.v{v}");
-            match catalog
-                .contracts
-                .iter()
-                .find(|c| c.declaration.topic == topic)
-            {
+            match catalog.contract(&topic) {
                 Some(c) => match hub_pipeline::read_record(
                     catalog,
                     c,

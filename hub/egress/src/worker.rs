@@ -16,12 +16,11 @@ use hub_mapping::{Direction, Mapping, MappingSet};
 use hub_security::field::FieldCipher;
 use hub_state::StateStore;
 use metrics::{counter, gauge, histogram};
-use rdkafka::message::Headers;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::deadletter::{dead_letter, Failure};
+use crate::deadletter::{dead_letter, header_value, Failure};
 use crate::offsets::OffsetTracker;
 use crate::{header, DEAD_LETTER_TOPIC, REPLAY_TOPIC};
 
@@ -43,17 +42,11 @@ pub struct EgressContext {
 
 impl EgressContext {
     fn schema_id(&self, contract: &Contract) -> u32 {
-        self.schema_ids
-            .get(&contract.declaration.topic)
-            .copied()
-            .unwrap_or_else(|| contract.schema_id())
+        hub_contracts::framing_schema_id(&self.schema_ids, contract)
     }
 
     fn contract(&self, topic: &str) -> Option<&Contract> {
-        self.catalog
-            .contracts
-            .iter()
-            .find(|c| c.declaration.topic == topic)
+        self.catalog.contract(topic)
     }
 }
 
@@ -283,12 +276,6 @@ async fn pause(d: Duration, token: &CancellationToken) -> bool {
         () = token.cancelled() => false,
         () = tokio::time::sleep(d) => true,
     }
-}
-
-fn header_value<'a>(d: &'a Delivery, name: &str) -> Option<&'a [u8]> {
-    d.headers
-        .as_ref()
-        .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
 }
 
 /// Delivers one record, retrying as the policy says, or dead-letters it.

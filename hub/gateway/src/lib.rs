@@ -240,9 +240,6 @@ impl Gateway {
     /// The id a message of `contract` is framed with: the external registry's when one is
     /// configured, else the hub's own.
     pub(crate) fn schema_id(&self, contract: &hub_contracts::Contract) -> u32 {
-        self.schema_ids
-            .get(&contract.declaration.topic)
-            .copied()
-            .unwrap_or_else(|| contract.schema_id())
+        hub_contracts::framing_schema_id(&self.schema_ids, contract)
     }
 }

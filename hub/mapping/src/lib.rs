@@ -477,17 +477,13 @@ impl Mapping {
         record: &serde_json::Value,
         catalog: &Catalog,
     ) -> Result<(), MappingError> {
-        let contract = catalog
-            .contracts
-            .iter()
-            .find(|c| c.declaration.topic == self.contract)
-            .ok_or_else(|| {
-                self.error(
-                    "MAPPING_OUTPUT_INVALID",
-                    None,
-                    format!("contract `{}` is not loaded", self.contract),
-                )
-            })?;
+        let contract = catalog.contract(&self.contract).ok_or_else(|| {
+            self.error(
+                "MAPPING_OUTPUT_INVALID",
+                None,
+                format!("contract `{}` is not loaded", self.contract),
+            )
+        })?;
         contract.to_avro(record).map(|_| ()).map_err(|errors| {
             let mut e = self.error(
                 "MAPPING_OUTPUT_INVALID",

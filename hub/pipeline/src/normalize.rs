@@ -70,9 +70,7 @@ pub fn normalize(
     body: &[u8],
 ) -> Result<Normalized, NormalizeError> {
     let contract = catalog
-        .contracts
-        .iter()
-        .find(|c| c.declaration.topic == mapping.contract)
+        .contract(&mapping.contract)
         .filter(|_| mapping.direction == Direction::Inbound)
         .ok_or_else(|| {
             NormalizeError::NoContract(format!("{}/{}", mapping.partner, mapping.name))

@@ -39,10 +39,7 @@ pub struct PullContext {
 
 impl PullContext {
     fn schema_id(&self, contract: &Contract) -> u32 {
-        self.schema_ids
-            .get(&contract.declaration.topic)
-            .copied()
-            .unwrap_or_else(|| contract.schema_id())
+        hub_contracts::framing_schema_id(&self.schema_ids, contract)
     }
 }
 
@@ -525,9 +522,7 @@ async fn dead_letter_item(
 ) -> Result<(), RunError> {
     let dl_contract = ctx
         .catalog
-        .contracts
-        .iter()
-        .find(|c| c.declaration.topic == hub_egress::DEAD_LETTER_TOPIC)
+        .contract(hub_egress::DEAD_LETTER_TOPIC)
         .ok_or_else(|| RunError::Config("the dead-letter contract is not loaded".into()))?;
     let digest = hub_security::sm::sm3_hex(item_key.as_bytes());
     let offset = i64::from_str_radix(&digest[..15], 16).unwrap_or_default();
