@@ -3,72 +3,13 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
+use common::process::App;
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use nix::sys::signal::Signal;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hotline-app");
 const WAIT: Duration = Duration::from_secs(180);
-
-/// `hotline-app serve`, its log (JSON lines on stderr) read continuously so the child never
-/// blocks on a full pipe, and handed over line by line.
-struct App {
-    child: Child,
-    log: mpsc::UnboundedReceiver<String>,
-}
-
-impl App {
-    fn start(config: &std::path::Path) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("hotline-app starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (tx, log) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok(Some(l)) = lines.next_line().await {
-                let _ = tx.send(l);
-            }
-        });
-        Self { child, log }
-    }
-
-    /// Reads the log until `n` lines contain `needle`; fails if the process ends or says
-    /// nothing for a minute.
-    async fn wait_log(&mut self, needle: &str, n: usize) {
-        let mut seen = 0;
-        while seen < n {
-            match tokio::time::timeout(Duration::from_secs(60), self.log.recv()).await {
-                Ok(Some(l)) if l.contains(needle) => seen += 1,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("hotline-app ended after {seen} lines with {needle}"),
-                Err(_) => {
-                    panic!("hotline-app logged nothing for 60 s ({seen} lines with {needle})")
-                }
-            }
-        }
-    }
-
-    fn signal(&self, s: Signal) {
-        let pid = self.child.id().expect("still running");
-        kill(Pid::from_raw(pid as i32), s).expect("signal delivered");
-    }
-
-    async fn exit_status(mut self) -> std::process::ExitStatus {
-        self.child.wait().await.unwrap()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_mid_stream_and_restarted_leaves_the_tables_as_an_uninterrupted_run() {

@@ -110,7 +110,7 @@ async fn send(
 ) -> (u16, Value) {
     let r = send_raw(hub, path, body, headers, extra).await;
     let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    (status, hub_answer(r.json().await.unwrap_or(Value::Null)))
 }
 
 /// HMAC-signed headers of the hotline test app for `body` on `path`, now.
@@ -176,6 +176,8 @@ async fn a_signed_dispatch_lands_on_kafka_sealed_framed_and_enveloped() {
     .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["code"], "ACCEPTED");
+    // In the 12345 platform's own envelope (mappings/hotline12345/answer.vrl).
+    assert_eq!(answer["partner_code"], "0000", "{answer}");
     assert_eq!(answer["topic"], "hotline.ticket.dispatched.v1");
     let message_id = answer["message_id"].as_str().unwrap().to_string();
 
@@ -278,6 +280,10 @@ async fn every_refusal_answers_its_status_and_code() {
     .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
     let (s, v) = send(&hub, DISPATCH, &body, headers.clone(), &[]).await;
     assert_eq!((s, code(&v)), (401, "AUTH_SIGNATURE_INVALID".into()));
+    assert_eq!(
+        v["partner_code"], "4001",
+        "12345's code for a bad signature: {v}"
+    );
     headers.retain(|(k, _)| *k != "x-hub-signature-method");
     headers.push(("x-hub-signature-method", "RSA-SHA256".into()));
     let (s, v) = send(&hub, DISPATCH, &body, headers, &[]).await;
@@ -374,6 +380,7 @@ async fn every_refusal_answers_its_status_and_code() {
     )
     .await;
     assert_eq!((s, code(&v)), (422, "MAPPING_FAILED".into()));
+    assert_eq!(v["partner_code"], "1005", "{v}");
     assert!(
         v["detail"]["at"]
             .as_str()
@@ -700,9 +707,10 @@ async fn encrypted_bodies_are_accepted_and_answers_encrypted_on_request() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["x-hub-encryption"], "SM4-CBC");
     let sealed = r.bytes().await.unwrap();
-    let answer: Value =
+    let answer: Value = hub_answer(
         serde_json::from_slice(&sm4_cbc_decrypt(&sm4_key, &sealed[..16], &sealed[16..]).unwrap())
-            .unwrap();
+            .unwrap(),
+    );
     assert_eq!(answer["code"], "ACCEPTED", "{answer}");
 
     // 2. The app's pre-shared key with SM4-GCM; the answer comes back in clear when not asked.
@@ -842,11 +850,16 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 
 #[tokio::test]
 async fn a_partner_declared_envelope_wraps_every_answer() {
-    // The mappings as shipped, plus an answer envelope for 12345: GBK XML.
+    // The mappings as shipped, with 12345's JSON envelope replaced by a GBK XML one.
     let mappings = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("mappings"), mappings.path());
     let partner = mappings.path().join("hotline12345");
     let mut manifest = std::fs::read_to_string(partner.join("mappings.toml")).unwrap();
+    let shipped = manifest
+        .find("name = \"answer\"")
+        .and_then(|at| manifest[..at].rfind("[[mapping]]"))
+        .expect("12345 ships an answer envelope");
+    manifest.truncate(shipped);
     manifest.push_str("\n[[mapping]]\nname = \"answer\"\ndirection = \"answer\"\nprogram = \"answer.vrl\"\nformat = \"xml\"\nencoding = \"gbk\"\nxml_root = \"fhxx\"\n");
     std::fs::write(partner.join("mappings.toml"), manifest).unwrap();
     std::fs::write(
@@ -920,6 +933,7 @@ async fn a_push_the_broker_cannot_take_is_refused_not_acknowledged() {
         (503, Some("BUS_UNAVAILABLE")),
         "{v}"
     );
+    assert_eq!(v["partner_code"], "2001", "12345 sends it again later: {v}");
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");
 }

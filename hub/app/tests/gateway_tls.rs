@@ -239,7 +239,7 @@ async fn mutual_tls_requires_and_pins_the_apps_client_certificate() {
             match req.send().await {
                 Ok(r) => {
                     let status = r.status().as_u16();
-                    let v: serde_json::Value = r.json().await.unwrap_or_default();
+                    let v = hub_answer(r.json().await.unwrap_or_default());
                     Ok((status, v["code"].as_str().unwrap_or_default().to_string()))
                 }
                 Err(e) => Err(format!("{e:?}")),

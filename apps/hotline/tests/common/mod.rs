@@ -182,6 +182,18 @@ impl TestDb {
 
 /// A test configuration file in `dir`; returns its path.
 pub fn write_config(dir: &Path, db_url: &str, topics: &TopicsSection, group: &str) -> PathBuf {
+    write_config_for(dir, db_url, topics, group, UNIT, "127.0.0.1:0")
+}
+
+/// Like [`write_config`], serving the handling unit `unit` with the API on `listen`.
+pub fn write_config_for(
+    dir: &Path,
+    db_url: &str,
+    topics: &TopicsSection,
+    group: &str,
+    unit: &str,
+    listen: &str,
+) -> PathBuf {
     let repo = repo();
     let topic_lines: String = Kind::ALL
         .iter()
@@ -193,7 +205,7 @@ pub fn write_config(dir: &Path, db_url: &str, topics: &TopicsSection, group: &st
 shutdown_grace_ms = 15000
 
 [http]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 
 [[http.tokens]]
 name = "viewer"
@@ -227,7 +239,7 @@ group_id = "{group}"
 [topics]
 {topic_lines}
 [hotline]
-handling_units = ["{UNIT}"]
+handling_units = ["{unit}"]
 return_window_hours = 24
 partner = "test-bureau"
 
@@ -600,4 +612,5 @@ pub async fn read_topic(topic: &str, count: usize, timeout: Duration) -> Vec<hub
     got
 }
 
+pub mod process;
 pub mod scenario;

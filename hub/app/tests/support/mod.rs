@@ -150,3 +150,30 @@ pub fn bus_section(client_id: &str) -> hub_config::sections::BusSection {
         librdkafka: Default::default(),
     }
 }
+
+/// The hub's unified answer inside a partner's envelope, read back the way that partner's
+/// integrators would: the 12345 platform gets `{"code": "0000", "msg", "data": {"hub_code", …}}`
+/// (mappings/hotline12345/answer.vrl). Any other answer is returned as it is.
+pub fn hub_answer(v: serde_json::Value) -> serde_json::Value {
+    let Some(data) = v.get("data").filter(|d| d.get("hub_code").is_some()) else {
+        return v;
+    };
+    let mut unified = serde_json::json!({
+        "code": data["hub_code"],
+        "message_zh": v["msg"],
+        "partner_code": v["code"],
+    });
+    for key in [
+        "message_en",
+        "request_id",
+        "message_id",
+        "topic",
+        "duplicate",
+        "detail",
+    ] {
+        if let Some(x) = data.get(key) {
+            unified[key] = x.clone();
+        }
+    }
+    unified
+}
