@@ -1,5 +1,5 @@
 //! The bus against the real broker: envelope round trip, commit semantics across a killed
-//! process, and graceful shutdown under load.
+//! process, graceful shutdown under load, and a defect of Tansu 0.6.0's group coordinator.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
@@ -243,4 +243,78 @@ async fn graceful_shutdown_under_load_loses_no_acknowledged_send() {
         acked.len(),
         "the topic holds exactly the acknowledged records"
     );
+}
+
+/// Documents a defect of Tansu 0.6.0's group coordinator (docs/broker.md): a member that joins
+/// while the group's leader is dead (SIGKILL, no LeaveGroup) but not yet expired can be handed
+/// a generation in which nobody owns any partition, and the group stays that way.
+///
+/// Tansu keeps the dead leader as the leader of the new generation, answers the newcomer's
+/// JoinGroup as a follower (after its 3 s follower pause) and refuses its SyncGroup with
+/// REBALANCE_IN_PROGRESS until the leader's session has expired. It expires members only when
+/// a request arrives, and refreshes a member's last contact only on Heartbeat, never on
+/// JoinGroup or SyncGroup. So when the dead leader's expiry is noticed during the newcomer's
+/// SyncGroup while the newcomer itself has not expired, that SyncGroup — a follower's, with an
+/// empty assignment list — is taken as the leader's: the generation is completed with no
+/// assignment at all. The newcomer then heartbeats happily with zero partitions. (When the
+/// newcomer has expired too, its SyncGroup gets UNKNOWN_MEMBER_ID, it joins afresh as leader
+/// and all is well: that is why `a_consumer_killed_before_committing_…` passes.)
+///
+/// The condition here: session 6 s (heartbeat 2 s), and the newcomer starts 3.5 s after the
+/// kill, so its first SyncGroup (3 s after its join) sees the dead leader 6.5–8.5 s silent
+/// and itself 3 s silent. Only another membership change (a member joining or leaving) makes
+/// the newcomer rejoin, now as leader, and the partition is assigned again.
+///
+/// When this test fails, the broker assigns correctly: turn the egress test
+/// `a_worker_stopped_mid_delivery_resumes_and_loses_nothing` back into a SIGKILL test.
+#[tokio::test]
+async fn tansu_0_6_gives_a_member_joining_while_the_dead_leader_expires_no_partitions() {
+    let topic = fresh_topic("test.bus.tansu-group", 1).await;
+    let group = unique("test-group-tansu");
+    let producer = Producer::new(&bus_section()).unwrap();
+    let first = Envelope::new(
+        "test.tansu.first",
+        1,
+        "tests",
+        "test",
+        "obj-1",
+        now_shanghai(),
+    );
+    producer.send(&topic, &first, b"first").await.unwrap();
+
+    // The leader reads the record without committing it and stays (it waits for a second one).
+    let mut leader = Probe::start(&[
+        "consume", "--topic", &topic, "--group", &group, "--max", "2",
+    ]);
+    assert_eq!(
+        leader.line("the first processing").await,
+        format!("PROCESSED {}", first.message_id)
+    );
+    leader.signal(Signal::SIGKILL);
+    leader.child.wait().await.unwrap();
+
+    // The condition under test, not a wait for something to happen: the newcomer's first
+    // SyncGroup must come after the dead leader's session ended and before its own would.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let mut newcomer = Probe::start(&[
+        "consume", "--topic", &topic, "--group", &group, "--commit", "--max", "1",
+    ]);
+    // The dead leader's session ended 6 s after its last heartbeat; give the group well over
+    // that and two more rejoin rounds. A broker that assigns the partition does it here.
+    let stuck = tokio::time::timeout(Duration::from_secs(20), newcomer.lines.next_line()).await;
+    assert!(
+        stuck.is_err(),
+        "the newcomer was given the partition: {stuck:?}; the Tansu defect is gone \
+         (update docs/broker.md and the egress SIGKILL test)"
+    );
+
+    // Another member joining makes the group rebalance: now someone gets the partition.
+    let mut third = Probe::start(&[
+        "consume", "--topic", &topic, "--group", &group, "--commit", "--max", "1",
+    ]);
+    let got = tokio::select! {
+        l = newcomer.line("the record, after the third member joined") => l,
+        l = third.line("the record, after the third member joined") => l,
+    };
+    assert_eq!(got, format!("PROCESSED {}", first.message_id));
 }

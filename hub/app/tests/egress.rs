@@ -499,8 +499,9 @@ async fn a_worker_stopped_mid_delivery_resumes_and_loses_nothing() {
     })
     .await;
     // SIGTERM: the worker abandons what is in flight (not committed) and leaves the group.
-    // (With SIGKILL the records come back too, but Tansu 0.6 did not hand the dead member's
-    // partitions to the new one within 90 s in our runs; docs/broker.md.)
+    // Not SIGKILL: a member that replaces a killed one before its session expires can be left
+    // with no partitions by Tansu 0.6.0 (a coordinator defect, docs/broker.md; reproduced by
+    // tests/tests/bus.rs `tansu_0_6_gives_a_member_joining_…`).
     stop(hub1);
     let taken_before = tickets
         .iter()
