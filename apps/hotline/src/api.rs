@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | — | the process is alive |
 //! | `GET /readyz` | — | the database answers |
+//! | `GET /metrics` | — | Prometheus metrics (`docs/metrics.md`); no personal data |
 //! | `GET /api/v1/tickets` | viewer | list, filtered and paged |
 //! | `GET /api/v1/tickets/{ticket_no}` | viewer | one ticket with its history |
 //! | `POST /api/v1/tickets/{ticket_no}/sign` | handler | 签收 |
@@ -51,6 +52,7 @@ pub fn router(state: Arc<ApiState>, tokens: Arc<Tokens>, max_body_bytes: usize) 
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(app_kit::metrics::render))
         .merge(api)
         .fallback(|| async {
             ApiError::new(
@@ -61,6 +63,7 @@ pub fn router(state: Arc<ApiState>, tokens: Arc<Tokens>, max_body_bytes: usize) 
             )
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .route_layer(axum::middleware::from_fn(app_kit::metrics::track_http))
         .with_state(state)
 }
 

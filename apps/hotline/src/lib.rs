@@ -17,7 +17,8 @@
 //!
 //! Modules: [`config`] (the TOML file), [`kinds`] (the eight events and their contracts),
 //! [`machine`] (states, actions, deadlines), [`store`] (SQL), [`inbound`] (the consumer's
-//! handler), [`actions`] (what handlers do), [`view`] (what the API shows), [`api`] (routes).
+//! handler), [`actions`] (what handlers do), [`view`] (what the API shows), [`api`] (routes),
+//! [`metrics`] (its own metrics, beside the kit's, on `GET /metrics`).
 //! See `apps/hotline/README.md`.
 
 pub mod actions;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod inbound;
 pub mod kinds;
 pub mod machine;
+pub mod metrics;
 pub mod store;
 pub mod view;
 
@@ -175,6 +177,8 @@ impl Running {
 pub async fn start(loaded: &Loaded<HotlineConfig>) -> Result<Running, StartError> {
     let cfg = &loaded.config;
     let files = load_files(loaded).await?;
+    // The recorder first, so the consumer, outbox and API record from the start (`/metrics`).
+    app_kit::metrics::install(NAME, metrics::HOTLINE);
     let base_dir = loaded
         .path
         .parent()
@@ -261,6 +265,8 @@ pub async fn start(loaded: &Loaded<HotlineConfig>) -> Result<Running, StartError
             }
         });
     }
+
+    lifecycle.spawn(metrics::sample(db.clone(), lifecycle.token().clone()));
 
     let state = Arc::new(api::ApiState {
         deps: actions::ActionDeps {

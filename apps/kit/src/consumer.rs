@@ -394,7 +394,12 @@ fn consume_loop<H: Handler>(
     consumer.subscribe(&topics).map_err(ConsumerError::Config)?;
     info!(consumer = %spec.name, group = %spec.group_id, topics = ?spec.topics, "consumer started");
     let mut backoff = Backoff::new();
+    let mut lag_sampled = std::time::Instant::now();
     while !stop.is_cancelled() {
+        if lag_sampled.elapsed() >= LAG_SAMPLE_EVERY {
+            lag_sampled = std::time::Instant::now();
+            record_lag(&rt, &db, &spec.name, &consumer);
+        }
         if consumer.context().resync.load(Ordering::SeqCst) {
             match consumer.context().resync(&consumer) {
                 Ok(()) => backoff.reset(),
@@ -418,6 +423,8 @@ fn consume_loop<H: Handler>(
         match rt.block_on(apply(&db, &spec.name, handler, &delivery)) {
             Ok(outcome) => {
                 stats.count(outcome);
+                metrics::counter!("app_consumer_records_total", "topic" => delivery.topic.clone(), "outcome" => outcome.as_str())
+                    .increment(1);
                 debug!(
                     consumer = %spec.name,
                     topic = %delivery.topic,
@@ -440,6 +447,8 @@ fn consume_loop<H: Handler>(
                     "record not applied; it will be read again"
                 );
                 stats.retried.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("app_consumer_records_total", "topic" => delivery.topic.clone(), "outcome" => "retried")
+                    .increment(1);
                 consumer.context().resync.store(true, Ordering::SeqCst);
                 backoff.wait(&rt, stop);
             }
@@ -454,6 +463,44 @@ fn consume_loop<H: Handler>(
     // Dropping the consumer leaves the group (its partitions move to the other members).
     drop(consumer);
     Ok(())
+}
+
+/// How often the consumer's lag is sampled.
+const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(15);
+
+/// How long the broker may take to give a partition's watermarks.
+const LAG_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sets `app_consumer_lag_records{topic, partition}` for each owned partition: its high
+/// watermark minus the next offset stored in the database (or the low watermark when nothing
+/// is stored). A partition whose watermarks the broker does not give is skipped.
+fn record_lag(rt: &Handle, db: &Db, name: &str, consumer: &BaseConsumer<DbOffsets>) {
+    let parts: Vec<(String, i32)> = consumer
+        .context()
+        .owned
+        .lock()
+        .expect("owned set lock")
+        .iter()
+        .cloned()
+        .collect();
+    if parts.is_empty() {
+        return;
+    }
+    let stored = match rt.block_on(stored_offsets(db, name, &parts)) {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(error = %e, "consumer lag not sampled");
+            return;
+        }
+    };
+    for ((topic, partition), next) in parts.iter().zip(stored) {
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, *partition, LAG_TIMEOUT) else {
+            continue; // the broker is away: the next sample tries again
+        };
+        let done = next.unwrap_or(low).max(low.max(0));
+        metrics::gauge!("app_consumer_lag_records", "topic" => topic.clone(), "partition" => partition.to_string())
+            .set((high - done).max(0) as f64);
+    }
 }
 
 /// The record, detached from the consumer.

@@ -11,7 +11,9 @@
 //!   one error shape (stable code, Chinese and English message);
 //! * [`personal`]: masking personal fields of a contract record for callers who may not see
 //!   them;
-//! * [`config`] and [`logging`]: the configuration sections and logs every app shares.
+//! * [`config`] and [`logging`]: the configuration sections and logs every app shares;
+//! * [`metrics`]: Prometheus metrics on `GET /metrics` (consumer, outbox, HTTP API, and the
+//!   app's own).
 //!
 //! # Tables every app creates
 //!
@@ -31,6 +33,7 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod logging;
+pub mod metrics;
 pub mod outbox;
 pub mod personal;
 

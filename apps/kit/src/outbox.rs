@@ -171,6 +171,9 @@ impl Relay {
     pub async fn run(self, stop: CancellationToken) {
         let mut pause = Duration::from_millis(500);
         while !stop.is_cancelled() {
+            if let Ok(n) = pending_count(&self.db).await {
+                metrics::gauge!("app_outbox_pending").set(n as f64);
+            }
             let batch = match unsent(&self.db, 100).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -210,10 +213,12 @@ impl Relay {
                             failed = true;
                             break;
                         }
+                        metrics::counter!("app_outbox_relayed_total", "topic" => row.topic.clone(), "outcome" => "ok").increment(1);
                         debug!(message_id = %row.envelope.message_id, topic = %row.topic,
                                partition = d.partition, offset = d.offset, "outbox message produced");
                     }
                     Err(e) => {
+                        metrics::counter!("app_outbox_relayed_total", "topic" => row.topic.clone(), "outcome" => "failed").increment(1);
                         warn!(code = e.code(), error = %e, message_id = %row.envelope.message_id,
                               topic = %row.topic, "outbox message not produced; retrying later");
                         let sql = "UPDATE app_outbox SET attempts = attempts + 1, last_error = $1 \

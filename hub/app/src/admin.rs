@@ -1,12 +1,13 @@
-//! The operators' listener: `/healthz`, `/readyz` and the schema registry under `/registry`
-//! (metrics and the console join later).
+//! The operators' listener: `/healthz`, `/readyz`, `/metrics` (Prometheus text format, see
+//! `docs/metrics.md`) and the schema registry under `/registry` (the console joins later).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -24,6 +25,8 @@ pub struct AdminState {
     pub topics_ready: Arc<AtomicBool>,
     /// The contracts as a schema registry (`/registry`).
     pub registry: Arc<hub_contracts::Registry>,
+    /// Renders `/metrics`; `None` when no recorder could be installed (answered 503).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -31,6 +34,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .nest("/registry", registry)
 }
@@ -41,9 +45,48 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "alive", "version": crate::version_line() }))
 }
 
+/// Every metric of `crate::metrics::EXPORTED` that has been recorded, in the Prometheus text
+/// exposition format.
+async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
+    match &s.metrics {
+        Some(h) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed\n",
+        )
+            .into_response(),
+    }
+}
+
 /// Ready to take traffic: a broker answers, the state store accepts a write, the declared
 /// topics exist, and the process is not shutting down.
 async fn readyz(State(s): State<Arc<AdminState>>) -> (StatusCode, Json<Value>) {
+    let (ready, checks) = readiness(&s).await;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "instance_id": s.instance_id,
+            "checks": checks,
+        })),
+    )
+}
+
+/// The readiness checks (`/readyz`, and `hub_up` in the metrics sampler): whether all pass,
+/// and each one's result.
+pub(crate) async fn readiness(s: &AdminState) -> (bool, Value) {
     let broker = match s.producer.probe(Duration::from_secs(2)).await {
         Ok(n) => json!({ "ok": true, "brokers": n }),
         Err(e) => json!({ "ok": false, "code": e.code(), "error": e.to_string() }),
@@ -61,17 +104,8 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> (StatusCode, Json<Value>) {
     let ready = [&broker, &store, &topics, &running]
         .iter()
         .all(|c| c["ok"] == Value::Bool(true));
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (
-        status,
-        Json(json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "instance_id": s.instance_id,
-            "checks": { "broker": broker, "state_store": store, "topics": topics, "running": running },
-        })),
+        ready,
+        json!({ "broker": broker, "state_store": store, "topics": topics, "running": running }),
     )
 }

@@ -2,7 +2,8 @@
 //!
 //! This crate wires the hub's parts into one program: configuration ([`config`]), the command
 //! line ([`cli`]: `serve`, `check`, `topics`, `version`), the running service ([`serve`]) and the
-//! operators' admin listener ([`admin`]: `/healthz`, `/readyz`), the partners a deployment
+//! operators' admin listener ([`admin`]: `/healthz`, `/readyz`, `/metrics`, described in
+//! [`metrics`]), the partners a deployment
 //! delivers to and pulls from ([`partners`]) and the dead-letter commands ([`dlq_cli`]). The
 //! parts themselves live in their own crates: `hub-config`, `hub-bus` (Kafka), `hub-state` (the
 //! hub's own state), `hub-contracts` (Avro contracts and their topics), `hub-mapping`,
@@ -16,6 +17,7 @@ pub mod contracts_gate;
 pub mod dlq_cli;
 pub mod external_registry;
 pub mod logging;
+pub mod metrics;
 pub mod partners;
 pub mod registry_api;
 pub mod serve;

@@ -20,6 +20,8 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(30);
 pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
     let cfg = &loaded.config;
     crate::logging::init(&cfg.log);
+    // The recorder first, so every instrument records from the start (`/metrics`).
+    let metrics_handle = crate::metrics::install();
     let instance_id = cfg.instance_id();
     info!(version = %crate::version_line(), instance_id, config = %loaded.path.display(), "hub starting");
     for o in &loaded.overrides {
@@ -167,14 +169,20 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             return abort_start(&lifecycle, &producer, 1).await;
         }
     };
-    let router = admin::router(Arc::new(AdminState {
+    let admin_state = Arc::new(AdminState {
         instance_id: instance_id.clone(),
         producer: producer.clone(),
         state: state.clone(),
         lifecycle: lifecycle.clone(),
         topics_ready: Arc::clone(&topics_ready),
         registry: Arc::new(hub_contracts::Registry::from_catalog(&catalog)),
-    }));
+        metrics: metrics_handle.clone(),
+    });
+    lifecycle.spawn(crate::metrics::sample(
+        Arc::clone(&admin_state),
+        metrics_handle,
+    ));
+    let router = admin::router(admin_state);
     let stop = lifecycle.token().clone();
     lifecycle.spawn(async move {
         let served = axum::serve(listener, router)

@@ -1,6 +1,7 @@
 //! The consumer building block: read, do the work, then commit that exact record.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Message, OwnedHeaders};
@@ -82,6 +83,14 @@ impl Consumer {
         })
     }
 
+    /// A handle that measures this member's lag from another task (see [`LagProbe`]).
+    pub fn lag_probe(&self) -> LagProbe {
+        LagProbe {
+            inner: Arc::clone(&self.inner),
+            group_id: self.group_id.clone(),
+        }
+    }
+
     /// Commits, for each `(topic, partition, next_offset)`, the offset of the next record to
     /// read (everything before it is done). Synchronous: on Ok the coordinator stored them.
     pub async fn commit_offsets(&self, offsets: Vec<(String, i32, i64)>) -> Result<(), BusError> {
@@ -133,6 +142,81 @@ impl Consumer {
         })
         .await
         .map_err(|e| BusError::Unreachable(format!("commit task failed: {e}")))?
+    }
+}
+
+/// Measures a [`Consumer`]'s lag beside it: the consumer keeps reading while a sampler asks the
+/// broker for watermarks and committed offsets.
+#[derive(Clone)]
+pub struct LagProbe {
+    inner: Arc<StreamConsumer>,
+    group_id: String,
+}
+
+impl LagProbe {
+    /// The lag of each partition assigned to the member: the partition's high watermark minus
+    /// the group's committed offset (the records not yet done), as `(topic, partition, lag)`.
+    /// A partition the group never committed counts from its low watermark. Asks the broker,
+    /// so it takes up to `timeout` per partition; call it from a periodic sampler.
+    pub async fn lag(&self, timeout: Duration) -> Result<Vec<(String, i32, i64)>, BusError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let assigned = inner.assignment().map_err(BusError::Consume)?;
+            if assigned.count() == 0 {
+                return Ok(Vec::new());
+            }
+            let committed = inner
+                .committed_offsets(assigned, timeout)
+                .map_err(BusError::Consume)?;
+            let mut out = Vec::new();
+            for e in committed.elements() {
+                let (low, high) = inner
+                    .fetch_watermarks(e.topic(), e.partition(), timeout)
+                    .map_err(BusError::Consume)?;
+                let done = match e.offset() {
+                    Offset::Offset(o) => o.max(low),
+                    _ => low,
+                };
+                out.push((e.topic().to_string(), e.partition(), (high - done).max(0)));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| BusError::Unreachable(format!("lag task failed: {e}")))?
+    }
+
+    /// Samples [`Consumer::lag`] into the gauge `hub_bus_consumer_lag_records{group, topic,
+    /// partition}`. Errors are left to the next sample (the broker may be away).
+    pub async fn record_lag(&self, timeout: Duration) {
+        match self.lag(timeout).await {
+            Ok(parts) => {
+                for (topic, partition, lag) in parts {
+                    metrics::gauge!(
+                        "hub_bus_consumer_lag_records",
+                        "group" => self.group_id.clone(),
+                        "topic" => topic,
+                        "partition" => partition.to_string()
+                    )
+                    .set(lag as f64);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(group = %self.group_id, error = %e, "consumer lag not sampled")
+            }
+        }
+    }
+
+    /// Calls [`LagProbe::record_lag`] every `every` until `stop` is cancelled.
+    pub async fn run(self, every: Duration, stop: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.record_lag(every.min(Duration::from_secs(5))).await;
+        }
     }
 }
 

@@ -24,7 +24,7 @@ mod lifecycle;
 mod producer;
 
 pub use client_config::{consumer_config, producer_config};
-pub use consumer::{fetch_record, Consumer, Delivery};
+pub use consumer::{fetch_record, Consumer, Delivery, LagProbe};
 pub use envelope::{header, now_shanghai, shanghai, Envelope, EnvelopeError};
 pub use lifecycle::{DrainReport, Lifecycle};
 pub use producer::{Delivered, Producer};

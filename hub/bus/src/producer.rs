@@ -8,6 +8,15 @@ use rdkafka::util::Timeout;
 use crate::client_config::producer_config;
 use crate::{BusError, BusSection, Envelope};
 
+/// Counts a produce by topic and outcome and times it (until the broker's acknowledgement).
+fn observe_produce(topic: &str, ok: bool, started: std::time::Instant) {
+    let outcome = if ok { "ok" } else { "failed" };
+    metrics::counter!("hub_bus_produced_total", "topic" => topic.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("hub_bus_produce_seconds", "topic" => topic.to_string())
+        .record(started.elapsed().as_secs_f64());
+}
+
 /// Where the broker put a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -48,11 +57,13 @@ impl Producer {
             .key(envelope.key())
             .payload(payload)
             .headers(envelope.to_headers());
-        match self
+        let started = std::time::Instant::now();
+        let sent = self
             .inner
             .send(record, Timeout::After(self.queue_timeout))
-            .await
-        {
+            .await;
+        observe_produce(topic, sent.is_ok(), started);
+        match sent {
             Ok(d) => Ok(Delivered {
                 topic: topic.to_string(),
                 partition: d.partition,
@@ -78,11 +89,13 @@ impl Producer {
         if let Some(k) = key {
             record = record.key(k);
         }
-        match self
+        let started = std::time::Instant::now();
+        let sent = self
             .inner
             .send(record, Timeout::After(self.queue_timeout))
-            .await
-        {
+            .await;
+        observe_produce(topic, sent.is_ok(), started);
+        match sent {
             Ok(d) => Ok(Delivered {
                 topic: topic.to_string(),
                 partition: d.partition,

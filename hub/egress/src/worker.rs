@@ -24,6 +24,9 @@ use crate::deadletter::{dead_letter, header_value, Failure};
 use crate::offsets::OffsetTracker;
 use crate::{header, DEAD_LETTER_TOPIC, REPLAY_TOPIC};
 
+/// How often each route's consumer lag is sampled.
+const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(15);
+
 /// What every route shares.
 pub struct EgressContext {
     pub catalog: Arc<Catalog>,
@@ -146,6 +149,15 @@ pub fn start_routes(
         started.push(name);
     }
     for (route, consumer) in prepared {
+        // Consumer lag of the route's group (hub_bus_consumer_lag_records), beside the worker.
+        lifecycle.spawn(
+            consumer
+                .lag_probe()
+                .run(LAG_SAMPLE_EVERY, lifecycle.token().clone()),
+        );
+        // Every partner's breaker series exists from the start (closed), not from its first
+        // failure, so dashboards and alerts see the partner.
+        gauge!("hub_egress_breaker_open", "partner" => route.spec.partner.clone()).set(0.0);
         let token = lifecycle.token().clone();
         let span = info_span!("egress", route = %route.name);
         lifecycle.spawn(run(route, consumer, token).instrument(span));

@@ -75,9 +75,11 @@ pub async fn authenticate<'g>(
         nonce,
         body,
     };
+    let verifying = std::time::Instant::now();
     if credential.verify(&parts.canonical(), signature).is_err() {
         return Err(fail(ErrorCode::AuthSignatureInvalid));
     }
+    hub_pipeline::stage_done("verify", verifying);
     if app.partner != partner {
         return Err(fail(ErrorCode::AuthPartnerMismatch));
     }
@@ -94,9 +96,15 @@ pub async fn authenticate<'g>(
     // The nonce is remembered for twice the window: a timestamp may be up to one window in the
     // past or the future, so a replay is caught for as long as its timestamp is acceptable.
     let keep = Duration::from_millis(gw.config.timestamp_window_ms.saturating_mul(2));
-    match gw.state.claim_nonce(app_id, nonce, keep).await {
+    let claiming = std::time::Instant::now();
+    let claimed = gw.state.claim_nonce(app_id, nonce, keep).await;
+    hub_pipeline::stage_done("nonce_claim", claiming);
+    match claimed {
         Ok(true) => {}
-        Ok(false) => return Err(fail(ErrorCode::AuthReplay)),
+        Ok(false) => {
+            crate::metrics::replay_refused(partner);
+            return Err(fail(ErrorCode::AuthReplay));
+        }
         Err(_) => return Err(fail(ErrorCode::StateUnavailable).retry_after(1)),
     }
     if let Err(not_until) = app.limiter.check_key(&()) {

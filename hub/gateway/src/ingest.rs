@@ -78,6 +78,14 @@ pub(crate) async fn ingest(
         Some(session) => seal_response(response, &session).await,
         None => response,
     };
+    crate::metrics::request(
+        &gw,
+        &partner,
+        &mapping,
+        outcome.code,
+        size,
+        started.elapsed(),
+    );
     // One access-log line per request; never a payload, never personal data.
     info!(
         target: "hub_gateway::access",
@@ -157,12 +165,17 @@ async fn handle(
     }
 
     // An encrypted body is decrypted after its signature (over the bytes as sent) verified.
-    let body = match open_body(
+    let decrypting = std::time::Instant::now();
+    let opened = open_body(
         &parts.headers,
         body,
         caller.app.sm4_key.as_ref(),
         gw.sm2_key.as_ref(),
-    ) {
+    );
+    if parts.headers.contains_key(ENCRYPTION) {
+        hub_pipeline::stage_done("decrypt", decrypting);
+    }
+    let body = match opened {
         Ok((plain, session)) => {
             let wants_sealed = parts
                 .headers
@@ -217,6 +230,7 @@ async fn handle(
                 .iter()
                 .map(|(f, _)| json!({ "path": f.path, "problem": f.problem }))
                 .collect();
+            crate::metrics::mapping_failure(partner, mapping_name, code.code());
             let detail =
                 json!({ "mapping": e.mapping, "at": e.at, "reason": e.message, "fields": fields });
             return refuse_app(ApiError::new(code, id).with_detail(detail));
@@ -226,6 +240,11 @@ async fn handle(
             return refuse_app(ApiError::new(ErrorCode::PersonalDataUnprotected, id));
         }
         Err(NormalizeError::Invalid(errors)) => {
+            crate::metrics::mapping_failure(
+                partner,
+                mapping_name,
+                ErrorCode::MappingOutputInvalid.code(),
+            );
             let fields: Vec<Value> = errors
                 .iter()
                 .map(|f| json!({ "path": f.path, "problem": f.problem }))
@@ -257,7 +276,8 @@ async fn handle(
         let stale_after = i64::try_from(gw.producer.delivery_timeout().as_millis())
             .unwrap_or(i64::MAX)
             .saturating_mul(2);
-        match gw
+        let claiming = std::time::Instant::now();
+        let claimed = gw
             .state
             .claim_receipt(
                 &app_id,
@@ -266,8 +286,9 @@ async fn handle(
                 &topic,
                 stale_after,
             )
-            .await
-        {
+            .await;
+        hub_pipeline::stage_done("receipt", claiming);
+        match claimed {
             Ok(Receipt::Claimed { message_id }) => {
                 if let Ok(m) = message_id.parse() {
                     envelope.message_id = m;
@@ -296,7 +317,10 @@ async fn handle(
         }
     }
 
-    match gw.producer.send(&topic, &envelope, framed).await {
+    let producing = std::time::Instant::now();
+    let produced = gw.producer.send(&topic, &envelope, framed).await;
+    hub_pipeline::stage_done("produce", producing);
+    match produced {
         Ok(_) => {
             if let Some(pmid) = &partner_message_id {
                 if let Err(e) = gw.state.complete_receipt(&app_id, pmid).await {

@@ -25,6 +25,7 @@ pub mod config;
 pub mod encryption;
 pub mod errors;
 mod ingest;
+pub mod metrics;
 pub mod openapi;
 pub mod tls;
 

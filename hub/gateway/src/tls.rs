@@ -82,10 +82,18 @@ fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     Ok(pair)
 }
 
+/// Publishes the expiry of the pair now in use (`hub_gateway_tls_cert_expiry_seconds`).
+fn publish_expiry(pair: &CertifiedKey) {
+    if let Some(leaf) = pair.cert.first() {
+        crate::metrics::tls_certificate(leaf.as_ref());
+    }
+}
+
 impl ReloadingCert {
     /// Loads the pair; an error here stops the start.
     pub fn load(section: &TlsSection) -> Result<Self, String> {
         let pair = load_pair(&section.cert, &section.key)?;
+        publish_expiry(&pair);
         Ok(Self {
             current: RwLock::new((
                 Arc::new(pair),
@@ -107,6 +115,7 @@ impl ReloadingCert {
             }
         }
         let pair = load_pair(&self.cert, &self.key)?;
+        publish_expiry(&pair);
         *self.current.write().expect("not poisoned") = (Arc::new(pair), cm, km);
         Ok(true)
     }

@@ -3,6 +3,8 @@
 //! The gateway (pushes) and the poller (pulls) both call [`normalize`], so a message reaches
 //! Kafka the same way whichever side started the exchange.
 
+use std::time::Instant;
+
 use chrono::{DateTime, FixedOffset};
 use hub_bus::{now_shanghai, Envelope};
 use hub_contracts::{Catalog, Contract, RecordError};
@@ -75,7 +77,9 @@ pub fn normalize(
         .ok_or_else(|| {
             NormalizeError::NoContract(format!("{}/{}", mapping.partner, mapping.name))
         })?;
+    let started = Instant::now();
     let mut record = mapping.inbound(body, catalog)?;
+    let started = stage_done("map", started);
     let object_id = record
         .get(&contract.declaration.key)
         .and_then(Value::as_str)
@@ -87,13 +91,26 @@ pub fn normalize(
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .unwrap_or_else(now_shanghai);
     seal_record(cipher, contract, &mut record).map_err(NormalizeError::Unprotected)?;
+    let started = stage_done("seal", started);
     let datum = contract.encode(&record).map_err(NormalizeError::Invalid)?;
+    let framed = hub_contracts::frame(schema_id(contract), &datum);
+    stage_done("encode", started);
     Ok(Normalized {
         topic: contract.declaration.topic.clone(),
         object_id,
         occurred_at,
-        framed: hub_contracts::frame(schema_id(contract), &datum),
+        framed,
     })
+}
+
+/// Records the time since `since` as one `stage` of normalizing an inbound message
+/// (`hub_ingest_stage_seconds`; the gateway records its own stages the same way) and returns
+/// now, the start of the next stage.
+pub fn stage_done(stage: &'static str, since: Instant) -> Instant {
+    let now = Instant::now();
+    metrics::histogram!("hub_ingest_stage_seconds", "stage" => stage)
+        .record(now.duration_since(since).as_secs_f64());
+    now
 }
 
 /// `hotline.ticket.dispatched.v1` → (`hotline.ticket.dispatched`, 1).

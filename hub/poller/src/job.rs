@@ -161,7 +161,7 @@ async fn schedule_loop(
         }
         match run_once(&ctx, &job, &token).await {
             Ok(r) => {
-                counter!("hub_poller_runs_total", "job" => route.clone(), "outcome" => "ok")
+                counter!("hub_poller_runs_total", "pull" => route.clone(), "outcome" => "ok")
                     .increment(1);
                 if r.produced + r.dead_lettered > 0 {
                     info!(
@@ -174,11 +174,11 @@ async fn schedule_loop(
                 }
             }
             Err(RunError::LeaseHeld) => {
-                counter!("hub_poller_runs_total", "job" => route.clone(), "outcome" => "lease_held").increment(1);
+                counter!("hub_poller_runs_total", "pull" => route.clone(), "outcome" => "lease_held").increment(1);
             }
             Err(RunError::Stopped) => break,
             Err(e) => {
-                counter!("hub_poller_runs_total", "job" => route.clone(), "outcome" => e.code())
+                counter!("hub_poller_runs_total", "pull" => route.clone(), "outcome" => e.code())
                     .increment(1);
                 warn!(code = e.code(), error = %e, "pull run stopped; the next tick goes on from the saved cursor");
             }
@@ -300,7 +300,7 @@ async fn run_windows(
             }
             page += 1;
         }
-        gauge!("hub_poller_lag_seconds", "job" => job.route())
+        gauge!("hub_poller_lag_seconds", "pull" => job.route())
             .set((chrono::Utc::now().timestamp_millis() - cursor.watermark_ms) as f64 / 1000.0);
         if window.until_ms >= end {
             break;
@@ -462,7 +462,7 @@ async fn put_item(
         Err(e) => {
             dead_letter_item(ctx, job, &item_id, &item_key, bytes, &e).await?;
             report.dead_lettered += 1;
-            counter!("hub_poller_items_total", "job" => route, "outcome" => "dead_lettered")
+            counter!("hub_poller_items_total", "pull" => route, "outcome" => "dead_lettered")
                 .increment(1);
             return Ok(());
         }
@@ -484,7 +484,7 @@ async fn put_item(
     {
         Receipt::Done { .. } => {
             report.duplicates += 1;
-            counter!("hub_poller_items_total", "job" => route, "outcome" => "duplicate")
+            counter!("hub_poller_items_total", "pull" => route, "outcome" => "duplicate")
                 .increment(1);
             return Ok(());
         }
@@ -506,7 +506,7 @@ async fn put_item(
     }
     ctx.state.complete_receipt(&receipts_app, &item_key).await?;
     report.produced += 1;
-    counter!("hub_poller_items_total", "job" => route, "outcome" => "produced").increment(1);
+    counter!("hub_poller_items_total", "pull" => route, "outcome" => "produced").increment(1);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use crate::{now_ms, Pool, StateError, StateStore};
+use crate::{now_ms, observed, Pool, StateError, StateStore};
 
 /// One dead letter as indexed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,18 +82,22 @@ where
 impl StateStore {
     /// Indexes a dead letter (status `pending`). Recording the same one twice is harmless.
     pub async fn record_dead_letter(&self, d: &DeadLetter) -> Result<(), StateError> {
-        let sql = format!(
-            "INSERT INTO hub_dead_letters ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'pending', NULL, NULL) \
-             ON CONFLICT DO NOTHING"
-        );
-        on_pool!(self, p => sqlx::query(&sql)
-            .bind(&d.id).bind(&d.route).bind(&d.original_message_id).bind(&d.object_id)
-            .bind(&d.reason_code).bind(&d.reason).bind(&d.partner_code).bind(d.attempts)
-            .bind(&d.source_topic).bind(d.source_partition).bind(d.source_offset)
-            .bind(&d.dlq_topic).bind(d.dlq_partition).bind(d.dlq_offset).bind(d.dead_lettered_at_ms)
-            .execute(p).await?.rows_affected());
-        Ok(())
+        let result: Result<_, StateError> = async {
+            let sql = format!(
+                "INSERT INTO hub_dead_letters ({COLUMNS}) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'pending', NULL, NULL) \
+                 ON CONFLICT DO NOTHING"
+            );
+            on_pool!(self, p => sqlx::query(&sql)
+                .bind(&d.id).bind(&d.route).bind(&d.original_message_id).bind(&d.object_id)
+                .bind(&d.reason_code).bind(&d.reason).bind(&d.partner_code).bind(d.attempts)
+                .bind(&d.source_topic).bind(d.source_partition).bind(d.source_offset)
+                .bind(&d.dlq_topic).bind(d.dlq_partition).bind(d.dlq_offset).bind(d.dead_lettered_at_ms)
+                .execute(p).await?.rows_affected());
+            Ok(())
+        }
+        .await;
+        observed("record_dead_letter", result)
     }
 
     /// The dead letter already written for this record on this route, if any: a record
@@ -105,17 +109,21 @@ impl StateStore {
         partition: i32,
         offset: i64,
     ) -> Result<Option<DeadLetter>, StateError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM hub_dead_letters WHERE route = $1 AND source_topic = $2 \
-             AND source_partition = $3 AND source_offset = $4"
-        );
-        Ok(on_pool!(self, p => {
-            match sqlx::query(&sql).bind(route).bind(topic).bind(i64::from(partition)).bind(offset)
-                .fetch_optional(p).await? {
-                Some(r) => Some(from_row(&r)?),
-                None => None,
-            }
-        }))
+        let result: Result<_, StateError> = async {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM hub_dead_letters WHERE route = $1 AND source_topic = $2 \
+                 AND source_partition = $3 AND source_offset = $4"
+            );
+            Ok(on_pool!(self, p => {
+                match sqlx::query(&sql).bind(route).bind(topic).bind(i64::from(partition)).bind(offset)
+                    .fetch_optional(p).await? {
+                    Some(r) => Some(from_row(&r)?),
+                    None => None,
+                }
+            }))
+        }
+        .await;
+        observed("dead_letter_for_source", result)
     }
 
     /// One dead letter by its id (or a unique prefix of at least 8 characters).
@@ -168,18 +176,26 @@ impl StateStore {
         status: &str,
         actor: &str,
     ) -> Result<bool, StateError> {
-        let sql = "UPDATE hub_dead_letters SET status = $1, status_at_ms = $2, status_by = $3 \
-                   WHERE id = $4 AND status = 'pending'";
-        let now = now_ms();
-        let n = on_pool!(self, p => sqlx::query(sql).bind(status).bind(now).bind(actor).bind(id)
-            .execute(p).await?.rows_affected());
-        Ok(n == 1)
+        let result: Result<_, StateError> = async {
+            let sql = "UPDATE hub_dead_letters SET status = $1, status_at_ms = $2, status_by = $3 \
+                       WHERE id = $4 AND status = 'pending'";
+            let now = now_ms();
+            let n = on_pool!(self, p => sqlx::query(sql).bind(status).bind(now).bind(actor).bind(id)
+                .execute(p).await?.rows_affected());
+            Ok(n == 1)
+        }
+        .await;
+        observed("settle_dead_letter", result)
     }
 
     /// Puts a dead letter back to `pending` (a replay whose produce failed).
     pub async fn reopen_dead_letter(&self, id: &str) -> Result<(), StateError> {
-        let sql = "UPDATE hub_dead_letters SET status = 'pending', status_at_ms = NULL, status_by = NULL WHERE id = $1";
-        on_pool!(self, p => sqlx::query(sql).bind(id).execute(p).await?.rows_affected());
-        Ok(())
+        let result: Result<_, StateError> = async {
+            let sql = "UPDATE hub_dead_letters SET status = 'pending', status_at_ms = NULL, status_by = NULL WHERE id = $1";
+            on_pool!(self, p => sqlx::query(sql).bind(id).execute(p).await?.rows_affected());
+            Ok(())
+        }
+        .await;
+        observed("reopen_dead_letter", result)
     }
 }

@@ -43,6 +43,19 @@ impl StateError {
     }
 }
 
+/// Counts a failed operation of the store (`hub_state_errors_total{operation, code}`) and
+/// passes the result on.
+pub(crate) fn observed<T>(
+    operation: &'static str,
+    result: Result<T, StateError>,
+) -> Result<T, StateError> {
+    if let Err(e) = &result {
+        metrics::counter!("hub_state_errors_total", "operation" => operation, "code" => e.code())
+            .increment(1);
+    }
+    result
+}
+
 impl From<sqlx::Error> for StateError {
     fn from(e: sqlx::Error) -> Self {
         StateError::Unavailable(e)
@@ -179,13 +192,17 @@ impl StateStore {
     /// Records that `instance_id` is alive now. Used at start-up and by `/readyz`, which
     /// therefore proves the store accepts writes, not only reads.
     pub async fn heartbeat(&self, instance_id: &str, version: &str) -> Result<(), StateError> {
-        let sql = "INSERT INTO hub_instances (instance_id, started_at_ms, seen_at_ms, version) \
-                   VALUES ($1, $2, $2, $3) \
-                   ON CONFLICT (instance_id) DO UPDATE SET seen_at_ms = excluded.seen_at_ms, \
-                   version = excluded.version";
-        let now = now_ms();
-        on_pool!(self, p => sqlx::query(sql).bind(instance_id).bind(now).bind(version).execute(p).await?.rows_affected());
-        Ok(())
+        let result: Result<_, StateError> = async {
+            let sql = "INSERT INTO hub_instances (instance_id, started_at_ms, seen_at_ms, version) \
+                       VALUES ($1, $2, $2, $3) \
+                       ON CONFLICT (instance_id) DO UPDATE SET seen_at_ms = excluded.seen_at_ms, \
+                       version = excluded.version";
+            let now = now_ms();
+            on_pool!(self, p => sqlx::query(sql).bind(instance_id).bind(now).bind(version).execute(p).await?.rows_affected());
+            Ok(())
+        }
+        .await;
+        observed("heartbeat", result)
     }
 
     /// Claims `nonce` for `app_id` until `now + window`. Returns `false` when the nonce was
@@ -196,42 +213,58 @@ impl StateStore {
         nonce: &str,
         window: Duration,
     ) -> Result<bool, StateError> {
-        let sql = "INSERT INTO hub_nonces (app_id, nonce, expires_at_ms) VALUES ($1, $2, $3) \
-                   ON CONFLICT (app_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
-                   WHERE hub_nonces.expires_at_ms < $4";
-        let now = now_ms();
-        let done = on_pool!(self, p => sqlx::query(sql)
-            .bind(app_id)
-            .bind(nonce)
-            .bind(now.saturating_add(millis(window)))
-            .bind(now)
-            .execute(p)
-            .await?
-            .rows_affected());
-        Ok(done == 1)
+        let result: Result<_, StateError> = async {
+            let sql = "INSERT INTO hub_nonces (app_id, nonce, expires_at_ms) VALUES ($1, $2, $3) \
+                       ON CONFLICT (app_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
+                       WHERE hub_nonces.expires_at_ms < $4";
+            let now = now_ms();
+            let done = on_pool!(self, p => sqlx::query(sql)
+                .bind(app_id)
+                .bind(nonce)
+                .bind(now.saturating_add(millis(window)))
+                .bind(now)
+                .execute(p)
+                .await?
+                .rows_affected());
+            Ok(done == 1)
+        }
+        .await;
+        observed("claim_nonce", result)
     }
 
     /// Deletes expired nonces; returns how many.
     pub async fn purge_expired_nonces(&self) -> Result<u64, StateError> {
-        let sql = "DELETE FROM hub_nonces WHERE expires_at_ms < $1";
-        let now = now_ms();
-        Ok(on_pool!(self, p => sqlx::query(sql).bind(now).execute(p).await?.rows_affected()))
+        let result: Result<_, StateError> = async {
+            let sql = "DELETE FROM hub_nonces WHERE expires_at_ms < $1";
+            let now = now_ms();
+            Ok(on_pool!(self, p => sqlx::query(sql).bind(now).execute(p).await?.rows_affected()))
+        }
+        .await;
+        observed("purge_expired_nonces", result)
     }
 
     /// The saved value of cursor `name`, if any.
     pub async fn cursor(&self, name: &str) -> Result<Option<String>, StateError> {
-        let sql = "SELECT value FROM hub_cursors WHERE name = $1";
-        Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(name).fetch_optional(p).await?))
+        let result: Result<_, StateError> = async {
+            let sql = "SELECT value FROM hub_cursors WHERE name = $1";
+            Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(name).fetch_optional(p).await?))
+        }
+        .await;
+        observed("cursor", result)
     }
 
     /// Saves cursor `name`. Call only after the page it stands for is on Kafka.
     pub async fn save_cursor(&self, name: &str, value: &str) -> Result<(), StateError> {
-        let sql = "INSERT INTO hub_cursors (name, value, updated_at_ms) VALUES ($1, $2, $3) \
-                   ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
-                   updated_at_ms = excluded.updated_at_ms";
-        let now = now_ms();
-        on_pool!(self, p => sqlx::query(sql).bind(name).bind(value).bind(now).execute(p).await?.rows_affected());
-        Ok(())
+        let result: Result<_, StateError> = async {
+            let sql = "INSERT INTO hub_cursors (name, value, updated_at_ms) VALUES ($1, $2, $3) \
+                       ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+                       updated_at_ms = excluded.updated_at_ms";
+            let now = now_ms();
+            on_pool!(self, p => sqlx::query(sql).bind(name).bind(value).bind(now).execute(p).await?.rows_affected());
+            Ok(())
+        }
+        .await;
+        observed("save_cursor", result)
     }
 
     /// Takes or renews lease `name` for `holder` until `now + ttl`. Returns `false` while
@@ -242,27 +275,35 @@ impl StateStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, StateError> {
-        let sql = "INSERT INTO hub_leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
-                   ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
-                   expires_at_ms = excluded.expires_at_ms \
-                   WHERE hub_leases.holder = excluded.holder OR hub_leases.expires_at_ms < $4";
-        let now = now_ms();
-        let done = on_pool!(self, p => sqlx::query(sql)
-            .bind(name)
-            .bind(holder)
-            .bind(now.saturating_add(millis(ttl)))
-            .bind(now)
-            .execute(p)
-            .await?
-            .rows_affected());
-        Ok(done == 1)
+        let result: Result<_, StateError> = async {
+            let sql = "INSERT INTO hub_leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
+                       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                       expires_at_ms = excluded.expires_at_ms \
+                       WHERE hub_leases.holder = excluded.holder OR hub_leases.expires_at_ms < $4";
+            let now = now_ms();
+            let done = on_pool!(self, p => sqlx::query(sql)
+                .bind(name)
+                .bind(holder)
+                .bind(now.saturating_add(millis(ttl)))
+                .bind(now)
+                .execute(p)
+                .await?
+                .rows_affected());
+            Ok(done == 1)
+        }
+        .await;
+        observed("acquire_lease", result)
     }
 
     /// Gives lease `name` up if `holder` has it, so another replica can take it at once.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StateError> {
-        let sql = "DELETE FROM hub_leases WHERE name = $1 AND holder = $2";
-        on_pool!(self, p => sqlx::query(sql).bind(name).bind(holder).execute(p).await?.rows_affected());
-        Ok(())
+        let result: Result<_, StateError> = async {
+            let sql = "DELETE FROM hub_leases WHERE name = $1 AND holder = $2";
+            on_pool!(self, p => sqlx::query(sql).bind(name).bind(holder).execute(p).await?.rows_affected());
+            Ok(())
+        }
+        .await;
+        observed("release_lease", result)
     }
 
     /// Closes every connection, waiting for queries in progress.

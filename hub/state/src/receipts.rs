@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use crate::{now_ms, Pool, StateError, StateStore};
+use crate::{now_ms, observed, Pool, StateError, StateStore};
 
 /// What a claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,44 +28,48 @@ impl StateStore {
         topic: &str,
         stale_after_ms: i64,
     ) -> Result<Receipt, StateError> {
-        let now = now_ms();
-        let insert = "INSERT INTO hub_ingress_receipts (app_id, partner_message_id, message_id, topic, state, created_at_ms) \
-                      VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (app_id, partner_message_id) DO NOTHING";
-        let inserted = on_pool!(self, p => sqlx::query(insert)
-            .bind(app_id).bind(partner_message_id).bind(new_message_id).bind(topic).bind(now)
-            .execute(p).await?.rows_affected());
-        if inserted == 1 {
-            return Ok(Receipt::Claimed {
-                message_id: new_message_id.to_string(),
+        let result: Result<_, StateError> = async {
+            let now = now_ms();
+            let insert = "INSERT INTO hub_ingress_receipts (app_id, partner_message_id, message_id, topic, state, created_at_ms) \
+                          VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (app_id, partner_message_id) DO NOTHING";
+            let inserted = on_pool!(self, p => sqlx::query(insert)
+                .bind(app_id).bind(partner_message_id).bind(new_message_id).bind(topic).bind(now)
+                .execute(p).await?.rows_affected());
+            if inserted == 1 {
+                return Ok(Receipt::Claimed {
+                    message_id: new_message_id.to_string(),
+                });
+            }
+            let take_over = "UPDATE hub_ingress_receipts SET created_at_ms = $1 \
+                             WHERE app_id = $2 AND partner_message_id = $3 AND state = 'pending' AND created_at_ms <= $4 \
+                             RETURNING message_id";
+            let taken: Option<String> = on_pool!(self, p => {
+                let row = sqlx::query(take_over).bind(now).bind(app_id).bind(partner_message_id).bind(now - stale_after_ms)
+                    .fetch_optional(p).await?;
+                match row { Some(r) => Some(r.try_get::<String, _>("message_id")?), None => None }
             });
-        }
-        let take_over = "UPDATE hub_ingress_receipts SET created_at_ms = $1 \
-                         WHERE app_id = $2 AND partner_message_id = $3 AND state = 'pending' AND created_at_ms <= $4 \
-                         RETURNING message_id";
-        let taken: Option<String> = on_pool!(self, p => {
-            let row = sqlx::query(take_over).bind(now).bind(app_id).bind(partner_message_id).bind(now - stale_after_ms)
-                .fetch_optional(p).await?;
-            match row { Some(r) => Some(r.try_get::<String, _>("message_id")?), None => None }
-        });
-        if let Some(message_id) = taken {
-            return Ok(Receipt::Claimed { message_id });
-        }
-        let read = "SELECT message_id, topic, state FROM hub_ingress_receipts WHERE app_id = $1 AND partner_message_id = $2";
-        let found: Option<(String, String, String)> = on_pool!(self, p => {
-            let row = sqlx::query(read).bind(app_id).bind(partner_message_id).fetch_optional(p).await?;
-            match row {
-                Some(r) => Some((r.try_get("message_id")?, r.try_get("topic")?, r.try_get("state")?)),
-                None => None,
+            if let Some(message_id) = taken {
+                return Ok(Receipt::Claimed { message_id });
             }
-        });
-        Ok(match found {
-            Some((message_id, topic, state)) if state == "done" => {
-                Receipt::Done { message_id, topic }
-            }
-            Some(_) => Receipt::InProgress,
-            // Released between our insert and our read: the caller may simply retry.
-            None => Receipt::InProgress,
-        })
+            let read = "SELECT message_id, topic, state FROM hub_ingress_receipts WHERE app_id = $1 AND partner_message_id = $2";
+            let found: Option<(String, String, String)> = on_pool!(self, p => {
+                let row = sqlx::query(read).bind(app_id).bind(partner_message_id).fetch_optional(p).await?;
+                match row {
+                    Some(r) => Some((r.try_get("message_id")?, r.try_get("topic")?, r.try_get("state")?)),
+                    None => None,
+                }
+            });
+            Ok(match found {
+                Some((message_id, topic, state)) if state == "done" => {
+                    Receipt::Done { message_id, topic }
+                }
+                Some(_) => Receipt::InProgress,
+                // Released between our insert and our read: the caller may simply retry.
+                None => Receipt::InProgress,
+            })
+        }
+        .await;
+        observed("claim_receipt", result)
     }
 
     /// Marks a claim done once the broker acknowledged its message.
@@ -74,9 +78,13 @@ impl StateStore {
         app_id: &str,
         partner_message_id: &str,
     ) -> Result<(), StateError> {
-        let sql = "UPDATE hub_ingress_receipts SET state = 'done' WHERE app_id = $1 AND partner_message_id = $2";
-        on_pool!(self, p => sqlx::query(sql).bind(app_id).bind(partner_message_id).execute(p).await?.rows_affected());
-        Ok(())
+        let result: Result<_, StateError> = async {
+            let sql = "UPDATE hub_ingress_receipts SET state = 'done' WHERE app_id = $1 AND partner_message_id = $2";
+            on_pool!(self, p => sqlx::query(sql).bind(app_id).bind(partner_message_id).execute(p).await?.rows_affected());
+            Ok(())
+        }
+        .await;
+        observed("complete_receipt", result)
     }
 
     /// Gives a claim up after a failure, so the partner's retry is processed afresh.
@@ -85,8 +93,12 @@ impl StateStore {
         app_id: &str,
         partner_message_id: &str,
     ) -> Result<(), StateError> {
-        let sql = "DELETE FROM hub_ingress_receipts WHERE app_id = $1 AND partner_message_id = $2 AND state = 'pending'";
-        on_pool!(self, p => sqlx::query(sql).bind(app_id).bind(partner_message_id).execute(p).await?.rows_affected());
-        Ok(())
+        let result: Result<_, StateError> = async {
+            let sql = "DELETE FROM hub_ingress_receipts WHERE app_id = $1 AND partner_message_id = $2 AND state = 'pending'";
+            on_pool!(self, p => sqlx::query(sql).bind(app_id).bind(partner_message_id).execute(p).await?.rows_affected());
+            Ok(())
+        }
+        .await;
+        observed("release_receipt", result)
     }
 }
