@@ -5,7 +5,8 @@
 #
 #   ops/bench.sh smoke      ≤ 60 s of measuring: ceilings, per-stage costs and the hub's ingest
 #                           path once each; exits non-zero unless every scenario produced numbers
-#                           and every request was answered 200 (CI runs this)
+#                           and every request was answered 200 (CI runs this, on the debug build:
+#                           HUB_BENCH_BUILD=debug ops/bench.sh smoke)
 #   ops/bench.sh full       every scenario at 8, 64 and 256 connections, 20 s each (~8 minutes);
 #                           appends the results to docs/performance.md, JSON under var/bench/
 #   ops/bench.sh profile    ingest-1k with the hub under valgrind's callgrind, then the top of
@@ -36,14 +37,26 @@ ensure_broker test
 export HUB_BENCH_KAFKA_BOOTSTRAP=$(ops/broker.sh bootstrap test)
 export HUB_BENCH_BROKER_PID=$(cat var/broker/test.pid 2>/dev/null || true)
 target=${CARGO_TARGET_DIR:-$root/target}
-case "$sub" in
-  smoke|full|profile) cargo build --release -p hub-bench -p hub ;;
-  *) cargo build --release -p hub-bench ;;
+# HUB_BENCH_BUILD=debug runs the harness on the debug build (CI's smoke run: it proves the harness
+# works end to end without a second, release build of the workspace; its numbers mean nothing).
+build=${HUB_BENCH_BUILD:-release}
+case "$build" in
+  release) build_flags=(--release) ;;
+  debug) build_flags=() ;;
+  *) echo "bench.sh: HUB_BENCH_BUILD must be release or debug, not $build" >&2; exit 2 ;;
 esac
-export HUB_BENCH_HUB_BIN=$target/release/hub
-echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)"
+case "$sub" in
+  smoke|full|profile) cargo build "${build_flags[@]}" -p hub-bench -p hub ;;
+  *) cargo build "${build_flags[@]}" -p hub-bench ;;
+esac
+export HUB_BENCH_HUB_BIN=$target/$build/hub
+echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)  build: $build"
+if [ "$build" = debug ] && [ "$sub" = full ]; then
+  echo "bench.sh: a full run on the debug build would append meaningless figures to docs/performance.md" >&2
+  exit 2
+fi
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-bench=("$target/release/hub-bench" "${global[@]}")
+bench=("$target/$build/hub-bench" "${global[@]}")
 
 case "$sub" in
   smoke)

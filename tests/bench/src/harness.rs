@@ -319,6 +319,8 @@ fn machine() -> serde_json::Value {
         "memory_gib": mem_gib.map(|g| (g * 10.0).round() / 10.0),
         "cpu": model,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
+        // ops/bench.sh's HUB_BENCH_BUILD; `debug` runs (CI's smoke) prove the harness, not speed.
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     })
 }
 
@@ -543,6 +545,36 @@ pub async fn run(a: RunArgs, bootstrap: &str, linger_ms: u64) -> anyhow::Result<
             .meta
             .insert("hub_ready_s".into(), json!(ready_in.as_secs_f64()));
         let measured = ingest_levels(&plan, &hub, broker_pid, &mut report).await;
+        if measured.is_ok() {
+            // The hub's own view of where the time went, over every request above.
+            let scraped = crate::loadgen::get(hub.admin, "/metrics").await;
+            let stages = match &scraped {
+                Ok((200, body)) => crate::hub_stages::parse(&String::from_utf8_lossy(body)),
+                _ => Vec::new(),
+            };
+            let expected = ["verify", "nonce_claim", "map", "seal", "encode", "produce"];
+            let missing: Vec<&str> = expected
+                .iter()
+                .copied()
+                .filter(|e| !stages.iter().any(|s| s.stage == *e))
+                .collect();
+            report.checks.push((
+                "the hub's stage histograms cover verify, nonce_claim, map, seal, encode, produce"
+                    .into(),
+                missing.is_empty(),
+                match &scraped {
+                    Ok((status, _)) => format!("/metrics {status}; missing {missing:?}"),
+                    Err(e) => format!("/metrics: {e}"),
+                },
+            ));
+            for s in &stages {
+                eprintln!(
+                    "  hub {:<12} n {:>8}  mean {:>9.1} µs  p50 {:>9.1} µs  p99 {:>9.1} µs",
+                    s.stage, s.count, s.mean_us, s.p50_us, s.p99_us
+                );
+            }
+            report.hub_stages = stages;
+        }
         let open = match measured {
             Ok(()) if plan.has("open-loop") => {
                 open_loop_pair(&plan, &a, &hub, &bus, broker_pid, &mut report).await

@@ -300,6 +300,11 @@ impl Client for HttpClient {
 
 /// `GET http://addr/path` → status (readiness polls).
 pub async fn get_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    Ok(get(addr, path).await?.0)
+}
+
+/// `GET http://addr/path` → status and body (the hub's `/metrics`).
+pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Bytes)> {
     let mut sender = connect(addr).await?;
     let mut req = Request::new(Full::new(Bytes::new()));
     *req.uri_mut() = path.parse()?;
@@ -307,6 +312,6 @@ pub async fn get_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
         .insert(HOST, HeaderValue::from_str(&addr.to_string())?);
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
-    resp.into_body().collect().await?;
-    Ok(status)
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
 }

@@ -14,6 +14,7 @@
 
 mod egress;
 mod harness;
+mod hub_stages;
 mod loadgen;
 mod mapping;
 mod payload;

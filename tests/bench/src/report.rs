@@ -125,6 +125,8 @@ pub struct Report {
     pub meta: BTreeMap<String, Value>,
     pub rows: Vec<Row>,
     pub stages: Vec<Stage>,
+    /// The same stages as the hub's own histograms saw them over the ingest runs.
+    pub hub_stages: Vec<crate::hub_stages::HubStage>,
     pub pii_fields_sealed: usize,
     /// Bytes of the framed Avro record the hub produces for one ingest-1k request.
     pub record_bytes: usize,
@@ -375,6 +377,21 @@ impl Report {
                 );
             }
         }
+        if !self.hub_stages.is_empty() {
+            md.push_str(
+                "\nPer-stage costs from the hub's own histograms (`hub_ingest_stage_seconds`, every request of the ingest runs above, at their concurrency; quantiles estimated from the buckets):\n\n",
+            );
+            md.push_str(
+                "| stage | count | mean µs | p50 µs | p99 µs |\n|---|---:|---:|---:|---:|\n",
+            );
+            for s in &self.hub_stages {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.1} | {:.1} | {:.1} |",
+                    s.stage, s.count, s.mean_us, s.p50_us, s.p99_us
+                );
+            }
+        }
         md
     }
 
@@ -398,6 +415,10 @@ impl Report {
                 "stage": s.name, "calls": s.calls, "ops": s.ops, "mean_us": s.mean_us,
                 "p50_us": s.p50_us, "p99_us": s.p99_us, "per_s": s.per_s, "cpu_us_per_op": s.cpu_us,
                 "on_ingest_path": s.on_ingest_path,
+            })).collect::<Vec<_>>(),
+            "hub_stages": self.hub_stages.iter().map(|s| json!({
+                "stage": s.stage, "count": s.count, "mean_us": s.mean_us,
+                "p50_us": s.p50_us, "p99_us": s.p99_us,
             })).collect::<Vec<_>>(),
             "pii_fields_sealed_per_record": self.pii_fields_sealed,
             "record_bytes": self.record_bytes,
