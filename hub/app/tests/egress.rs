@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use hub_bus::{now_shanghai, Envelope, Producer};
 use hub_security::field::{FieldCipher, KeyRing};
 use serde_json::{json, Value};
+use support::broker::{cpu_seconds, PrivateBroker};
 use support::partner::{Fault, Platform};
 use support::*;
 
@@ -526,72 +527,6 @@ async fn a_worker_stopped_mid_delivery_resumes_and_loses_nothing() {
         assert_eq!(&effects[0].idempotency_key, id);
     }
     assert!(dlq_of_prefix(&cfg, &p).is_empty(), "nothing dead-lettered");
-}
-
-/// A broker of this test alone (the shared one cannot be stopped under other tests): the
-/// pinned Tansu binary that ops/broker.sh installs, memory storage, a free port.
-struct PrivateBroker {
-    child: std::process::Child,
-    bootstrap: String,
-}
-
-impl PrivateBroker {
-    fn start(dir: &Path) -> Self {
-        let tansu = std::env::var("HUB_TEST_TANSU").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/shanghai-hub/tansu-0.6.0/bin/tansu",
-                std::env::var("HOME").unwrap()
-            )
-        });
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
-        let child = Command::new(tansu)
-            .args([
-                "broker",
-                "--cluster-id",
-                "hub-outage-test",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("the pinned Tansu is installed (ops/broker.sh install)");
-        Self {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-        }
-    }
-
-    fn signal(&self, s: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), s).unwrap();
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        self.signal(nix::sys::signal::Signal::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// User plus system CPU time of a process, from /proc (clock ticks of 10 ms).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::broker::{cpu_seconds, PrivateBroker};
 use support::partner::Platform;
 use support::*;
 
@@ -90,6 +91,12 @@ fn start(config: &Path, env: &[(&str, &str)]) -> Hub {
 
 /// `n` dispatched tickets over the last 40 minutes, whole seconds (the platform's precision).
 fn seed(platform: &Platform, prefix: &str, n: usize) {
+    let now = chrono::Utc::now().timestamp() * 1000;
+    seed_from(platform, prefix, n, now - 40 * 60_000, 15_000);
+}
+
+/// `n` dispatched tickets from `start_ms` on, `step_ms` apart.
+fn seed_from(platform: &Platform, prefix: &str, n: usize, start_ms: i64, step_ms: i64) {
     let fixture: Value = serde_json::from_str(
         &std::fs::read_to_string(
             repo().join("mappings/hotline12345/fixtures/dispatch_json/normal.input.json"),
@@ -97,10 +104,9 @@ fn seed(platform: &Platform, prefix: &str, n: usize) {
         .unwrap(),
     )
     .unwrap();
-    let now = chrono::Utc::now().timestamp() * 1000;
     let mut items = platform.items.lock().unwrap();
     for i in 0..n {
-        let at = now - 40 * 60_000 + (i as i64) * 15_000;
+        let at = start_ms / 1000 * 1000 + (i as i64) * step_ms;
         let local = chrono::DateTime::from_timestamp_millis(at + 8 * 3_600_000)
             .unwrap()
             .naive_utc()
@@ -115,13 +121,21 @@ fn seed(platform: &Platform, prefix: &str, n: usize) {
 
 /// Every record on the dispatch topic about our tickets: ticket → message ids seen.
 async fn on_kafka(prefix: &str, expected: usize, within: Duration) -> HashMap<String, Vec<String>> {
+    on_kafka_at(&kafka(), prefix, expected, within).await
+}
+
+/// [`on_kafka`] on the broker at `bootstrap`.
+async fn on_kafka_at(
+    bootstrap: &str,
+    prefix: &str,
+    expected: usize,
+    within: Duration,
+) -> HashMap<String, Vec<String>> {
     let group = format!("poller-readback-{}", uuid::Uuid::new_v4().simple());
-    let consumer = hub_bus::Consumer::new(
-        &bus_section("poller-readback"),
-        &group,
-        &["hotline.ticket.dispatched.v1"],
-    )
-    .unwrap();
+    let mut section = bus_section("poller-readback");
+    section.bootstrap_servers = bootstrap.to_string();
+    let consumer =
+        hub_bus::Consumer::new(&section, &group, &["hotline.ticket.dispatched.v1"]).unwrap();
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     let deadline = Instant::now() + within;
     loop {
@@ -246,4 +260,70 @@ async fn two_replicas_never_run_the_same_pull_at_once() {
     let seen = on_kafka(&q, 3, Duration::from_secs(60)).await;
     assert_eq!(seen.len(), 3, "the surviving replica took the pull over");
     drop(conn);
+}
+
+#[tokio::test]
+async fn while_kafka_is_away_a_pull_waits_without_spinning_and_then_loses_nothing() {
+    let platform = Platform::new(SECRET);
+    let base = platform.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = PrivateBroker::start(dir.path());
+    let p = prefix();
+    seed(&platform, &p, 20);
+    let cfg = config(dir.path(), &base, "sqlite://state/hub.db");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&kafka(), &broker.bootstrap);
+    std::fs::write(&cfg, text).unwrap();
+    // Records the broker does not acknowledge within 5 s fail, so the outage below makes the
+    // pull's produce fail (not merely wait) while the broker is away.
+    let hub = start(&cfg, &[("HUB_BUS__DELIVERY_TIMEOUT_MS", "5000")]);
+    // Ready: the private broker answers and the hub's topics exist.
+    let admin = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .split("listen = \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .map(str::to_string)
+        .unwrap();
+    wait_for_status(
+        &format!("http://{admin}/readyz"),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+    let first = on_kafka_at(&broker.bootstrap, &p, 20, Duration::from_secs(90)).await;
+    assert_eq!(first.len(), 20);
+
+    // Kafka goes away for 20 s; meanwhile the platform dispatches 20 more tickets, which the
+    // job (every second) finds and cannot produce.
+    broker.signal(nix::sys::signal::Signal::SIGSTOP);
+    let now = chrono::Utc::now().timestamp() * 1000;
+    seed_from(&platform, &format!("{p}L"), 20, now + 1_000, 400);
+    let queries_before = *platform.queries.lock().unwrap();
+    let cpu_before = cpu_seconds(hub.0.id());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let cpu_used = cpu_seconds(hub.0.id()) - cpu_before;
+    let queries = *platform.queries.lock().unwrap() - queries_before;
+    assert!(
+        cpu_used < 5.0,
+        "the hub spent {cpu_used:.1} s of CPU in 20 s while the broker was away: a busy loop"
+    );
+    assert!(
+        queries <= 40,
+        "{queries} queries in 20 s with a 1 s schedule: the job must not hammer the partner"
+    );
+    broker.signal(nix::sys::signal::Signal::SIGCONT);
+
+    // Back by itself: every ticket, each under one message id. A record whose produce timed
+    // out may still have been written when the broker woke; its retry carries the same id
+    // (the receipt keeps it), so consumers remove the repeat.
+    let seen = on_kafka_at(&broker.bootstrap, &p, 40, Duration::from_secs(120)).await;
+    assert_eq!(seen.len(), 40, "no ticket lost");
+    for (ticket, ids) in &seen {
+        let distinct: HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), 1, "{ticket}: one message id: {ids:?}");
+    }
+    assert_eq!(*platform.bad_signatures.lock().unwrap(), 0);
+    drop(hub);
 }

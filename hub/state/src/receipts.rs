@@ -87,14 +87,17 @@ impl StateStore {
         observed("complete_receipt", result)
     }
 
-    /// Gives a claim up after a failure, so the partner's retry is processed afresh.
+    /// Gives a claim up after a failed produce: the next claim takes it over at once, with the
+    /// same message id. A failure does not prove the broker did not take the record (a timed-out
+    /// request may still be written when the broker wakes up), so a retry must carry the same
+    /// id for consumers to recognise the repeat.
     pub async fn release_receipt(
         &self,
         app_id: &str,
         partner_message_id: &str,
     ) -> Result<(), StateError> {
         let result: Result<_, StateError> = async {
-            let sql = "DELETE FROM hub_ingress_receipts WHERE app_id = $1 AND partner_message_id = $2 AND state = 'pending'";
+            let sql = "UPDATE hub_ingress_receipts SET created_at_ms = 0 WHERE app_id = $1 AND partner_message_id = $2 AND state = 'pending'";
             on_pool!(self, p => sqlx::query(sql).bind(app_id).bind(partner_message_id).execute(p).await?.rows_affected());
             Ok(())
         }

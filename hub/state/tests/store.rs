@@ -81,7 +81,10 @@ where
 #[tokio::test]
 async fn migrations_apply_once_on_both_backends() {
     on_both(|store, _| async move {
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            store.applied_migrations().await.unwrap(),
+            vec![1, 2, 3, 4, 5]
+        );
         store.heartbeat("hub-a", "0.1.0").await.unwrap();
         store.heartbeat("hub-a", "0.1.1").await.unwrap();
     })
@@ -99,7 +102,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     a.save_cursor("c", "1").await.unwrap();
     a.close().await;
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
-    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
 
@@ -345,7 +348,8 @@ async fn a_retried_push_finds_the_first_receipt() {
                 topic: "t".into()
             }
         );
-        // A failed attempt releases its claim: the retry is processed afresh.
+        // A failed attempt releases its claim: the retry takes it over at once, keeping the
+        // message id (the failed record may still have reached the broker).
         store
             .claim_receipt("app", "p-2", "m-4", "t", 30_000)
             .await
@@ -357,7 +361,7 @@ async fn a_retried_push_finds_the_first_receipt() {
                 .await
                 .unwrap(),
             Receipt::Claimed {
-                message_id: "m-5".into()
+                message_id: "m-4".into()
             }
         );
         // A pending claim whose producer died is taken over, keeping its message id.
@@ -390,6 +394,139 @@ async fn a_retried_push_finds_the_first_receipt() {
             }
         }
         assert_eq!(claimed, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_trace_is_found_by_message_correlation_or_object_id_and_purged_by_age() {
+    use hub_state::TraceEvent;
+    use serde_json::json;
+    on_both(|store, _| async move {
+        let at = |e: TraceEvent, ms: i64| TraceEvent { at_ms: ms, ..e };
+        store
+            .record_trace(&[
+                at(
+                    TraceEvent::new("received", "m-1")
+                        .correlation("case-1")
+                        .object("GD001")
+                        .actor("hub:a")
+                        .detail(json!({ "app_id": "hotline-test", "bytes": 812 })),
+                    1_000,
+                ),
+                at(
+                    TraceEvent::new("produced", "m-1")
+                        .correlation("case-1")
+                        .object("GD001")
+                        .actor("hub:a")
+                        .detail(json!({ "topic": "t", "partition": 2, "offset": 41 })),
+                    1_010,
+                ),
+                // A second message of the same ticket, in another case.
+                at(
+                    TraceEvent::new("received", "m-2")
+                        .correlation("case-2")
+                        .object("GD001")
+                        .actor("hub:a"),
+                    2_000,
+                ),
+                // An event of m-2 that does not name the ticket is still found through it.
+                at(TraceEvent::new("delivered", "m-2").actor("hub:b"), 2_500),
+                at(
+                    TraceEvent::new("rejected", "req-9")
+                        .actor("hub:a")
+                        .detail(json!({ "code": "AUTH_SIGNATURE_INVALID" })),
+                    3_000,
+                ),
+            ])
+            .await
+            .unwrap();
+        let stages = |r: &hub_state::TraceResult| {
+            r.events
+                .iter()
+                .map(|e| format!("{}:{}", e.event.message_id, e.event.stage))
+                .collect::<Vec<_>>()
+        };
+        let by_message = store.trace("m-1", 100).await.unwrap();
+        assert_eq!(stages(&by_message), ["m-1:received", "m-1:produced"]);
+        assert_eq!(by_message.events[1].event.detail["offset"], 41);
+        assert_eq!(by_message.events[0].event.actor, "hub:a");
+        assert!(!by_message.truncated);
+        assert_eq!(
+            stages(&store.trace("case-2", 100).await.unwrap()),
+            ["m-2:received", "m-2:delivered"]
+        );
+        let by_ticket = store.trace("GD001", 100).await.unwrap();
+        assert_eq!(
+            stages(&by_ticket),
+            [
+                "m-1:received",
+                "m-1:produced",
+                "m-2:received",
+                "m-2:delivered"
+            ]
+        );
+        let limited = store.trace("GD001", 3).await.unwrap();
+        assert_eq!(limited.events.len(), 3);
+        assert!(limited.truncated);
+        let rejected = store.trace("req-9", 100).await.unwrap();
+        assert_eq!(
+            rejected.events[0].event.detail["code"],
+            "AUTH_SIGNATURE_INVALID"
+        );
+        assert_eq!(rejected.events[0].event.object_id, None);
+        assert!(store.trace("unknown", 100).await.unwrap().events.is_empty());
+
+        // Retention: everything before 2 000 ms goes, the rest stays.
+        assert_eq!(store.purge_trace_before(2_000).await.unwrap(), 2);
+        assert!(store.trace("m-1", 100).await.unwrap().events.is_empty());
+        assert_eq!(store.trace("GD001", 100).await.unwrap().events.len(), 2);
+        assert_eq!(store.purge_trace_before(2_000).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_trace_sink_batches_in_the_background_and_drops_rather_than_blocks() {
+    use hub_state::{SinkOptions, TraceEvent, TraceSink};
+    on_both(|store, _| async move {
+        // Normal case: everything recorded is stored, by `close` at the latest.
+        let sink = TraceSink::start(store.clone(), "hub:test", SinkOptions::default());
+        let traced = store.clone().with_trace_sink(sink.clone());
+        for i in 0..50 {
+            traced.trace_event(TraceEvent::new("received", format!("s-{i}")).object("GD-S"));
+        }
+        sink.close().await;
+        let found = store.trace("GD-S", 1_000).await.unwrap();
+        assert_eq!(found.events.len(), 50);
+        assert!(found.events.iter().all(|e| e.event.actor == "hub:test"));
+        assert_eq!(sink.dropped(), 0);
+
+        // A queue of 4 with a writer that waits 10 s for a batch: a burst of 1 000 is taken
+        // at once (no caller waits), the overflow is counted, and the rest is stored on close.
+        let slow = SinkOptions {
+            capacity: 4,
+            batch: 1_000,
+            interval: Duration::from_secs(10),
+        };
+        let sink = TraceSink::start(store.clone(), "hub:test", slow);
+        let started = std::time::Instant::now();
+        for i in 0..1_000 {
+            sink.record(TraceEvent::new("received", format!("f-{i}")).object("GD-F"));
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "recording never waits: {:?}",
+            started.elapsed()
+        );
+        let dropped = sink.dropped();
+        assert!(dropped >= 990, "dropped {dropped}");
+        sink.close().await;
+        let stored = store.trace("GD-F", 10_000).await.unwrap().events.len() as u64;
+        assert_eq!(stored + dropped, 1_000);
+        // After close nothing is written and nothing blocks.
+        sink.record(TraceEvent::new("received", "late").object("GD-F"));
+        assert_eq!(sink.dropped(), dropped + 1);
     })
     .await;
 }

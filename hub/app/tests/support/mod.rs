@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub mod broker;
 pub mod partner;
 
 pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
