@@ -64,6 +64,7 @@ pub fn router(state: Arc<ApiState>, tokens: Arc<Tokens>, max_body_bytes: usize) 
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .route_layer(axum::middleware::from_fn(app_kit::metrics::track_http))
+        .route_layer(axum::middleware::from_fn(app_kit::logging::http_hop))
         .with_state(state)
 }
 

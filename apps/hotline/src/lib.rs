@@ -313,7 +313,8 @@ pub async fn start(loaded: &Loaded<HotlineConfig>) -> Result<Running, StartError
 /// `hotline-app serve`: runs until SIGTERM or SIGINT. Exit 0 on a clean stop, 1 otherwise, 2
 /// when the configuration is wrong.
 pub async fn serve(loaded: Loaded<HotlineConfig>) -> ExitCode {
-    app_kit::logging::init(&loaded.config.log);
+    // Kept to the end of `serve`: dropping it exports the last spans (at most 2 s).
+    let _telemetry = app_kit::logging::init(&loaded.config.log, "hotline-app");
     info!(config = %loaded.path.display(), version = env!("CARGO_PKG_VERSION"), "hotline-app starting");
     for o in &loaded.overrides {
         // Names only: overrides are how secrets (database passwords) reach the process.

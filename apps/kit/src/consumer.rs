@@ -48,7 +48,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sqlx::Row;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 
 use crate::config::StartAt;
 use crate::db::{now_ms, Db, DbError, Tx};
@@ -642,7 +642,37 @@ impl From<sqlx::Error> for ApplyError {
 
 /// Applies one record in one transaction (see the module docs). Public so an app's tests can
 /// drive records through exactly the path the loop uses.
+///
+/// The record is applied in a hop span (`consume`) continuing the record's `traceparent`, so
+/// every line logged while it is applied has its `trace_id`, and events enqueued in the outbox
+/// meanwhile carry the trace on.
 pub async fn apply<H: Handler>(
+    db: &Db,
+    consumer: &str,
+    handler: &H,
+    d: &Delivery,
+) -> Result<Outcome, ApplyError> {
+    let message_id = d.envelope.as_ref().map(|e| e.message_id.to_string());
+    let span = hub_telemetry::hop_span!(
+        "consume",
+        consumer,
+        message_id = message_id.as_deref().unwrap_or("-"),
+        topic = %d.topic,
+        partition = d.partition,
+        offset = d.offset
+    );
+    let record_trace = d
+        .envelope
+        .as_ref()
+        .ok()
+        .and_then(|e| e.traceparent.as_deref());
+    hub_telemetry::continue_from_header(&span, record_trace);
+    apply_in_hop(db, consumer, handler, d)
+        .instrument(span)
+        .await
+}
+
+async fn apply_in_hop<H: Handler>(
     db: &Db,
     consumer: &str,
     handler: &H,

@@ -25,7 +25,8 @@ use uuid::Uuid;
 use crate::db::{now_ms, Db, DbError, Tx};
 use crate::{on_db, on_tx};
 
-/// Adds a message to the outbox inside the caller's transaction.
+/// Adds a message to the outbox inside the caller's transaction. An envelope without a
+/// `traceparent` gets the current hop's ([`hub_telemetry::current`]), if any.
 pub async fn enqueue(
     tx: &mut Tx,
     topic: &str,
@@ -34,6 +35,11 @@ pub async fn enqueue(
 ) -> Result<(), sqlx::Error> {
     let ts =
         |t: &DateTime<chrono::FixedOffset>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
+    // Enqueued inside a hop (an API action, a record applied): the event carries its trace.
+    let traceparent = envelope
+        .traceparent
+        .clone()
+        .or_else(|| hub_telemetry::current().map(|t| t.to_string()));
     let sql = "INSERT INTO app_outbox (message_id, topic, event_type, contract_version, \
                source_adapter, partner, object_id, occurred_at, received_at, correlation_id, \
                causation_id, traceparent, tracestate, payload, created_at_ms, attempts) \
@@ -50,7 +56,7 @@ pub async fn enqueue(
         .bind(ts(&envelope.received_at))
         .bind(&envelope.correlation_id)
         .bind(envelope.causation_id.map(|c| c.to_string()))
-        .bind(&envelope.traceparent)
+        .bind(&traceparent)
         .bind(&envelope.tracestate)
         .bind(payload)
         .bind(now_ms())

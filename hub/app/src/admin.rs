@@ -1,11 +1,12 @@
 //! The operators' listener: `/healthz`, `/readyz`, `/metrics` (Prometheus text format, see
-//! `docs/metrics.md`) and the schema registry under `/registry` (the console joins later).
+//! `docs/metrics.md`), the message trace under `/api/v1/trace/{id}` (`docs/trace.md`) and the
+//! schema registry under `/registry` (the console joins later).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,6 +28,8 @@ pub struct AdminState {
     pub registry: Arc<hub_contracts::Registry>,
     /// Renders `/metrics`; `None` when no recorder could be installed (answered 503).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The cluster, asked which consumer groups have read a traced message.
+    pub bus: hub_bus::BusSection,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -35,6 +38,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/trace/{id}", get(trace))
         .with_state(state)
         .nest("/registry", registry)
 }
@@ -43,6 +47,40 @@ pub fn router(state: Arc<AdminState>) -> Router {
 /// liveness probe that fails when Kafka is down would restart healthy hubs in a loop.
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "alive", "version": crate::version_line() }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TraceQuery {
+    limit: Option<i64>,
+    /// `false` leaves out the live consumer-group check.
+    consumers: Option<bool>,
+}
+
+/// Where a message went (`docs/trace.md`): 200 with the messages the id names, 404
+/// `TRACE_NOT_FOUND` when nothing is recorded for it, 503 `STATE_UNAVAILABLE`.
+async fn trace(
+    State(s): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    Query(q): Query<TraceQuery>,
+) -> (StatusCode, Json<Value>) {
+    let bus = q.consumers.unwrap_or(true).then_some(&s.bus);
+    let limit = q.limit.unwrap_or(crate::trace::DEFAULT_LIMIT);
+    match crate::trace::lookup(&s.state, bus, &id, limit).await {
+        Ok(answer) if answer["found"] == Value::Bool(true) => (StatusCode::OK, Json(answer)),
+        Ok(_) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "code": "TRACE_NOT_FOUND",
+                "message_zh": "未找到该编号的消息轨迹（可用消息编号、关联编号、工单号或证照号查询）",
+                "message_en": "no message trace for this id (ask by message id, correlation id, ticket or licence number)",
+                "id": id,
+            })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "code": e.code(), "message_en": e.to_string(), "id": id })),
+        ),
+    }
 }
 
 /// Every metric of `crate::metrics::EXPORTED` that has been recorded, in the Prometheus text

@@ -1,4 +1,4 @@
-//! The command line: `hub serve | check | topics | contracts | audit | dlq | sign | version`.
+//! The command line: `hub serve | check | topics | contracts | audit | dlq | trace | sign | version`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,6 +76,21 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::dlq_cli::DlqAction,
     },
+    /// Where a message went: every step the hub recorded for a message id, correlation id,
+    /// ticket or licence number, and the consumer groups that have read it (docs/trace.md).
+    Trace {
+        /// A message id, a correlation id, a request id or the partner's object id.
+        id: String,
+        /// Events shown at most.
+        #[arg(long, default_value_t = crate::trace::DEFAULT_LIMIT)]
+        limit: i64,
+        /// Do not ask Kafka which consumer groups have read the produced records.
+        #[arg(long)]
+        no_consumers: bool,
+        /// The whole answer as one JSON object (as the admin API gives it).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the version, the git commit and the librdkafka version.
     Version,
 }
@@ -145,6 +160,20 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Dlq { action } => with_config(&cli.config, |loaded| {
             runtime().block_on(crate::dlq_cli::run(loaded, action))
+        }),
+        Command::Trace {
+            id,
+            limit,
+            no_consumers,
+            json,
+        } => with_config(&cli.config, |loaded| {
+            runtime().block_on(crate::trace_cli::run(
+                loaded,
+                &id,
+                limit,
+                json,
+                !no_consumers,
+            ))
         }),
     }
 }

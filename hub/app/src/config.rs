@@ -38,8 +38,41 @@ pub struct HubConfig {
     pub egress: EgressSection,
     #[serde(default)]
     pub poller: PollerSection,
+    /// The message trace (`docs/trace.md`).
+    #[serde(default)]
+    pub trace: TraceSection,
     #[serde(default)]
     pub log: LogSection,
+}
+
+/// `[trace]`: the message trace kept in the state store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSection {
+    /// Trace events older than this many days are purged (checked hourly).
+    #[serde(default = "default_trace_retention_days")]
+    pub retention_days: u32,
+    /// Trace events waiting to be written at most; beyond it they are dropped and counted
+    /// (`hub_trace_events_dropped_total`) rather than slowing pushes and deliveries down.
+    #[serde(default = "default_trace_queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+fn default_trace_retention_days() -> u32 {
+    30
+}
+
+fn default_trace_queue_capacity() -> usize {
+    10_000
+}
+
+impl Default for TraceSection {
+    fn default() -> Self {
+        Self {
+            retention_days: default_trace_retention_days(),
+            queue_capacity: default_trace_queue_capacity(),
+        }
+    }
 }
 
 /// `[adapters]`.
@@ -234,6 +267,18 @@ impl Validate for HubConfig {
             out.push(Invalid::new(
                 join_key(prefix, "egress.commit_interval_ms"),
                 format!("{} is outside 100..=60000", self.egress.commit_interval_ms),
+            ));
+        }
+        if !(1..=3_650).contains(&self.trace.retention_days) {
+            out.push(Invalid::new(
+                join_key(prefix, "trace.retention_days"),
+                format!("{} is outside 1..=3650", self.trace.retention_days),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.trace.queue_capacity) {
+            out.push(Invalid::new(
+                join_key(prefix, "trace.queue_capacity"),
+                format!("{} is outside 1..=1000000", self.trace.queue_capacity),
             ));
         }
         if !(5_000..=3_600_000).contains(&self.poller.lease_ttl_ms) {

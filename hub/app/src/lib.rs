@@ -4,7 +4,8 @@
 //! line ([`cli`]: `serve`, `check`, `topics`, `version`), the running service ([`serve`]) and the
 //! operators' admin listener ([`admin`]: `/healthz`, `/readyz`, `/metrics`, described in
 //! [`metrics`]), the partners a deployment
-//! delivers to and pulls from ([`partners`]) and the dead-letter commands ([`dlq_cli`]). The
+//! delivers to and pulls from ([`partners`]), the dead-letter commands ([`dlq_cli`]) and the
+//! message trace ([`trace`], `hub trace`, `GET /api/v1/trace/{id}`). The
 //! parts themselves live in their own crates: `hub-config`, `hub-bus` (Kafka), `hub-state` (the
 //! hub's own state), `hub-contracts` (Avro contracts and their topics), `hub-mapping`,
 //! `hub-security`, `hub-pipeline`, `hub-gateway` (pushes in), `hub-adapter` (partner
@@ -21,6 +22,8 @@ pub mod metrics;
 pub mod partners;
 pub mod registry_api;
 pub mod serve;
+pub mod trace;
+pub mod trace_cli;
 
 /// Version line: crate version, git commit, librdkafka version.
 pub fn version_line() -> String {

@@ -1,24 +1,15 @@
-//! Structured logs with `tracing`: one JSON object per line by default.
+//! Structured logs with `tracing`: one JSON object per line by default, with the fields of the
+//! hop span (`request_id`, `trace_id`, …) on every line, and the optional OTLP span export of
+//! `[log] otlp_endpoint`. The setup lives in `hub-telemetry`, shared with the domain apps.
 
-use hub_config::sections::{LogFormat, LogSection};
-use tracing_subscriber::EnvFilter;
+use hub_config::sections::LogSection;
+use hub_telemetry::Telemetry;
 
-/// Installs the global subscriber. Logs go to stderr so stdout stays for command output.
-pub fn init(section: &LogSection) {
-    let filter = EnvFilter::try_new(&section.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: in a file or a pipe they are noise.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    // try_init: a second call (tests) keeps the first subscriber.
-    let _ = match section.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+/// `service.name` of the hub's exported spans unless `[log] otlp_service_name` says otherwise.
+pub const SERVICE_NAME: &str = "shanghai-hub";
+
+/// Installs the global subscriber (logs to stderr so stdout stays for command output). Keep
+/// the result until the process ends: dropping it exports the last spans.
+pub fn init(section: &LogSection) -> Telemetry {
+    hub_telemetry::init(section, SERVICE_NAME)
 }

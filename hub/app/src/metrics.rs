@@ -82,6 +82,7 @@ pub const EXPORTED: &[Metric] = &[
     // Bus (Kafka).
     m("hub_bus_produced_total", Counter, &["topic", "outcome"], "Records produced, by topic and outcome (ok: acknowledged by all in-sync replicas; failed)."),
     m("hub_bus_produce_seconds", Histogram, &["topic"], "Time from handing a record to the producer to the broker's acknowledgement."),
+    m("hub_bus_producer_renewed_total", Counter, &[], "Times the producer's client was replaced because the broker fenced it or it hit a fatal idempotence error."),
     m("hub_bus_producer_queue_records", Gauge, &[], "Records handed to the producer and not yet acknowledged or failed (librdkafka's in-flight count)."),
     m("hub_bus_consumer_lag_records", Gauge, &["group", "topic", "partition"], "Records not yet done by a hub consumer group: high watermark minus committed offset."),
     // State store and audit chain.
@@ -89,6 +90,7 @@ pub const EXPORTED: &[Metric] = &[
     m("hub_audit_events_total", Counter, &["action"], "Records appended to the audit chain, by action."),
     m("hub_audit_chain_ok", Gauge, &[], "1 when the last verification of the audit chain found it intact, 0 when it found a break."),
     m("hub_audit_chain_verified_seconds", Gauge, &[], "Unix time of the last completed verification of the audit chain."),
+    m("hub_trace_events_dropped_total", Counter, &["reason"], "Message trace events not stored: full (the write queue was full) or store (the state store refused the batch)."),
     // Egress (deliveries out).
     m("hub_egress_attempts_total", Counter, &["route", "outcome"], "Delivery attempts, by outcome (DELIVERED or the reason code of the failure)."),
     m("hub_egress_messages_total", Counter, &["route", "outcome"], "Messages finished by a delivery route: delivered or dead_lettered."),

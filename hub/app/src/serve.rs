@@ -19,7 +19,8 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(30);
 
 pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
     let cfg = &loaded.config;
-    crate::logging::init(&cfg.log);
+    // Kept to the end of `serve`: dropping it exports the last spans (at most 2 s).
+    let _telemetry = crate::logging::init(&cfg.log);
     // The recorder first, so every instrument records from the start (`/metrics`).
     let metrics_handle = crate::metrics::install();
     let instance_id = cfg.instance_id();
@@ -108,6 +109,17 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         backend = state.backend().as_str(),
         "state store ready, migrations applied"
     );
+    // The message trace is written beside the work, in batches; `state.close()` at the end
+    // stores what is still queued.
+    let trace_sink = hub_state::TraceSink::start(
+        state.clone(),
+        &format!("hub:{instance_id}"),
+        hub_state::SinkOptions {
+            capacity: cfg.trace.queue_capacity,
+            ..Default::default()
+        },
+    );
+    let state = state.with_trace_sink(trace_sink);
     // Which configuration this instance runs with is a security-relevant fact: record its
     // digest (not its content: it may hold secrets) and the names of overriding variables.
     let actor = format!("hub:{instance_id}");
@@ -161,6 +173,11 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         instance_id.clone(),
         lifecycle.clone(),
     ));
+    lifecycle.spawn(purge_trace(
+        state.clone(),
+        cfg.trace.retention_days,
+        lifecycle.clone(),
+    ));
 
     let listener = match tokio::net::TcpListener::bind(cfg.admin.listen).await {
         Ok(l) => l,
@@ -177,6 +194,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         topics_ready: Arc::clone(&topics_ready),
         registry: Arc::new(hub_contracts::Registry::from_catalog(&catalog)),
         metrics: metrics_handle.clone(),
+        bus: cfg.bus.clone(),
     });
     lifecycle.spawn(crate::metrics::sample(
         Arc::clone(&admin_state),
@@ -500,6 +518,30 @@ async fn housekeeping(state: StateStore, instance_id: String, lifecycle: Lifecyc
             Ok(0) => {}
             Ok(n) => info!(purged = n, "expired replay nonces purged"),
             Err(e) => warn!(code = e.code(), error = %e, "nonce purge failed"),
+        }
+    }
+}
+
+/// How often trace events past their retention are purged.
+const TRACE_PURGE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Purges the message trace older than `retention_days`, at start and then hourly. Every
+/// replica does it; the deletes are idempotent.
+async fn purge_trace(state: StateStore, retention_days: u32, lifecycle: Lifecycle) {
+    let mut tick = tokio::time::interval(TRACE_PURGE_EVERY);
+    loop {
+        tokio::select! {
+            () = lifecycle.token().cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let before = chrono::Utc::now().timestamp_millis() - i64::from(retention_days) * 86_400_000;
+        match state.purge_trace_before(before).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                purged = n,
+                retention_days, "message trace past its retention purged"
+            ),
+            Err(e) => warn!(code = e.code(), error = %e, "message trace purge failed"),
         }
     }
 }

@@ -20,12 +20,14 @@ pub mod admin;
 mod client_config;
 mod consumer;
 mod envelope;
+mod groups;
 mod lifecycle;
 mod producer;
 
 pub use client_config::{consumer_config, producer_config};
 pub use consumer::{fetch_record, Consumer, Delivery, LagProbe};
 pub use envelope::{header, now_shanghai, shanghai, Envelope, EnvelopeError};
+pub use groups::{consumed_by, ConsumedBy, GroupPosition};
 pub use lifecycle::{DrainReport, Lifecycle};
 pub use producer::{Delivered, Producer};
 

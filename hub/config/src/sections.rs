@@ -225,7 +225,7 @@ impl Validate for StateSection {
 }
 
 /// `[log]`: structured logs.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     #[serde(default)]
@@ -233,10 +233,27 @@ pub struct LogSection {
     /// A `tracing` filter: `info`, or `info,hub_bus=debug`.
     #[serde(default = "default_level")]
     pub level: String,
+    /// An OpenTelemetry collector's OTLP/HTTP endpoint (`http(s)://host:4318`); absent: spans
+    /// are not exported (trace ids are still logged and propagated).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans; absent: the program's own name.
+    #[serde(default)]
+    pub otlp_service_name: Option<String>,
+    /// Share of new traces exported (0.0–1.0); a continued trace follows its parent's choice.
+    #[serde(default = "default_sample_ratio")]
+    pub trace_sample_ratio: f64,
 }
+
+// `trace_sample_ratio` is never NaN (validation refuses anything outside 0.0–1.0).
+impl Eq for LogSection {}
 
 fn default_level() -> String {
     "info".into()
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
 }
 
 impl Default for LogSection {
@@ -244,6 +261,9 @@ impl Default for LogSection {
         Self {
             format: LogFormat::default(),
             level: default_level(),
+            otlp_endpoint: None,
+            otlp_service_name: None,
+            trace_sample_ratio: default_sample_ratio(),
         }
     }
 }
@@ -270,6 +290,33 @@ impl Validate for LogSection {
                     format!("`{directive}` does not end in one of {}", LEVELS.join(", ")),
                 ));
             }
+        }
+        if let Some(url) = &self.otlp_endpoint {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                out.push(Invalid::new(
+                    join_key(prefix, "otlp_endpoint"),
+                    format!("`{url}` must be an http:// or https:// URL of an OTLP/HTTP collector"),
+                ));
+            }
+        }
+        if self
+            .otlp_service_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            out.push(Invalid::new(
+                join_key(prefix, "otlp_service_name"),
+                "must not be empty",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
+            out.push(Invalid::new(
+                join_key(prefix, "trace_sample_ratio"),
+                format!("{} is not between 0.0 and 1.0", self.trace_sample_ratio),
+            ));
         }
         out
     }

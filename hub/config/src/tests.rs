@@ -174,3 +174,37 @@ fn relative_paths_resolve_against_the_config_folder() {
     );
     assert_eq!(loaded.resolve(Path::new("/abs")), Path::new("/abs"));
 }
+
+#[test]
+fn the_otlp_keys_are_optional_and_checked() {
+    let c = parse("[bus]\nbootstrap_servers = \"a:1\"\n", &[]).unwrap();
+    assert_eq!(c.log.otlp_endpoint, None);
+    assert_eq!(c.log.trace_sample_ratio, 1.0);
+    let c = parse(
+        "[bus]\nbootstrap_servers = \"a:1\"\n[log]\notlp_endpoint = \"http://otel:4318\"\n\
+         otlp_service_name = \"hub-a\"\ntrace_sample_ratio = 0.25\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.log.otlp_endpoint.as_deref(), Some("http://otel:4318"));
+    assert_eq!(c.log.trace_sample_ratio, 0.25);
+    let err = parse(
+        "[bus]\nbootstrap_servers = \"a:1\"\n[log]\notlp_endpoint = \"grpc://otel:4317\"\n\
+         otlp_service_name = \" \"\ntrace_sample_ratio = 1.5\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.len(), 3, "{err:?}");
+    assert!(
+        err.iter().any(|e| e.contains("log.otlp_endpoint")),
+        "{err:?}"
+    );
+    assert!(
+        err.iter().any(|e| e.contains("log.otlp_service_name")),
+        "{err:?}"
+    );
+    assert!(
+        err.iter().any(|e| e.contains("log.trace_sample_ratio")),
+        "{err:?}"
+    );
+}

@@ -178,6 +178,19 @@ pub async fn dead_letter(
         status_by: None,
     };
     state.record_dead_letter(&entry).await?;
+    // The message trace: reason and partner codes, never the partner's answer text.
+    let mut event = hub_state::TraceEvent::new("dead_lettered", entry.original_message_id.as_str())
+        .object(entry.object_id.as_str())
+        .detail(serde_json::json!({
+            "route": route, "reason_code": entry.reason_code, "partner_code": entry.partner_code,
+            "attempts": entry.attempts, "dead_letter_id": entry.id,
+            "source": { "topic": entry.source_topic, "partition": entry.source_partition, "offset": entry.source_offset },
+            "topic": entry.dlq_topic, "partition": entry.dlq_partition, "offset": entry.dlq_offset,
+        }));
+    if let Ok(e) = &d.envelope {
+        event = event.correlation(e.correlation_id.as_str());
+    }
+    state.trace_event(event);
     Ok(entry)
 }
 

@@ -215,9 +215,24 @@ pub async fn replay(
             headers,
         )
         .await;
-    if let Err(e) = sent {
-        state.reopen_dead_letter(&entry.id).await?;
-        return Err(e.into());
+    let put = match sent {
+        Ok(put) => put,
+        Err(e) => {
+            state.reopen_dead_letter(&entry.id).await?;
+            return Err(e.into());
+        }
+    };
+    // The message trace, written at once: an operator's replay is rare, and the command line
+    // that does it runs no background trace writer.
+    let replayed = hub_state::TraceEvent::new("replayed", entry.original_message_id.as_str())
+        .object(entry.object_id.as_str())
+        .actor(actor)
+        .detail(json!({
+            "route": entry.route, "dead_letter_id": entry.id, "reason_code": entry.reason_code,
+            "topic": put.topic, "partition": put.partition, "offset": put.offset,
+        }));
+    if let Err(e) = state.record_trace(&[replayed]).await {
+        tracing::warn!(code = e.code(), error = %e, "replay not recorded in the message trace");
     }
     state
         .append_audit(

@@ -306,7 +306,16 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
         .as_ref()
         .map(|e| e.message_id.to_string())
         .unwrap_or_default();
-    let span = info_span!("delivery", message_id = %message_id, topic = %d.topic, partition = d.partition, offset = d.offset);
+    let span = hub_telemetry::hop_span!("delivery", message_id = %message_id, topic = %d.topic, partition = d.partition, offset = d.offset);
+    // The delivery continues the record's trace (a new one if it has none or a broken one); the
+    // partner receives this hop as its parent.
+    let record_trace = d
+        .envelope
+        .as_ref()
+        .ok()
+        .and_then(|e| e.traceparent.as_deref());
+    let (hop, refused) = hub_telemetry::continue_from_header(&span, record_trace);
+    let continued = record_trace.is_some() && refused.is_none();
     async {
         let envelope = match &d.envelope {
             Ok(e) => e.clone(),
@@ -338,8 +347,9 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
         if let Some(h) = &spec.idempotency_header {
             headers.push((h.as_str(), envelope.message_id.to_string()));
         }
-        if let Some(tp) = &envelope.traceparent {
-            headers.push(("traceparent", tp.clone()));
+        headers.push((hub_telemetry::TRACEPARENT, hop.to_string()));
+        if let Some(ts) = envelope.tracestate.as_ref().filter(|_| continued) {
+            headers.push((hub_telemetry::TRACESTATE, ts.clone()));
         }
         headers.push(("x-request-id", envelope.message_id.to_string()));
         let budget = Duration::from_millis(policy.retry_budget_ms);
@@ -396,6 +406,7 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
                     counter!("hub_egress_messages_total", "route" => route.name.clone(), "outcome" => "delivered").increment(1);
                     histogram!("hub_egress_delivery_seconds", &labels).record(started.elapsed().as_secs_f64());
                     info!(attempts, code = code.as_deref().unwrap_or("-"), "delivered");
+                    route.ctx.state.trace_event(delivered_event(route, &d, &envelope, attempts, code, started));
                     return Finish::Done;
                 }
                 Verdict::Permanent { reason, code } => {
@@ -433,6 +444,26 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
     }
     .instrument(span)
     .await
+}
+
+/// The message trace's `delivered` step: route, attempts, partner code, duration, and which
+/// record (a replay comes from the replay topic).
+fn delivered_event(
+    route: &Route,
+    d: &Delivery,
+    envelope: &hub_bus::Envelope,
+    attempts: u32,
+    partner_code: Option<String>,
+    started: Instant,
+) -> hub_state::TraceEvent {
+    hub_state::TraceEvent::new("delivered", envelope.message_id.to_string())
+        .correlation(envelope.correlation_id.as_str())
+        .object(envelope.object_id.as_str())
+        .detail(serde_json::json!({
+            "route": route.name, "attempts": attempts, "partner_code": partner_code,
+            "duration_ms": started.elapsed().as_millis() as u64,
+            "source": { "topic": d.topic, "partition": d.partition, "offset": d.offset },
+        }))
 }
 
 fn failure(code: &str, reason: String, attempts: u32) -> Failure {

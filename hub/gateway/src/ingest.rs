@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hub_mapping::Direction;
 use hub_pipeline::{normalize, NormalizeError};
-use hub_state::Receipt;
+use hub_state::{Receipt, TraceEvent};
 use serde_json::{json, Value};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::auth::authenticate;
 use crate::encryption::{open_body, Session, ENCRYPTION, ENCRYPT_RESPONSE};
@@ -27,6 +27,9 @@ struct Outcome {
     status: StatusCode,
     code: &'static str,
     app: Option<String>,
+    /// The message trace's events of an accepted push (`received`, then `produced` or
+    /// `duplicate`); a refused one is traced as `rejected` under its request id.
+    trace: Vec<TraceEvent>,
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -47,13 +50,55 @@ pub(crate) async fn not_found(request: Request) -> Response {
     ApiError::new(ErrorCode::RouteNotFound, &id).into_response()
 }
 
+/// The request's place in its trace: the hop's own traceparent (sent on in the envelope) and
+/// the caller's `tracestate` when its traceparent was valid.
+struct Hop {
+    traceparent: hub_telemetry::TraceParent,
+    tracestate: Option<String>,
+}
+
+/// Every request runs in its hop span (`request_id`, `trace_id`, `route` on each of its log
+/// lines). A valid incoming `traceparent` is continued; an absent or invalid one starts a new
+/// trace (an invalid one is counted, never refused).
 pub(crate) async fn ingest(
     State(gw): State<Arc<Gateway>>,
     Path((partner, mapping)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let started = Instant::now();
     let id = request_id(request.headers());
+    let route = format!("{partner}/{mapping}");
+    let span = hub_telemetry::hop_span!("ingest", request_id = %id, route = %route);
+    let headers = request.headers();
+    let incoming = headers
+        .get(hub_telemetry::TRACEPARENT)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let (traceparent, refused) = hub_telemetry::continue_from_header(&span, incoming);
+    if let Some(reason) = refused {
+        crate::metrics::traceparent_invalid(reason.code());
+    }
+    let tracestate = headers
+        .get(hub_telemetry::TRACESTATE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| refused.is_none() && incoming.is_some() && hub_telemetry::tracestate_ok(v))
+        .map(str::to_string);
+    let hop = Hop {
+        traceparent,
+        tracestate,
+    };
+    ingest_in_hop(gw, partner, mapping, request, id, hop)
+        .instrument(span)
+        .await
+}
+
+async fn ingest_in_hop(
+    gw: Arc<Gateway>,
+    partner: String,
+    mapping: String,
+    request: Request,
+    id: String,
+    hop: Hop,
+) -> Response {
+    let started = Instant::now();
     let route = format!("{partner}/{mapping}");
     let mut sealer: Option<Session> = None;
     let (response, outcome, size) = match gw.concurrency.try_acquire() {
@@ -63,10 +108,11 @@ pub(crate) async fn ingest(
                 status: e.code.status(),
                 code: e.code.code(),
                 app: None,
+                trace: Vec::new(),
             };
             (e.into_response(), outcome, 0)
         }
-        Ok(_permit) => handle(&gw, &id, &partner, &mapping, request, &mut sealer).await,
+        Ok(_permit) => handle(&gw, &id, &partner, &mapping, request, &mut sealer, &hop).await,
     };
     // The partner's own acknowledgement envelope, when its mappings declare one.
     let response = match gw.mappings.answer_of(&partner) {
@@ -98,6 +144,7 @@ pub(crate) async fn ingest(
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
+    trace(&gw, &id, &route, outcome, size);
     let mut response = response;
     if let Ok(v) = id.parse() {
         response.headers_mut().insert("x-request-id", v);
@@ -112,6 +159,7 @@ async fn handle(
     mapping_name: &str,
     request: Request,
     sealer: &mut Option<Session>,
+    hop: &Hop,
 ) -> (Response, Outcome, usize) {
     let (parts, body) = request.into_parts();
     let refuse = |e: ApiError, app: Option<String>, size: usize| {
@@ -119,6 +167,7 @@ async fn handle(
             status: e.code.status(),
             code: e.code.code(),
             app,
+            trace: Vec::new(),
         };
         (e.into_response(), outcome, size)
     };
@@ -266,11 +315,9 @@ async fn handle(
     {
         envelope.correlation_id = c.to_string();
     }
-    envelope.traceparent = parts
-        .headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    // The hub's hop: same trace as the caller's, this request's span as the parent.
+    envelope.traceparent = Some(hop.traceparent.to_string());
+    envelope.tracestate.clone_from(&hop.tracestate);
 
     if let Some(pmid) = &partner_message_id {
         let stale_after = i64::try_from(gw.producer.delivery_timeout().as_millis())
@@ -301,10 +348,17 @@ async fn handle(
             }
             Ok(Receipt::Done { message_id, topic }) => {
                 let body = accepted(id, &message_id, &topic, true);
+                let duplicate = TraceEvent::new("duplicate", message_id.as_str())
+                    .object(envelope.object_id.as_str())
+                    .detail(json!({
+                        "request_id": id, "app_id": app_id, "partner_message_id": pmid,
+                        "bytes": size, "topic": topic,
+                    }));
                 let outcome = Outcome {
                     status: StatusCode::OK,
                     code: "ACCEPTED_DUPLICATE",
                     app: Some(app_id.clone()),
+                    trace: vec![duplicate],
                 };
                 return (body, outcome, size);
             }
@@ -321,7 +375,7 @@ async fn handle(
     let produced = gw.producer.send(&topic, &envelope, framed).await;
     hub_pipeline::stage_done("produce", producing);
     match produced {
-        Ok(_) => {
+        Ok(put) => {
             if let Some(pmid) = &partner_message_id {
                 if let Err(e) = gw.state.complete_receipt(&app_id, pmid).await {
                     // The message is on Kafka; a retry would be answered "in progress" until
@@ -330,10 +384,27 @@ async fn handle(
                 }
             }
             let message_id = envelope.message_id.to_string();
+            let event = |stage: &str| {
+                TraceEvent::new(stage, message_id.as_str())
+                    .correlation(envelope.correlation_id.as_str())
+                    .object(envelope.object_id.as_str())
+            };
+            let received = TraceEvent {
+                at_ms: now_ms,
+                ..event("received").detail(json!({
+                    "request_id": id, "app_id": app_id, "route": format!("{partner}/{mapping_name}"),
+                    "bytes": size, "partner_message_id": partner_message_id, "verdict": "ACCEPTED",
+                }))
+            };
+            let produced = event("produced").detail(json!({
+                "contract": envelope.event_type, "version": envelope.contract_version,
+                "topic": put.topic, "partition": put.partition, "offset": put.offset,
+            }));
             let outcome = Outcome {
                 status: StatusCode::OK,
                 code: "ACCEPTED",
                 app: Some(app_id.clone()),
+                trace: vec![received, produced],
             };
             (accepted(id, &message_id, &topic, false), outcome, size)
         }
@@ -344,6 +415,22 @@ async fn handle(
             }
             refuse_app(ApiError::new(ErrorCode::BusUnavailable, id).retry_after(1))
         }
+    }
+}
+
+/// Hands the request's trace events to the state store's trace sink (never waits). A refused
+/// push has no message id: it is traced under its request id, with its code.
+fn trace(gw: &Gateway, request_id: &str, route: &str, outcome: Outcome, size: usize) {
+    if outcome.trace.is_empty() {
+        let rejected = TraceEvent::new("rejected", request_id).detail(json!({
+            "route": route, "app_id": outcome.app, "bytes": size,
+            "status": outcome.status.as_u16(), "code": outcome.code,
+        }));
+        gw.state.trace_event(rejected);
+        return;
+    }
+    for e in outcome.trace {
+        gw.state.trace_event(e);
     }
 }
 

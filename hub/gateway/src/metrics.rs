@@ -78,6 +78,12 @@ pub(crate) fn mapping_failure(partner: &str, mapping: &str, code: &'static str) 
     .increment(1);
 }
 
+/// An incoming `traceparent` that did not parse (the request went on in a new trace). Labelled
+/// by reason only: it is counted before the caller is authenticated.
+pub(crate) fn traceparent_invalid(reason: &'static str) {
+    metrics::counter!("hub_gateway_traceparent_invalid_total", "reason" => reason).increment(1);
+}
+
 /// A request refused because its nonce was used before (a replay). `partner` is the
 /// authenticated app's partner.
 pub(crate) fn replay_refused(partner: &str) {

@@ -159,7 +159,15 @@ async fn schedule_loop(
                 continue;
             }
         }
-        match run_once(&ctx, &job, &token).await {
+        // Each run is a hop starting its own trace; the items it produces carry it.
+        let run_span = hub_telemetry::hop_span!("pull_run");
+        hub_telemetry::continue_trace(&run_span, None);
+        let outcome = run_once(&ctx, &job, &token)
+            .instrument(run_span.clone())
+            .await;
+        // The run's outcome is logged in its span too (no await while it is entered).
+        let _in_run = run_span.enter();
+        match outcome {
             Ok(r) => {
                 counter!("hub_poller_runs_total", "pull" => route.clone(), "outcome" => "ok")
                     .increment(1);
@@ -433,6 +441,7 @@ async fn put_item(
     report: &mut RunReport,
 ) -> Result<(), RunError> {
     let route = job.route();
+    let pulled_at = chrono::Utc::now().timestamp_millis();
     let Some(item_id) = text_at(item, &job.spec.response.item_id) else {
         return Err(RunError::Page(format!(
             "an item has no id at `{}`",
@@ -468,6 +477,7 @@ async fn put_item(
         }
     };
     let mut envelope = normalized.envelope(&job.partner, &route);
+    envelope.traceparent = hub_telemetry::current().map(|t| t.to_string());
     let stale_after = i64::try_from(ctx.producer.delivery_timeout().as_millis())
         .unwrap_or(i64::MAX)
         .saturating_mul(2);
@@ -496,15 +506,36 @@ async fn put_item(
             }
         }
     }
-    if let Err(e) = ctx
+    let put = match ctx
         .producer
         .send(&normalized.topic, &envelope, &normalized.framed)
         .await
     {
-        let _ = ctx.state.release_receipt(&receipts_app, &item_key).await;
-        return Err(e.into());
-    }
+        Ok(put) => put,
+        Err(e) => {
+            let _ = ctx.state.release_receipt(&receipts_app, &item_key).await;
+            return Err(e.into());
+        }
+    };
     ctx.state.complete_receipt(&receipts_app, &item_key).await?;
+    // The message trace: which pull brought the item, and where it went on Kafka.
+    let message_id = envelope.message_id.to_string();
+    let event = |stage: &str| {
+        hub_state::TraceEvent::new(stage, message_id.as_str())
+            .correlation(envelope.correlation_id.as_str())
+            .object(envelope.object_id.as_str())
+    };
+    ctx.state.trace_event(hub_state::TraceEvent {
+        at_ms: pulled_at,
+        ..event("pulled").detail(serde_json::json!({
+            "pull": route, "item_id": item_id, "bytes": bytes.len(),
+        }))
+    });
+    ctx.state
+        .trace_event(event("produced").detail(serde_json::json!({
+            "contract": envelope.event_type, "version": envelope.contract_version,
+            "topic": put.topic, "partition": put.partition, "offset": put.offset,
+        })));
     report.produced += 1;
     counter!("hub_poller_items_total", "pull" => route, "outcome" => "produced").increment(1);
     Ok(())
@@ -526,7 +557,7 @@ async fn dead_letter_item(
         .ok_or_else(|| RunError::Config("the dead-letter contract is not loaded".into()))?;
     let digest = hub_security::sm::sm3_hex(item_key.as_bytes());
     let offset = i64::from_str_radix(&digest[..15], 16).unwrap_or_default();
-    let envelope = Envelope::new(
+    let mut envelope = Envelope::new(
         "pull.item",
         1,
         job.partner.clone(),
@@ -534,6 +565,7 @@ async fn dead_letter_item(
         item_id,
         now_shanghai(),
     );
+    envelope.traceparent = hub_telemetry::current().map(|t| t.to_string());
     let d = Delivery {
         topic: format!("pull/{}", job.route()),
         partition: -1,

@@ -97,9 +97,11 @@ macro_rules! on_pool {
 mod audit;
 mod dead_letters;
 mod receipts;
+mod trace;
 pub use audit::{AuditRecord, AuditVerdict, GENESIS};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use receipts::Receipt;
+pub use trace::{SinkOptions, StoredTraceEvent, TraceEvent, TraceResult, TraceSink};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -108,6 +110,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Clone)]
 pub struct StateStore {
     pool: Pool,
+    /// Where [`StateStore::trace_event`] queues (`hub serve` attaches one; tools do not).
+    trace: Option<TraceSink>,
 }
 
 fn now_ms() -> i64 {
@@ -173,7 +177,7 @@ impl StateStore {
                 "`{url}` is neither sqlite:// nor postgres://"
             )));
         };
-        Ok(Self { pool })
+        Ok(Self { pool, trace: None })
     }
 
     pub fn backend(&self) -> BackendKind {
@@ -306,8 +310,12 @@ impl StateStore {
         observed("release_lease", result)
     }
 
-    /// Closes every connection, waiting for queries in progress.
+    /// Stores the queued trace events (if a sink is attached), then closes every connection,
+    /// waiting for queries in progress.
     pub async fn close(&self) {
+        if let Some(sink) = &self.trace {
+            sink.close().await;
+        }
         on_pool!(self, p => p.close().await);
     }
 }

@@ -53,6 +53,8 @@ pub struct Platform {
     pub duplicates: Mutex<u32>,
     pub bad_signatures: Mutex<u32>,
     pub requests: Mutex<u32>,
+    /// The `traceparent` header of every action request, in arrival order (None: absent).
+    pub traceparents: Mutex<Vec<Option<String>>>,
     /// Query API: (dispatch time ms, item), served by window and page.
     pub items: Mutex<Vec<(i64, Value)>>,
     pub query_delay: Mutex<Duration>,
@@ -132,6 +134,12 @@ async fn action(
     body: Bytes,
 ) -> Response {
     *p.requests.lock().unwrap() += 1;
+    p.traceparents.lock().unwrap().push(
+        headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    );
     let path = format!("/api/v1/tickets/{action}");
     if !p.verify(&headers, &path, &body) {
         *p.bad_signatures.lock().unwrap() += 1;
