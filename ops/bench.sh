@@ -35,7 +35,10 @@ sub=${1:-produce}
 
 ensure_broker test
 export HUB_BENCH_KAFKA_BOOTSTRAP=$(ops/broker.sh bootstrap test)
-export HUB_BENCH_BROKER_PID=$(cat var/broker/test.pid 2>/dev/null || true)
+# The broker's pid, for its CPU columns: known only when this checkout's broker.sh started it
+# (a broker another checkout started answers on the same port without a pid file here).
+broker_pid=$(cat var/broker/test.pid 2>/dev/null || true)
+if [ -n "$broker_pid" ]; then export HUB_BENCH_BROKER_PID=$broker_pid; else unset HUB_BENCH_BROKER_PID; fi
 target=${CARGO_TARGET_DIR:-$root/target}
 # HUB_BENCH_BUILD=debug runs the harness on the debug build (CI's smoke run: it proves the harness
 # works end to end without a second, release build of the workspace; its numbers mean nothing).
