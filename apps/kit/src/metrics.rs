@@ -72,6 +72,12 @@ pub const KIT: &[Metric] = &[
         labels: &["route", "method"],
         help: "Time to answer a request of the app's HTTP API.",
     },
+    Metric {
+        name: "app_traceparent_invalid_total",
+        kind: Kind::Counter,
+        labels: &["reason"],
+        help: "API requests whose `traceparent` header did not parse; they went on in a new trace.",
+    },
 ];
 
 /// Buckets of every latency histogram (seconds): 0.5 ms to 30 s.
