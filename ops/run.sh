@@ -59,6 +59,7 @@ pids+=($!)
 cat <<'EOF'
 run.sh: running. 运行中：
   hub admin       http://127.0.0.1:9470  (/healthz, /readyz, /metrics)      log: this terminal
+  hub console     http://127.0.0.1:9470/console/  (operator: see README.md)
   hub gateway     http://127.0.0.1:9480  (partners' pushes)
   12345 simulator http://127.0.0.1:9481  (/sim/tickets, /sim/stats)         log: var/run/simulator.log
   hotline app     http://127.0.0.1:9490  (/api/v1/tickets)                  log: var/run/hotline-app.log

@@ -32,6 +32,19 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 fi
 export HUB_TEST_PYTHON="$venv/bin/python"
 
+# The console's browser test (hub/app/tests/console.rs drives tests/console with Playwright)
+# uses Debian's Chromium; its npm packages are installed here, again when the lock changes.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "test.sh: the console's browser test needs Chromium: apt-get install chromium chromium-driver" >&2
+  exit 1
+fi
+lock=$(sha256sum tests/console/package-lock.json | cut -d' ' -f1)
+if [ "$(cat tests/console/node_modules/.package-lock.sha256 2>/dev/null)" != "$lock" ]; then
+  echo "test.sh: installing the console test's npm packages (tests/console)"
+  (cd tests/console && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock" >tests/console/node_modules/.package-lock.sha256
+fi
+
 # The run's output is kept: after the tests, pii-scan proves no personal value of the fixtures
 # reached Kafka or this log in clear text.
 mkdir -p var/test-logs

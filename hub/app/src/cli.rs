@@ -91,6 +91,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Operator accounts of the console (docs/console.md); passwords are read from stdin.
+    Operator {
+        #[command(subcommand)]
+        action: crate::operator_cli::OperatorAction,
+    },
     /// Print the version, the git commit and the librdkafka version.
     Version,
 }
@@ -160,6 +165,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Dlq { action } => with_config(&cli.config, |loaded| {
             runtime().block_on(crate::dlq_cli::run(loaded, action))
+        }),
+        Command::Operator { action } => with_config(&cli.config, |loaded| {
+            runtime().block_on(crate::operator_cli::run(loaded, action))
         }),
         Command::Trace {
             id,

@@ -43,6 +43,9 @@ pub struct HubConfig {
     pub trace: TraceSection,
     #[serde(default)]
     pub log: LogSection,
+    /// The operators' console on the admin listener (`docs/console.md`).
+    #[serde(default)]
+    pub console: hub_console::ConsoleSection,
 }
 
 /// `[trace]`: the message trace kept in the state store.
@@ -279,6 +282,12 @@ impl Validate for HubConfig {
             out.push(Invalid::new(
                 join_key(prefix, "trace.queue_capacity"),
                 format!("{} is outside 1..=1000000", self.trace.queue_capacity),
+            ));
+        }
+        for (key, message) in self.console.problems() {
+            out.push(Invalid::new(
+                join_key(prefix, &format!("console.{key}")),
+                message,
             ));
         }
         if !(5_000..=3_600_000).contains(&self.poller.lease_ttl_ms) {

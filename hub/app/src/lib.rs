@@ -19,6 +19,7 @@ pub mod dlq_cli;
 pub mod external_registry;
 pub mod logging;
 pub mod metrics;
+pub mod operator_cli;
 pub mod partners;
 pub mod registry_api;
 pub mod serve;

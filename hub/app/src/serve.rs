@@ -186,30 +186,6 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             return abort_start(&lifecycle, &producer, 1).await;
         }
     };
-    let admin_state = Arc::new(AdminState {
-        instance_id: instance_id.clone(),
-        producer: producer.clone(),
-        state: state.clone(),
-        lifecycle: lifecycle.clone(),
-        topics_ready: Arc::clone(&topics_ready),
-        registry: Arc::new(hub_contracts::Registry::from_catalog(&catalog)),
-        metrics: metrics_handle.clone(),
-        bus: cfg.bus.clone(),
-    });
-    lifecycle.spawn(crate::metrics::sample(
-        Arc::clone(&admin_state),
-        metrics_handle,
-    ));
-    let router = admin::router(admin_state);
-    let stop = lifecycle.token().clone();
-    lifecycle.spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            error!(error = %e, "admin listener failed");
-        }
-    });
     // Adapters and partners are checked before anything takes traffic.
     let plan = match crate::partners::load_adapters(&loaded, &mappings)
         .and_then(|adapters| crate::partners::plan(&loaded, &adapters))
@@ -222,6 +198,55 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             return abort_start(&lifecycle, &producer, 2).await;
         }
     };
+    let catalog = Arc::new(catalog);
+    let admin_state = Arc::new(AdminState {
+        instance_id: instance_id.clone(),
+        producer: producer.clone(),
+        state: state.clone(),
+        lifecycle: lifecycle.clone(),
+        topics_ready: Arc::clone(&topics_ready),
+        registry: Arc::new(hub_contracts::Registry::from_catalog(&catalog)),
+        metrics: metrics_handle.clone(),
+        bus: cfg.bus.clone(),
+    });
+    lifecycle.spawn(crate::metrics::sample(
+        Arc::clone(&admin_state),
+        metrics_handle.clone(),
+    ));
+    let mut router = admin::router(admin_state);
+    if cfg.console.enabled {
+        let console = hub_console::Console::new(
+            hub_console::Deps {
+                instance_id: instance_id.clone(),
+                state: state.clone(),
+                bus: cfg.bus.clone(),
+                catalog: Arc::clone(&catalog),
+                producer: producer.clone(),
+                metrics: metrics_handle,
+                trace: trace_lookup(state.clone(), cfg.bus.clone()),
+                topology: topology(cfg, &plan, &mappings),
+            },
+            cfg.console.clone(),
+        );
+        lifecycle.spawn(hub_console::sample(
+            Arc::clone(&console),
+            lifecycle.token().clone(),
+        ));
+        router = hub_console::mount(router, console);
+        info!(url = %format!("http://{}/console/", cfg.admin.listen), "operators' console enabled");
+    }
+    let stop = lifecycle.token().clone();
+    lifecycle.spawn(async move {
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+        if let Err(e) = served {
+            error!(error = %e, "admin listener failed");
+        }
+    });
     let key_ring = match &cfg.gateway {
         None => None,
         Some(gcfg) => match load_keys(gcfg, &loaded, &state, &actor).await {
@@ -230,7 +255,6 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             None => return abort_start(&lifecycle, &producer, 2).await,
         },
     };
-    let catalog = Arc::new(catalog);
     if let Some(gcfg) = &cfg.gateway {
         let key_ring = key_ring.clone().expect("loaded with the gateway");
         let sm2_key = gcfg
@@ -543,5 +567,60 @@ async fn purge_trace(state: StateStore, retention_days: u32, lifecycle: Lifecycl
             ),
             Err(e) => warn!(code = e.code(), error = %e, "message trace purge failed"),
         }
+    }
+}
+
+/// The message trace for the console: [`crate::trace::lookup`] with the consumer-group check.
+fn trace_lookup(state: StateStore, bus: hub_bus::BusSection) -> hub_console::TraceLookup {
+    Arc::new(move |id: String| {
+        let (state, bus) = (state.clone(), bus.clone());
+        Box::pin(async move {
+            crate::trace::lookup(&state, Some(&bus), &id, crate::trace::DEFAULT_LIMIT)
+                .await
+                .map_err(|e| (e.code().to_string(), e.to_string()))
+        })
+    })
+}
+
+/// What the console draws: the partners pushing in, the delivery routes with the topic each
+/// reads, the pull jobs with the topic each writes.
+fn topology(
+    cfg: &HubConfig,
+    plan: &crate::partners::Plan,
+    mappings: &hub_mapping::MappingSet,
+) -> hub_console::Topology {
+    let topic = |partner: &str, mapping: &str| {
+        mappings
+            .get(partner, mapping)
+            .map(|m| m.contract.clone())
+            .unwrap_or_default()
+    };
+    let mut ingress: Vec<String> = cfg
+        .gateway
+        .iter()
+        .flat_map(|g| g.apps.iter().map(|a| a.partner.clone()))
+        .collect();
+    ingress.sort();
+    ingress.dedup();
+    hub_console::Topology {
+        ingress_partners: ingress,
+        routes: plan
+            .routes
+            .iter()
+            .map(|r| hub_console::Flow {
+                route: r.route(),
+                partner: r.partner.clone(),
+                topic: topic(&r.partner, &r.delivery.mapping),
+            })
+            .collect(),
+        pulls: plan
+            .pulls
+            .iter()
+            .map(|p| hub_console::Flow {
+                route: p.route(),
+                partner: p.partner.clone(),
+                topic: topic(&p.partner, &p.spec.mapping),
+            })
+            .collect(),
     }
 }

@@ -42,6 +42,32 @@ pub fn open_record(
     })
 }
 
+/// Masks, in place, every personal field for a screen (the console's dead letters): a sealed
+/// value shows only its scheme and key id, a value in clear (which should never be on Kafka) is
+/// masked by its kind with `hub_security::mask`. Returns how many values were masked.
+pub fn mask_record(contract: &Contract, record: &mut Value) -> usize {
+    let kinds: Vec<(String, String)> = contract
+        .pii
+        .iter()
+        .map(|f| (f.path.clone(), f.kind.clone()))
+        .collect();
+    let mut changed = 0;
+    for (path, kind) in kinds {
+        let segments: Vec<&str> = path.split('.').collect();
+        let _ = visit(record, &segments, &mut |s| {
+            *s = if FieldCipher::is_sealed(s) {
+                let keep: Vec<&str> = s.split(':').take(3).collect();
+                format!("{}:…（已加密 / sealed）", keep.join(":"))
+            } else {
+                hub_security::mask::by_kind(&kind, s)
+            };
+            changed += 1;
+            Ok(())
+        });
+    }
+    changed
+}
+
 /// Calls `f(context, value)` on every string at a personal path; counts the `true` answers.
 fn each_personal_value(
     contract: &Contract,

@@ -96,10 +96,12 @@ macro_rules! on_pool {
 
 mod audit;
 mod dead_letters;
+mod operators;
 mod receipts;
 mod trace;
 pub use audit::{AuditRecord, AuditVerdict, GENESIS};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
+pub use operators::{ConsoleSession, Operator};
 pub use receipts::Receipt;
 pub use trace::{SinkOptions, StoredTraceEvent, TraceEvent, TraceResult, TraceSink};
 

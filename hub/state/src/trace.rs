@@ -162,6 +162,43 @@ impl StateStore {
         observed("trace", result)
     }
 
+    /// The newest `limit` events of `stage` (e.g. `rejected`), newest first: the console's
+    /// recent refusals of a partner.
+    pub async fn recent_trace_events(
+        &self,
+        stage: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredTraceEvent>, StateError> {
+        let result: Result<_, StateError> = async {
+            let sql =
+                "SELECT seq, message_id, correlation_id, object_id, at_ms, stage, actor, detail \
+                 FROM hub_message_trace WHERE stage = $1 ORDER BY seq DESC LIMIT $2";
+            let limit = limit.clamp(1, 10_000);
+            Ok(on_pool!(self, p => {
+                let rows = sqlx::query(sql).bind(stage).bind(limit).fetch_all(p).await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let detail: String = r.try_get("detail")?;
+                    out.push(StoredTraceEvent {
+                        seq: r.try_get("seq")?,
+                        event: TraceEvent {
+                            message_id: r.try_get("message_id")?,
+                            correlation_id: r.try_get("correlation_id")?,
+                            object_id: r.try_get("object_id")?,
+                            at_ms: r.try_get("at_ms")?,
+                            stage: r.try_get("stage")?,
+                            actor: r.try_get("actor")?,
+                            detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+                        },
+                    });
+                }
+                out
+            }))
+        }
+        .await;
+        observed("recent_trace_events", result)
+    }
+
     /// Deletes the events older than `at_ms`; returns how many. Deletes in slices so a large
     /// purge never holds one long transaction.
     pub async fn purge_trace_before(&self, at_ms: i64) -> Result<u64, StateError> {

@@ -83,7 +83,7 @@ async fn migrations_apply_once_on_both_backends() {
     on_both(|store, _| async move {
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            vec![1, 2, 3, 4, 5]
+            vec![1, 2, 3, 4, 5, 6]
         );
         store.heartbeat("hub-a", "0.1.0").await.unwrap();
         store.heartbeat("hub-a", "0.1.1").await.unwrap();
@@ -102,7 +102,10 @@ async fn reconnecting_does_not_rerun_migrations() {
     a.save_cursor("c", "1").await.unwrap();
     a.close().await;
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
-    assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        b.applied_migrations().await.unwrap(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
 
@@ -527,6 +530,78 @@ async fn the_trace_sink_batches_in_the_background_and_drops_rather_than_blocks()
         // After close nothing is written and nothing blocks.
         sink.record(TraceEvent::new("received", "late").object("GD-F"));
         assert_eq!(sink.dropped(), dropped + 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operators_and_console_sessions_on_both_backends() {
+    on_both(|store, _| async move {
+        assert!(store
+            .create_operator("alice", "operator", "$argon2id$x")
+            .await
+            .unwrap());
+        assert!(!store
+            .create_operator("alice", "admin", "$argon2id$y")
+            .await
+            .unwrap());
+        let a = store.operator("alice").await.unwrap().unwrap();
+        assert_eq!((a.role.as_str(), a.disabled), ("operator", false));
+        assert_eq!(a.password_hash, "$argon2id$x");
+        assert!(store.operator("bob").await.unwrap().is_none());
+        // The role is checked by the table, not only by the console.
+        assert!(store
+            .create_operator("mallory", "root", "$argon2id$z")
+            .await
+            .is_err());
+
+        let far = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        store
+            .create_console_session("digest-1", "alice", far)
+            .await
+            .unwrap();
+        let s = store.console_session("digest-1").await.unwrap().unwrap();
+        assert_eq!(
+            (s.operator.as_str(), s.role.as_str()),
+            ("alice", "operator")
+        );
+        assert_eq!(s.expires_at_ms, far);
+        store.touch_console_session("digest-1").await.unwrap();
+        // Idle sessions are purged; used ones stay.
+        assert_eq!(
+            store
+                .purge_console_sessions(s.created_at_ms - 1)
+                .await
+                .unwrap(),
+            0
+        );
+        store
+            .create_console_session("digest-2", "alice", far)
+            .await
+            .unwrap();
+        store.delete_console_session("digest-2").await.unwrap();
+        assert!(store.console_session("digest-2").await.unwrap().is_none());
+        // Disabling an operator ends its sessions.
+        assert!(store.set_operator_disabled("alice", true).await.unwrap());
+        assert!(store.console_session("digest-1").await.unwrap().is_none());
+        assert!(store.operator("alice").await.unwrap().unwrap().disabled);
+        assert!(!store.set_operator_disabled("nobody", true).await.unwrap());
+        assert_eq!(store.list_operators().await.unwrap().len(), 1);
+
+        // Recent refusals by stage, newest first.
+        store
+            .record_trace(&[
+                hub_state::TraceEvent::new("rejected", "r-1")
+                    .detail(serde_json::json!({"code": "A"})),
+                hub_state::TraceEvent::new("received", "r-2"),
+                hub_state::TraceEvent::new("rejected", "r-3")
+                    .detail(serde_json::json!({"code": "B"})),
+            ])
+            .await
+            .unwrap();
+        let recent = store.recent_trace_events("rejected", 10).await.unwrap();
+        let ids: Vec<&str> = recent.iter().map(|e| e.event.message_id.as_str()).collect();
+        assert_eq!(ids, ["r-3", "r-1"]);
     })
     .await;
 }

@@ -1,0 +1,204 @@
+//! The operators' console (`docs/console.md`): a one-page web application served by the hub
+//! on its admin listener under `/console`, Chinese by default with an English toggle.
+//!
+//! - [`assets`]: the page, its script and style sheet and the vendored Apache ECharts, embedded
+//!   in the binary and served with a strict Content-Security-Policy (no inline scripts, no
+//!   requests to anywhere but the hub).
+//! - [`auth`]: operator accounts (argon2id), sessions (a random token in an `HttpOnly`,
+//!   `SameSite=Strict` cookie; its SM3 digest in the state store), idle and absolute expiry,
+//!   the CSRF header of mutating requests, login rate limits and roles (viewer, operator,
+//!   admin); every login, failed login and logout is audited.
+//! - [`stats`]: the flow picture and totals, computed from the hub's own metrics and a ring of
+//!   snapshots kept by [`sample`]: this replica's counts since it started.
+//! - [`api`]: the JSON API (overview, adapters, dead letters, message trace) with stable error
+//!   codes (`CONSOLE_*`) and messages in Chinese and English.
+//! - [`operators`]: `hub operator add|list|disable`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod operators;
+pub mod stats;
+
+/// `[console]` of the hub's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Serve the console under `/console` on the admin listener.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// A session unused for this long ends.
+    #[serde(default = "default_idle")]
+    pub session_idle_minutes: u32,
+    /// A session ends this long after login, used or not.
+    #[serde(default = "default_max_hours")]
+    pub session_max_hours: u32,
+    /// Mark the session cookie `Secure`: set it when operators reach the admin listener
+    /// through HTTPS (a TLS-terminating proxy); browsers then never send it over plain HTTP.
+    #[serde(default)]
+    pub secure_cookie: bool,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_idle() -> u32 {
+    30
+}
+
+fn default_max_hours() -> u32 {
+    12
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        Self {
+            enabled: default_enabled(),
+            session_idle_minutes: default_idle(),
+            session_max_hours: default_max_hours(),
+            secure_cookie: false,
+        }
+    }
+}
+
+impl ConsoleSection {
+    /// Problems of the section, as `(key, message)`.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(1..=1_440).contains(&self.session_idle_minutes) {
+            out.push((
+                "session_idle_minutes",
+                format!("{} is outside 1..=1440", self.session_idle_minutes),
+            ));
+        }
+        if !(1..=168).contains(&self.session_max_hours) {
+            out.push((
+                "session_max_hours",
+                format!("{} is outside 1..=168", self.session_max_hours),
+            ));
+        }
+        if u64::from(self.session_idle_minutes) > u64::from(self.session_max_hours) * 60 {
+            out.push((
+                "session_idle_minutes",
+                "is longer than session_max_hours".to_string(),
+            ));
+        }
+        out
+    }
+}
+
+/// The answer of the message trace for an id (`hub_app::trace::lookup`, passed in by `hub
+/// serve` so this crate does not depend on the binary's): `Ok(answer)` or `Err((code,
+/// message))`.
+pub type TraceLookup = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Value, (String, String)>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A delivery route or pull job of this deployment, for the flow picture.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// `<partner>/<delivery>` or `<partner>/pull.<job>`.
+    pub route: String,
+    pub partner: String,
+    /// The topic it reads (a delivery) or writes (a pull).
+    pub topic: String,
+}
+
+/// What this deployment is wired to, known at start.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    /// Partners whose pushes the gateway takes (`[[gateway.apps]] partner`).
+    pub ingress_partners: Vec<String>,
+    pub routes: Vec<Flow>,
+    pub pulls: Vec<Flow>,
+}
+
+/// What the console works with.
+pub struct Deps {
+    pub instance_id: String,
+    pub state: hub_state::StateStore,
+    pub bus: hub_bus::BusSection,
+    pub catalog: Arc<hub_contracts::Catalog>,
+    pub producer: hub_bus::Producer,
+    /// Renders the hub's metrics; `None` leaves the overview empty (said so in the answer).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub trace: TraceLookup,
+    pub topology: Topology,
+}
+
+/// The console: its dependencies, settings, login limits and metric history.
+pub struct Console {
+    pub deps: Deps,
+    pub section: ConsoleSection,
+    pub(crate) limits: auth::LoginLimits,
+    pub(crate) stats: stats::Stats,
+}
+
+impl Console {
+    pub fn new(deps: Deps, section: ConsoleSection) -> Arc<Self> {
+        Arc::new(Self {
+            deps,
+            section,
+            limits: auth::LoginLimits::new(),
+            stats: stats::Stats::new(),
+        })
+    }
+}
+
+/// The console's routes, to be nested under `/console` on the admin listener (which must be
+/// served with `into_make_service_with_connect_info::<SocketAddr>()` for per-address login
+/// limits).
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .merge(assets::router())
+        .nest("/api", api::router(Arc::clone(&console)))
+        .layer(axum::middleware::map_response(assets::security_headers))
+}
+
+/// `router` with the console mounted under `/console` (the page answers at `/console` and
+/// `/console/`).
+pub fn mount(router: Router, console: Arc<Console>) -> Router {
+    router
+        .route(
+            "/console/",
+            axum::routing::get(assets::index)
+                .layer(axum::middleware::map_response(assets::security_headers)),
+        )
+        .nest("/console", self::router(console))
+}
+
+/// Keeps the metric snapshots the overview's rates and totals come from, and purges expired
+/// sessions, until `stop`.
+pub async fn sample(console: Arc<Console>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(stats::SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut purged = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Some(h) = &console.deps.metrics {
+            console.stats.record(&h.render());
+        }
+        if purged.elapsed() >= std::time::Duration::from_secs(60) {
+            purged = tokio::time::Instant::now();
+            let idle_ms = i64::from(console.section.session_idle_minutes) * 60_000;
+            let before = chrono::Utc::now().timestamp_millis() - idle_ms;
+            if let Err(e) = console.deps.state.purge_console_sessions(before).await {
+                tracing::warn!(code = e.code(), error = %e, "expired console sessions not purged");
+            }
+        }
+    }
+}
