@@ -53,7 +53,8 @@ curl -sf -o /dev/null http://127.0.0.1:9470/readyz || { echo "run.sh: the hub is
 "$bin/hotline-app" --config apps/hotline/hotline.example.toml serve >var/run/hotline-app.log 2>&1 &
 pids+=($!)
 "$bin/hotline12345-simulator" serve --listen 127.0.0.1:9481 --hub http://127.0.0.1:9480 \
-  --push-every 10s --batch 3 --xml-ratio 0.3 --lifecycle >var/run/simulator.log 2>&1 &
+  --push-every 10s --batch 3 --xml-ratio 0.3 --lifecycle --state-file var/simulator/state.json \
+  >var/run/simulator.log 2>&1 &
 pids+=($!)
 
 cat <<'EOF'

@@ -2,6 +2,7 @@
 //! given, no lifecycle follow-ups, extensions approved after one second.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::generate::Unit;
@@ -82,6 +83,9 @@ pub struct SimulatorConfig {
     pub ticket_prefix: Option<u32>,
     /// The handling unit tickets are dispatched to.
     pub unit: Unit,
+    /// Where the platform keeps its tickets and answered idempotency keys across restarts
+    /// (written every few seconds and at shutdown); `None`: in memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for SimulatorConfig {
@@ -103,6 +107,7 @@ impl Default for SimulatorConfig {
             seed: None,
             ticket_prefix: None,
             unit: Unit::default(),
+            state_file: None,
         }
     }
 }

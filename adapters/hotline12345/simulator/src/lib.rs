@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::{LifecycleConfig, RetryConfig, SimulatorConfig};
 pub use faults::{Endpoint, Fault, FaultRule};
@@ -67,7 +67,30 @@ impl Simulator {
     pub async fn start(config: SimulatorConfig) -> anyhow::Result<SimulatorHandle> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let state_file = config.state_file.clone();
         let platform = Platform::new(config);
+        if let Some(path) = &state_file {
+            let n = platform.restore(path)?;
+            info!(tickets = n, file = %path.display(), "platform state restored");
+            // Saved every 2 s when something changed, and at shutdown.
+            let (p, path) = (Arc::clone(&platform), path.clone());
+            platform.tasks.spawn(async move {
+                let mut last = p.fingerprint();
+                loop {
+                    tokio::select! {
+                        _ = p.cancel.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                    let now = p.fingerprint();
+                    if now != last {
+                        match p.save(&path) {
+                            Ok(()) => last = now,
+                            Err(e) => warn!(error = %e, "platform state not saved"),
+                        }
+                    }
+                }
+            });
+        }
         let server = tokio::spawn(server::serve(listener, Arc::clone(&platform)));
         info!(
             %addr,
@@ -225,6 +248,11 @@ impl SimulatorHandle {
         self.platform.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.platform.tasks.wait()).await;
         let _ = self.server.await;
+        if let Some(path) = &self.platform.cfg.state_file {
+            if let Err(e) = self.platform.save(path) {
+                warn!(error = %e, "platform state not saved at shutdown");
+            }
+        }
         info!(addr = %self.addr, "12345 platform simulator stopped");
     }
 }

@@ -97,6 +97,10 @@ struct ServeArgs {
     /// The query API lists a ticket only this long after its dispatch is made.
     #[arg(long, env = "SIM_INDEX_DELAY", default_value = "0s", value_parser = parse_duration)]
     index_delay: Duration,
+    /// Keep the platform's tickets and answered requests in this file across restarts
+    /// (ops/run.sh: var/simulator/state.json); without it they live in memory only.
+    #[arg(long, env = "SIM_STATE_FILE")]
+    state_file: Option<std::path::PathBuf>,
     /// Seed of the generated content.
     #[arg(long, env = "SIM_SEED")]
     seed: Option<u64>,
@@ -182,6 +186,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         },
         seed: a.seed,
         ticket_prefix: a.ticket_prefix,
+        state_file: a.state_file,
         ..SimulatorConfig::default()
     };
     let sim = Simulator::start(config).await?;

@@ -115,8 +115,8 @@ pub struct ExtensionView {
     pub status: ExtensionStatus,
 }
 
-/// A ticket with everything the platform knows about it.
-#[derive(Debug, Clone)]
+/// A ticket with everything the platform knows about it (saved whole in the state file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ticket {
     pub no: String,
     /// The dispatch as the JSON push and the query API carry it.

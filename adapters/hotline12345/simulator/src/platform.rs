@@ -158,9 +158,27 @@ pub struct TicketBatch {
     pub push: bool,
 }
 
+#[derive(Serialize, Deserialize)]
 struct StoredAnswer {
-    status: StatusCode,
+    /// HTTP status code.
+    status: u16,
     body: Value,
+}
+
+/// [`Saved`] borrowed, for writing without copying.
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    tickets: &'a BTreeMap<String, Ticket>,
+    answers: &'a HashMap<String, StoredAnswer>,
+    nonces: &'a HashMap<String, i64>,
+}
+
+/// What the state file holds: the platform's memory of tickets and of answered requests.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    tickets: BTreeMap<String, Ticket>,
+    answers: HashMap<String, StoredAnswer>,
+    nonces: HashMap<String, i64>,
 }
 
 pub(crate) struct Inner {
@@ -237,6 +255,57 @@ impl Platform {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
+    }
+
+    /// Loads the state file, if there is one; returns how many tickets it held.
+    pub(crate) fn restore(&self, path: &std::path::Path) -> anyhow::Result<usize> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
+        };
+        let saved: Saved = serde_json::from_slice(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not a simulator state file: {e}", path.display()))?;
+        let mut inner = self.lock();
+        let n = saved.tickets.len();
+        inner.tickets = saved.tickets;
+        inner.answers = saved.answers;
+        inner.nonces = saved.nonces;
+        Ok(n)
+    }
+
+    /// A cheap sign that something changed since the last save.
+    pub(crate) fn fingerprint(&self) -> (usize, usize, usize, usize, u64) {
+        let inner = self.lock();
+        let history: usize = inner.tickets.values().map(|t| t.history.len()).sum();
+        let pushes: usize = inner.tickets.values().map(|t| t.pushes.len()).sum();
+        (
+            inner.tickets.len(),
+            inner.answers.len(),
+            history,
+            pushes,
+            inner.stats.requests,
+        )
+    }
+
+    /// Writes the state file: to a temporary file beside it, then renamed over it, so a crash
+    /// mid-write leaves the previous state.
+    pub(crate) fn save(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        let bytes = {
+            let inner = self.lock();
+            serde_json::to_vec(&SavedRef {
+                tickets: &inner.tickets,
+                answers: &inner.answers,
+                nonces: &inner.nonces,
+            })?
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -462,7 +531,7 @@ impl Platform {
             .map(str::to_string);
         if let Some(stored) = key.as_ref().and_then(|k| inner.answers.get(k)) {
             let reply = Reply::Json {
-                status: stored.status,
+                status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
                 body: stored.body.clone(),
                 retry_after: None,
             };
@@ -561,7 +630,7 @@ impl Platform {
             inner.answers.insert(
                 k,
                 StoredAnswer {
-                    status: StatusCode::OK,
+                    status: StatusCode::OK.as_u16(),
                     body: codes::envelope(code, data),
                 },
             );

@@ -253,6 +253,51 @@ async fn a_repeated_idempotency_key_has_one_effect() {
 }
 
 #[tokio::test]
+async fn a_restarted_platform_remembers_its_tickets_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimulatorConfig {
+        state_file: Some(dir.path().join("state/sim.json")),
+        ..SimulatorConfig::default()
+    };
+    let sim = start(cfg.clone()).await;
+    let hub = Hub::new(&sim);
+    let t = sim.offer_tickets(2, None).await;
+    let first = hub.post("sign", &sign(&t[0]), Some("idem-r1")).await;
+    assert_eq!(code(&first), "0000");
+    sim.shutdown().await;
+
+    // Started again on the same file: the same tickets in the same states, and a request
+    // sent again with its key gets the first answer without a second effect.
+    let sim = start(cfg).await;
+    let hub = Hub::new(&sim);
+    assert_eq!(sim.tickets().len(), 2);
+    assert_eq!(sim.ticket(&t[0]).unwrap().state, TicketState::Signed);
+    assert_eq!(sim.ticket(&t[1]).unwrap().state, TicketState::Dispatched);
+    let again = hub.post("sign", &sign(&t[0]), Some("idem-r1")).await;
+    assert_eq!(again, first);
+    assert_eq!(sim.ticket(&t[0]).unwrap().effects().len(), 1);
+    // New tickets do not reuse the numbers of the remembered ones.
+    let more = sim.offer_tickets(3, None).await;
+    assert!(more.iter().all(|n| !t.contains(n)));
+    sim.shutdown().await;
+
+    // A file that is not a state file stops the start with a clear error.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "not json").unwrap();
+    let err = Simulator::start(SimulatorConfig {
+        state_file: Some(bad),
+        ..SimulatorConfig::default()
+    })
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        err.to_string().contains("not a simulator state file"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_bad_signature_is_4001_and_has_no_effect() {
     let sim = start(SimulatorConfig::default()).await;
     let t = sim.offer_tickets(1, None).await;
