@@ -210,7 +210,13 @@ async fn wait_read_to(db: &app_kit::db::Db, end: &BTreeMap<(String, i32), i64>) 
 fn inbound_end() -> BTreeMap<(String, i32), i64> {
     let topics = contract_topics();
     let names: Vec<&str> = Kind::INBOUND.iter().map(|k| topics.of(*k)).collect();
-    end_offsets(&names)
+    let end = end_offsets(&names);
+    // An empty answer (the broker unreachable) would make every wait below pass vacuously.
+    assert!(
+        end.values().any(|high| *high > 0),
+        "no end offsets for {names:?}: {end:?}"
+    );
+    end
 }
 
 /// The app's status of a ticket, as the platform would name it.
