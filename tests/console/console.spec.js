@@ -47,6 +47,16 @@ test('an operator watches the flow, finds a ticket and replays a dead letter', a
   await expect(page.locator('#edges-table')).toContainText('hotline12345/sign');
   await shot(page, '03-overview-live');
 
+  // Domain apps: the test's consumer group, which committed offsets to Kafka, is an app node
+  // fed by the test's topic, with its rate and lag, in the apps table and the edges table.
+  const appRow = page.locator('#apps-table tbody tr', { hasText: env('APP_GROUP') });
+  await expect(appRow.first()).toBeVisible({ timeout: 60000 });
+  await expect(appRow.first()).toContainText('hotline.ticket.signed_t');
+  await expect(page.locator('#edges-table tbody tr[data-kind="consumption"]', { hasText: env('APP_GROUP') }).first()).toContainText('积压');
+  await expect(page.locator('#apps-note')).toContainText('提交消费位点后才会出现');
+  await page.locator('#apps-table').scrollIntoViewIfNeeded();
+  await shot(page, '03b-apps');
+
   // The adapter page: health, breaker, routes, recent dead letters.
   await page.click('#nav button[data-view="adapters"]');
   const adapterRow = page.locator('#adapters-table tbody tr', { hasText: 'hotline12345' });
@@ -97,6 +107,8 @@ test('an operator watches the flow, finds a ticket and replays a dead letter', a
   await expect(page.locator('html')).toHaveAttribute('lang', 'en');
   await page.click('#nav button[data-view="overview"]');
   await expect(page.locator('#overview-scope')).toContainText('since it started');
+  await expect(page.locator('#apps-note')).toContainText('once they commit their offsets to Kafka');
+  await expect(page.locator('#apps-table')).toContainText(env('APP_GROUP'));
   await shot(page, '09-english');
   await page.reload();
   await expect(page.locator('#nav button[data-view="dlq"]')).toHaveText('Dead letters');

@@ -225,6 +225,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 metrics: metrics_handle,
                 trace: trace_lookup(state.clone(), cfg.bus.clone()),
                 topology: topology(cfg, &plan, &mappings),
+                egress_group_prefix: cfg.egress.group_prefix.clone(),
             },
             cfg.console.clone(),
         );

@@ -3,7 +3,9 @@
 //! letter), operators created with `hub operator add`, signed pushes flowing while headless
 //! Chromium (Playwright, tests/console/) logs in, watches the counts change, opens the
 //! adapter page, finds a ticket in the trace, replays the dead letter, and switches to
-//! English; a viewer gets no replay button and the API refuses it. Screenshots are kept in
+//! English; a viewer gets no replay button and the API refuses it. A consumer group of the
+//! test's own (a stand-in domain app committing to Kafka) appears as an app node with its
+//! topic edge and lag, in the API and in the browser's apps table. Screenshots are kept in
 //! var/test-artifacts/console/. Without /usr/bin/chromium or tests/console/node_modules this
 //! test fails and says how to install them.
 
@@ -357,6 +359,98 @@ async fn operators_use_the_console_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
+    // A domain app of this test's own: a consumer group (not under the egress prefix) that
+    // reads the isolated topic and commits to Kafka, as the hotline app does. The console
+    // samples the cluster's groups every 15 s and draws it as an app node.
+    let app_group = format!("console-app-{p}");
+    let app = hub_bus::Consumer::new(
+        &bus_section("console-test-app"),
+        &app_group,
+        &[signed_topic.as_str()],
+    )
+    .unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(60), app.next())
+        .await
+        .expect("the test's app reads a record")
+        .unwrap();
+    app.commit(&read).await.unwrap();
+    let login = client
+        .post(format!("{}/console/api/login", serving.admin))
+        .json(&json!({ "name": "duty-viewer", "password": viewer_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let app_deadline = Instant::now() + Duration::from_secs(90);
+    let (app_row, app_edge) = loop {
+        let v: Value = client
+            .get(format!("{}/console/api/overview", serving.admin))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let row = v["apps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["group"] == app_group.as_str())
+            .cloned();
+        let edge = v["graph"]["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["target"] == format!("app:{app_group}"))
+            .cloned();
+        let node = v["graph"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n["id"] == format!("app:{app_group}") && n["kind"] == "app");
+        if let (Some(row), Some(edge), true) = (row, edge, node) {
+            // This hub's own egress groups (its `group_prefix`) are not apps; those of other
+            // hubs on the shared broker are.
+            let own = format!("console-test-{p}.");
+            assert!(
+                !v["apps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["group"].as_str().unwrap().starts_with(&own)),
+                "{}",
+                v["apps"]
+            );
+            break (row, edge);
+        }
+        assert!(
+            Instant::now() < app_deadline,
+            "no app node {app_group} in the overview: {}",
+            json!({ "apps": v["apps"], "apps_status": v["apps_status"] })
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(app_edge["source"], format!("topic:{signed_topic}"));
+    assert_eq!(app_edge["kind"], "consumption");
+    assert!(app_edge["consumption"]["lag"].is_i64(), "{app_edge}");
+    let app_topic = &app_row["topics"][0];
+    assert_eq!(app_topic["topic"], signed_topic.as_str());
+    assert!(app_topic["committed"].as_i64().unwrap() > read.offset);
+    let lag = app_topic["lag"].as_i64().expect("a lag value");
+    assert!(lag >= 0, "{app_row}");
+    assert!(
+        app_topic["high_watermark"].as_i64().unwrap() >= app_topic["committed"].as_i64().unwrap(),
+        "{app_row}"
+    );
+
     // Traffic while the browser watches: a signed push every 300 ms.
     let body = std::fs::read(
         repo().join("mappings/hotline12345/fixtures/dispatch_json/normal.input.json"),
@@ -398,6 +492,7 @@ async fn operators_use_the_console_in_a_real_browser() {
         .env("DEAD_TICKET", &refused_ticket)
         .env("DEAD_LETTER_ID", dead["id"].as_str().unwrap())
         .env("PERSONAL_NAME", "王五")
+        .env("APP_GROUP", &app_group)
         .output()
         .await
         .expect("npx runs (is Node.js installed?)");
@@ -410,6 +505,7 @@ async fn operators_use_the_console_in_a_real_browser() {
     for shot in [
         "01-login",
         "03-overview-live",
+        "03b-apps",
         "05-trace",
         "08-replayed",
         "09-english",
@@ -449,6 +545,7 @@ async fn operators_use_the_console_in_a_real_browser() {
     ] {
         assert!(audit.contains(needle), "audit has no {needle}:\n{audit}");
     }
+    drop(app);
     let mut serving = serving;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(serving.child.id() as i32),

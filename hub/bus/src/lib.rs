@@ -27,7 +27,10 @@ mod producer;
 pub use client_config::{consumer_config, producer_config};
 pub use consumer::{fetch_record, Consumer, Delivery, LagProbe};
 pub use envelope::{header, now_shanghai, shanghai, Envelope, EnvelopeError};
-pub use groups::{consumed_by, ConsumedBy, GroupPosition};
+pub use groups::{
+    app_groups, consumed_by, is_hub_group, partition_lag, AppGroup, AppGroups, AppTopic,
+    ConsumedBy, GroupPosition, HUB_INTERNAL_GROUPS,
+};
 pub use lifecycle::{DrainReport, Lifecycle};
 pub use producer::{Delivered, Producer};
 

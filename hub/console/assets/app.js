@@ -16,6 +16,13 @@ const I18N = {
     'window.partial': '（副本运行不足该时长，即启动以来）',
     'edges.from': '从', 'edges.to': '到', 'edges.rate': '每分钟', 'edges.errors': '错误率',
     'edges.total': '累计', 'edges.hour': '近 1 小时', 'edges.day': '近 1 天',
+    'apps.heading': '业务应用（消费者组）', 'apps.group': '应用（消费者组）', 'apps.topic': '主题',
+    'apps.lag': '积压', 'apps.committed': '已提交位点', 'apps.high': '高水位', 'apps.partitions': '分区',
+    'apps.note': '业务应用向 Kafka 提交消费位点后才会出现在这里（每 15 秒采样一次整个集群）；速率为已提交位点每分钟的增长，积压为主题高水位减已提交位点。',
+    'apps.none': '暂无业务应用：尚无非枢纽的消费者组向 Kafka 提交位点',
+    'apps.sampled': '消费者组采样于 {at}', 'apps.error': '消费者组采样失败：{error}',
+    'apps.skipped': '，另有 {n} 个组未显示（上限 50）', 'apps.never': '消费者组尚未采样',
+    'apps.lag_short': '积压',
     'adapters.heading': '适配器', 'adapters.partner': '合作方', 'adapters.health': '健康',
     'adapters.breaker': '熔断器', 'adapters.ingress': '接收/拒绝', 'adapters.lag': '拉取延迟',
     'adapters.open': '详情',
@@ -53,6 +60,13 @@ const I18N = {
     'window.partial': ' (replica younger than that: since start)',
     'edges.from': 'From', 'edges.to': 'To', 'edges.rate': 'Per minute', 'edges.errors': 'Error rate',
     'edges.total': 'Total', 'edges.hour': 'Last hour', 'edges.day': 'Last day',
+    'apps.heading': 'Domain apps (consumer groups)', 'apps.group': 'App (consumer group)', 'apps.topic': 'Topic',
+    'apps.lag': 'Lag', 'apps.committed': 'Committed offset', 'apps.high': 'High watermark', 'apps.partitions': 'Partitions',
+    'apps.note': 'Domain apps appear here once they commit their offsets to Kafka (the whole cluster is sampled every 15 s); the rate is the growth of the committed offsets per minute, the lag the topic\'s high watermark minus the committed offset.',
+    'apps.none': 'No domain apps yet: no consumer group other than the hub\'s has committed offsets to Kafka',
+    'apps.sampled': 'Consumer groups sampled at {at}', 'apps.error': 'Consumer groups not sampled: {error}',
+    'apps.skipped': '; {n} more groups not shown (limit 50)', 'apps.never': 'Consumer groups not sampled yet',
+    'apps.lag_short': 'lag',
     'adapters.heading': 'Adapters', 'adapters.partner': 'Partner', 'adapters.health': 'Health',
     'adapters.breaker': 'Circuit breaker', 'adapters.ingress': 'Accepted/rejected', 'adapters.lag': 'Pull lag',
     'adapters.open': 'Details',
@@ -203,23 +217,50 @@ function renderOverview(o) {
   const names = {};
   for (const n of o.graph.nodes) names[n.id] = n.name;
   fill(document.querySelector('#edges-table tbody'), o.graph.edges.map((e) => {
+    if (e.kind === 'consumption') {
+      const c = e.consumption;
+      const tr = row([names[e.source], names[e.target], num(c.per_minute), t('apps.lag_short') + ' ' + num(c.lag), '—', '—', '—']);
+      tr.dataset.kind = 'consumption';
+      return tr;
+    }
     const f = e.flow;
     const tr = row([names[e.source], names[e.target], num(f.per_minute), pct(f.error_ratio),
       num(f.ok.since_start + f.errors.since_start), num(f.ok.hour + f.errors.hour), num(f.ok.day + f.errors.day)]);
     if (f.error_ratio > 0) tr.children[3].className = 'bad';
     return tr;
   }));
+  renderApps(o);
   drawChart(o);
+}
+
+function renderApps(o) {
+  const st = o.apps_status || {};
+  let text = st.sampled_at_ms ? t('apps.sampled', { at: fmtTime(st.sampled_at_ms) }) : t('apps.never');
+  if (st.groups_skipped) text += t('apps.skipped', { n: st.groups_skipped });
+  if (st.error) text += ' · ' + t('apps.error', { error: st.error });
+  $('apps-status').textContent = text;
+  const rows = [];
+  for (const a of o.apps || []) {
+    for (const x of a.topics) {
+      const tr = row([a.group, x.topic, num(x.per_minute), num(x.lag), num(x.committed), num(x.high_watermark), num(x.partitions)]);
+      tr.dataset.group = a.group;
+      for (let i = 2; i < 7; i++) tr.children[i].className = 'num';
+      rows.push(tr);
+    }
+  }
+  if (!rows.length) rows.push(row([t('apps.none')]));
+  fill(document.querySelector('#apps-table tbody'), rows);
 }
 
 function drawChart(o) {
   if (!window.echarts) return;
   if (!chart) chart = window.echarts.init($('flow-chart'));
-  const columns = { partner: 0, hub: 1, topic: 2, route: 3 };
+  // Delivery routes and domain apps share the column right of the topics (routes first).
+  const columns = { partner: 0, hub: 1, topic: 2, route: 3, app: 3 };
   const counts = [0, 0, 0, 0];
   const perColumn = [0, 0, 0, 0];
   for (const n of o.graph.nodes) perColumn[columns[n.kind]]++;
-  const colors = { partner: '#1f6feb', hub: '#8250df', topic: '#bf8700', route: '#1a7f37' };
+  const colors = { partner: '#1f6feb', hub: '#8250df', topic: '#bf8700', route: '#1a7f37', app: '#bc4c00' };
   const nodes = o.graph.nodes.map((n) => {
     const c = columns[n.kind];
     const i = counts[c]++;
@@ -227,11 +268,23 @@ function drawChart(o) {
       id: n.id, name: n.id, value: n.name,
       x: 100 + c * 300, y: 50 + (i + 1) * (400 / (perColumn[c] + 1)),
       symbolSize: n.kind === 'hub' ? 50 : 28,
+      symbol: n.kind === 'app' ? 'roundRect' : 'circle',
       itemStyle: { color: colors[n.kind] },
-      label: { show: true, formatter: n.kind === 'hub' ? (lang === 'en' ? 'hub' : '枢纽') : n.name, position: n.kind === 'route' ? 'right' : 'top' },
+      label: { show: true, formatter: n.kind === 'hub' ? (lang === 'en' ? 'hub' : '枢纽') : n.name, position: n.kind === 'route' || n.kind === 'app' ? 'right' : 'top' },
     };
   });
   const links = o.graph.edges.map((e) => {
+    if (e.kind === 'consumption') {
+      const c = e.consumption;
+      return {
+        source: e.source, target: e.target,
+        lineStyle: { width: 1 + Math.min(8, Math.log2(1 + (c.per_minute || 0))), color: '#d4a373', type: 'dashed' },
+        label: {
+          show: true,
+          formatter: num(c.per_minute) + (lang === 'en' ? '/min' : '/分') + ' · ' + t('apps.lag_short') + ' ' + num(c.lag),
+        },
+      };
+    }
     const f = e.flow;
     const bad = f.error_ratio > 0;
     return {

@@ -9,7 +9,9 @@
 //!   the CSRF header of mutating requests, login rate limits and roles (viewer, operator,
 //!   admin); every login, failed login and logout is audited.
 //! - [`stats`]: the flow picture and totals, computed from the hub's own metrics and a ring of
-//!   snapshots kept by [`sample`]: this replica's counts since it started.
+//!   snapshots kept by [`sample`]: this replica's counts since it started; and the domain apps
+//!   (consumer groups not the hub's own) with their consumption rate and lag, sampled from the
+//!   cluster every 15 s.
 //! - [`api`]: the JSON API (overview, adapters, dead letters, message trace) with stable error
 //!   codes (`CONSOLE_*`) and messages in Chinese and English.
 //! - [`operators`]: `hub operator add|list|disable`.
@@ -135,6 +137,9 @@ pub struct Deps {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub trace: TraceLookup,
     pub topology: Topology,
+    /// `[egress] group_prefix`: consumer groups under it are the hub's own delivery routes, not
+    /// domain apps.
+    pub egress_group_prefix: String,
 }
 
 /// The console: its dependencies, settings, login limits and metric history.
@@ -178,9 +183,44 @@ pub fn mount(router: Router, console: Arc<Console>) -> Router {
         .nest("/console", self::router(console))
 }
 
-/// Keeps the metric snapshots the overview's rates and totals come from, and purges expired
+/// Keeps the metric snapshots the overview's rates and totals come from, samples the
+/// cluster's consumer groups (the domain apps, see [`sample_apps`]), and purges expired
 /// sessions, until `stop`.
 pub async fn sample(console: Arc<Console>, stop: tokio_util::sync::CancellationToken) {
+    tokio::join!(
+        sample_metrics(Arc::clone(&console), stop.clone()),
+        sample_apps(console, stop)
+    );
+}
+
+/// Every [`stats::APPS_EVERY`], asks the cluster for the consumer groups that are not the hub's
+/// own (`hub_bus::app_groups`: at most [`stats::APPS_MAX_GROUPS`], within
+/// [`stats::APPS_BUDGET`]) and keeps the answer for the overview's app nodes, until `stop`.
+pub async fn sample_apps(console: Arc<Console>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(stats::APPS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let found = tokio::select! {
+            () = stop.cancelled() => return,
+            r = hub_bus::app_groups(
+                &console.deps.bus,
+                &console.deps.egress_group_prefix,
+                stats::APPS_MAX_GROUPS,
+                stats::APPS_BUDGET,
+            ) => r,
+        };
+        if let Err(e) = &found {
+            tracing::debug!(code = e.code(), error = %e, "console: consumer groups not sampled");
+        }
+        console.stats.record_apps(found.map_err(|e| e.to_string()));
+    }
+}
+
+async fn sample_metrics(console: Arc<Console>, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(stats::SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut purged = tokio::time::Instant::now();

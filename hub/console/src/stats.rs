@@ -13,6 +13,12 @@ use serde_json::{json, Value};
 
 /// How often the counters are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// How often the cluster's consumer groups (the domain apps) are sampled.
+pub const APPS_EVERY: Duration = Duration::from_secs(15);
+/// At most this many groups that are not the hub's own are asked about per sample…
+pub const APPS_MAX_GROUPS: usize = 50;
+/// …within this long.
+pub const APPS_BUDGET: Duration = Duration::from_secs(5);
 const RATE_WINDOW_MS: i64 = 60_000;
 const FINE_KEEP_MS: i64 = 3 * 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -129,6 +135,36 @@ struct Snapshot {
 pub(crate) struct Stats {
     started_ms: i64,
     history: Mutex<History>,
+    apps: Mutex<AppHistory>,
+}
+
+/// One sample of the consumer groups that are not the hub's own.
+#[derive(Debug, Clone)]
+struct AppSnapshot {
+    at_ms: i64,
+    groups: Vec<hub_bus::AppGroup>,
+}
+
+#[derive(Default)]
+struct AppHistory {
+    snaps: VecDeque<AppSnapshot>,
+    /// When the last sample was tried, and why it failed if it did.
+    tried_at_ms: Option<i64>,
+    error: Option<String>,
+    groups_skipped: usize,
+    groups_unchecked: usize,
+}
+
+/// Records consumed per minute between two samples `(at_ms, committed offsets summed)`: the
+/// growth of the committed offsets over the time between them (a reset offset counts as 0).
+/// `None` when `after` is not later than `before`.
+pub fn consumption_per_minute(before: (i64, i64), after: (i64, i64)) -> Option<f64> {
+    let secs = (after.0 - before.0) as f64 / 1_000.0;
+    if secs <= 0.0 {
+        return None;
+    }
+    let consumed = (after.1 - before.1).max(0) as f64;
+    Some((consumed * 60.0 / secs * 100.0).round() / 100.0)
 }
 
 #[derive(Default)]
@@ -146,7 +182,96 @@ impl Stats {
         Self {
             started_ms: now_ms(),
             history: Mutex::new(History::default()),
+            apps: Mutex::new(AppHistory::default()),
         }
+    }
+
+    /// Keeps a sample of the cluster's consumer groups (or why it failed) taken now.
+    pub(crate) fn record_apps(&self, sample: Result<hub_bus::AppGroups, String>) {
+        self.record_apps_at(sample, now_ms());
+    }
+
+    fn record_apps_at(&self, sample: Result<hub_bus::AppGroups, String>, at_ms: i64) {
+        let mut h = self.apps.lock().expect("not poisoned");
+        h.tried_at_ms = Some(at_ms);
+        match sample {
+            Ok(found) => {
+                h.error = None;
+                h.groups_skipped = found.groups_skipped;
+                h.groups_unchecked = found
+                    .groups_listed
+                    .saturating_sub(found.groups_skipped)
+                    .saturating_sub(found.groups_checked);
+                h.snaps.push_back(AppSnapshot {
+                    at_ms,
+                    groups: found.groups,
+                });
+                while h.snaps.len() > 2 && h.snaps[1].at_ms < at_ms - FINE_KEEP_MS {
+                    h.snaps.pop_front();
+                }
+            }
+            Err(e) => h.error = Some(e),
+        }
+    }
+
+    /// The apps' rows: for each group of the newest sample, its topics with committed offsets,
+    /// lag and consumption per minute (against the sample about a minute older, or the oldest
+    /// kept when there is none that old).
+    fn app_rows(&self) -> (Vec<Value>, Value) {
+        let h = self.apps.lock().expect("not poisoned");
+        let status = json!({
+            "sampled_at_ms": h.snaps.back().map(|s| s.at_ms),
+            "tried_at_ms": h.tried_at_ms,
+            "error": h.error,
+            "groups_skipped": h.groups_skipped,
+            "groups_unchecked": h.groups_unchecked,
+            "every_seconds": APPS_EVERY.as_secs(),
+        });
+        let Some(newest) = h.snaps.back() else {
+            return (Vec::new(), status);
+        };
+        let base = h
+            .snaps
+            .iter()
+            .rev()
+            .find(|s| s.at_ms <= newest.at_ms - RATE_WINDOW_MS)
+            .or_else(|| h.snaps.front().filter(|s| s.at_ms < newest.at_ms));
+        let rows = newest
+            .groups
+            .iter()
+            .map(|g| {
+                let topics: Vec<Value> = g
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        let before = base.and_then(|b| {
+                            b.groups
+                                .iter()
+                                .find(|x| x.group == g.group)?
+                                .topics
+                                .iter()
+                                .find(|x| x.topic == t.topic)
+                                .map(|x| (b.at_ms, x.committed))
+                        });
+                        let per_minute = before
+                            .and_then(|b| consumption_per_minute(b, (newest.at_ms, t.committed)));
+                        json!({
+                            "topic": t.topic, "partitions": t.partitions,
+                            "committed": t.committed, "high_watermark": t.high_watermark,
+                            "lag": t.lag, "per_minute": per_minute,
+                        })
+                    })
+                    .collect();
+                let sum = |key: &str| -> Option<f64> {
+                    topics.iter().map(|t| t[key].as_f64()).sum::<Option<f64>>()
+                };
+                json!({
+                    "group": g.group, "topics": topics,
+                    "lag": sum("lag"), "per_minute": sum("per_minute"),
+                })
+            })
+            .collect();
+        (rows, status)
     }
 
     /// Keeps the counters of `text` (rendered metrics) as a snapshot taken now.
@@ -326,7 +451,9 @@ impl Stats {
             })
             .collect();
 
-        // The flow picture: partners → hub → topics → delivery routes.
+        let (app_rows, apps_status) = self.app_rows();
+
+        // The flow picture: partners → hub → topics → delivery routes and domain apps.
         let mut nodes = vec![json!({ "id": "hub", "kind": "hub", "name": "hub" })];
         let mut edges = Vec::new();
         for row in &partner_rows {
@@ -353,6 +480,25 @@ impl Stats {
                 format!("topic:{t}")
             };
             edges.push(json!({ "source": source, "target": format!("out:{r}"), "flow": row["deliveries"] }));
+        }
+        // Domain apps: a node per consumer group, an edge from each topic it committed on.
+        let mut extra_topics: BTreeSet<String> = BTreeSet::new();
+        for row in &app_rows {
+            let g = row["group"].as_str().unwrap_or_default();
+            nodes.push(json!({ "id": format!("app:{g}"), "kind": "app", "name": g }));
+            for t in row["topics"].as_array().into_iter().flatten() {
+                let topic = t["topic"].as_str().unwrap_or_default();
+                if !topics.contains(topic) && extra_topics.insert(topic.to_string()) {
+                    nodes.push(
+                        json!({ "id": format!("topic:{topic}"), "kind": "topic", "name": topic }),
+                    );
+                }
+                edges.push(json!({
+                    "source": format!("topic:{topic}"), "target": format!("app:{g}"),
+                    "kind": "consumption",
+                    "consumption": { "per_minute": t["per_minute"], "lag": t["lag"] },
+                }));
+            }
         }
 
         let sum_of = |rows: &[Value], key: &str, part: &str, window: &str| -> f64 {
@@ -387,6 +533,10 @@ impl Stats {
             "topics": topic_rows,
             "routes": route_rows,
             "pulls": pull_rows,
+            "apps": app_rows,
+            "apps_status": apps_status,
+            "apps_note_zh": "业务应用（非枢纽的消费者组）在向 Kafka 提交消费位点后才会出现；速率为位点每分钟的增长，积压为高水位减已提交位点（整个集群的数字）",
+            "apps_note_en": "domain apps (consumer groups not the hub's own) appear once they commit offsets to Kafka; the rate is the growth of their committed offsets per minute, the lag the high watermark minus the committed offset (cluster-wide numbers)",
             "graph": { "nodes": nodes, "edges": edges },
         })
     }
@@ -549,5 +699,83 @@ mod tests {
         assert_eq!(v["partners"][0]["ingress"]["ok"]["since_start"], 20.0);
         assert_eq!(v["hour_since_start"], false);
         assert_eq!(v["day_since_start"], true);
+    }
+
+    #[test]
+    fn consumption_is_the_growth_of_committed_offsets_per_minute() {
+        // 30 records in 15 s: 120 a minute.
+        assert_eq!(consumption_per_minute((0, 100), (15_000, 130)), Some(120.0));
+        assert_eq!(consumption_per_minute((0, 100), (60_000, 100)), Some(0.0));
+        // An offset reset is not negative consumption.
+        assert_eq!(consumption_per_minute((0, 100), (60_000, 10)), Some(0.0));
+        assert_eq!(consumption_per_minute((5_000, 1), (5_000, 9)), None);
+    }
+
+    fn app(group: &str, topic: &str, committed: i64, high: i64) -> hub_bus::AppGroups {
+        hub_bus::AppGroups {
+            groups: vec![hub_bus::AppGroup {
+                group: group.into(),
+                topics: vec![hub_bus::AppTopic {
+                    topic: topic.into(),
+                    partitions: 2,
+                    committed,
+                    high_watermark: Some(high),
+                    lag: Some(hub_bus::partition_lag(committed, 0, high)),
+                }],
+            }],
+            groups_listed: 3,
+            groups_skipped: 0,
+            groups_checked: 1,
+        }
+    }
+
+    #[test]
+    fn apps_are_drawn_from_their_topics_with_rate_and_lag() {
+        let stats = Stats::new();
+        let t0 = stats.started_ms;
+        let topology = crate::Topology::default();
+        let topic = "hotline.ticket.dispatched.v1";
+        // Before any sample: no apps, said so.
+        let v = stats.overview_at("", &topology, t0);
+        assert_eq!(v["apps"].as_array().unwrap().len(), 0);
+        assert_eq!(v["apps_status"]["sampled_at_ms"], Value::Null);
+
+        stats.record_apps_at(Ok(app("hotline-app", topic, 100, 110)), t0);
+        let v = stats.overview_at("", &topology, t0 + 1_000);
+        // One sample: the lag is known, the rate not yet.
+        assert_eq!(v["apps"][0]["group"], "hotline-app");
+        assert_eq!(v["apps"][0]["lag"], 10.0);
+        assert_eq!(v["apps"][0]["per_minute"], Value::Null);
+
+        stats.record_apps_at(Err("broker away".into()), t0 + 15_000);
+        stats.record_apps_at(Ok(app("hotline-app", topic, 130, 132)), t0 + 30_000);
+        let v = stats.overview_at("", &topology, t0 + 31_000);
+        assert_eq!(v["apps_status"]["error"], Value::Null);
+        let a = &v["apps"][0];
+        assert_eq!(a["topics"][0]["per_minute"], 60.0);
+        assert_eq!(a["topics"][0]["lag"], 2);
+        assert_eq!(a["per_minute"], 60.0);
+        let nodes = v["graph"]["nodes"].as_array().unwrap();
+        assert!(nodes
+            .iter()
+            .any(|n| n["id"] == "app:hotline-app" && n["kind"] == "app"));
+        // The topic is drawn even though this replica produced nothing to it.
+        assert!(nodes.iter().any(|n| n["id"] == format!("topic:{topic}")));
+        let edge = v["graph"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["target"] == "app:hotline-app")
+            .unwrap()
+            .clone();
+        assert_eq!(edge["source"], format!("topic:{topic}"));
+        assert_eq!(edge["consumption"]["per_minute"], 60.0);
+        assert_eq!(edge["consumption"]["lag"], 2);
+
+        // A failed sample keeps the last one and says why.
+        stats.record_apps_at(Err("broker away".into()), t0 + 45_000);
+        let v = stats.overview_at("", &topology, t0 + 46_000);
+        assert_eq!(v["apps_status"]["error"], "broker away");
+        assert_eq!(v["apps"][0]["group"], "hotline-app");
     }
 }
