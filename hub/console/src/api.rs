@@ -241,6 +241,7 @@ fn rendered(c: &Console) -> String {
 }
 
 async fn overview(State(c): State<Arc<Console>>, _s: Session) -> ApiResult {
+    c.overview_wanted();
     let mut v = c.stats.overview(&rendered(&c), &c.deps.topology);
     v["instance_id"] = json!(c.deps.instance_id);
     v["metrics_available"] = json!(c.deps.metrics.is_some());

@@ -148,7 +148,13 @@ pub struct Console {
     pub section: ConsoleSection,
     pub(crate) limits: auth::LoginLimits,
     pub(crate) stats: stats::Stats,
+    /// When an operator last asked for the overview (Unix ms): the consumer groups are sampled
+    /// only while someone looks, because each sample asks the cluster about every group.
+    pub(crate) overview_wanted_ms: std::sync::atomic::AtomicI64,
 }
+
+/// How long after the last overview request the consumer groups are still sampled.
+const APPS_WATCHED_FOR_MS: i64 = 120_000;
 
 impl Console {
     pub fn new(deps: Deps, section: ConsoleSection) -> Arc<Self> {
@@ -157,7 +163,23 @@ impl Console {
             section,
             limits: auth::LoginLimits::new(),
             stats: stats::Stats::new(),
+            overview_wanted_ms: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
         })
+    }
+
+    /// Notes that an operator is looking at the overview.
+    pub(crate) fn overview_wanted(&self) {
+        self.overview_wanted_ms.store(
+            chrono::Utc::now().timestamp_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn apps_watched(&self) -> bool {
+        let last = self
+            .overview_wanted_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        chrono::Utc::now().timestamp_millis() - last < APPS_WATCHED_FOR_MS
     }
 }
 
@@ -193,13 +215,24 @@ pub async fn sample(console: Arc<Console>, stop: tokio_util::sync::CancellationT
     );
 }
 
-/// Every [`stats::APPS_EVERY`], asks the cluster for the consumer groups that are not the hub's
-/// own (`hub_bus::app_groups`: at most [`stats::APPS_MAX_GROUPS`], within
-/// [`stats::APPS_BUDGET`]) and keeps the answer for the overview's app nodes, until `stop`.
+/// Every [`stats::APPS_EVERY`] while an operator has looked at the overview in the last two
+/// minutes, asks the cluster for the consumer groups that are not the hub's own
+/// (`hub_bus::app_groups`: at most [`stats::APPS_MAX_GROUPS`], within [`stats::APPS_BUDGET`])
+/// and keeps the answer for the overview's app nodes, until `stop`. Nobody looking, nothing
+/// asked: every replica sampling every group all the time would load the cluster for nothing.
 pub async fn sample_apps(console: Arc<Console>, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(stats::APPS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Checked every second so the first sample follows the first look closely.
+    let mut look = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = look.tick() => {}
+        }
+        if !console.apps_watched() {
+            continue;
+        }
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
