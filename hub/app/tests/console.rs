@@ -22,6 +22,7 @@ use hub_bus::{now_shanghai, Envelope, Producer};
 use hub_security::field::{FieldCipher, KeyRing};
 use hub_security::signing::SigningCredential;
 use serde_json::{json, Value};
+use support::isolate::{isolate, Isolated};
 use support::partner::{Fault, Platform};
 use support::*;
 
@@ -29,42 +30,6 @@ const PARTNER_SECRET: &str = "console-test-partner-secret-01";
 const APP_SECRET: &str = "console-test-app-secret-0123456789";
 const DISPATCH: &str = "/v1/hotline12345/dispatch_json";
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Contracts and mappings where the signed-ticket topic has a name of this test's own, so its
-/// delivery route reads only this test's records from the shared broker (as in egress.rs).
-fn isolate(dir: &Path) -> (PathBuf, PathBuf, String) {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let topic = format!("hotline.ticket.signed_t{}.v1", &id[..10]);
-    let contracts = dir.join("contracts/schemas");
-    copy_dir(&repo().join("contracts/schemas"), &contracts);
-    let mappings = dir.join("mappings");
-    copy_dir(&repo().join("mappings"), &mappings);
-    for file in [
-        contracts.join("hotline/ticket_signed.v1.avsc"),
-        mappings.join("hotline12345/mappings.toml"),
-    ] {
-        let text = std::fs::read_to_string(&file).unwrap();
-        std::fs::write(
-            &file,
-            text.replace("\"hotline.ticket.signed.v1\"", &format!("\"{topic}\"")),
-        )
-        .unwrap();
-    }
-    (contracts, mappings, topic)
-}
 
 /// A `hotline.ticket.signed.v1` event for `ticket` on the isolated topic, sealed like the
 /// hotline app would; returns its message id.
@@ -199,7 +164,11 @@ async fn operators_use_the_console_in_a_real_browser() {
     let platform = Platform::new(PARTNER_SECRET);
     let base = platform.serve().await;
     let dir = tempfile::tempdir().unwrap();
-    let (contracts, mappings, signed_topic) = isolate(dir.path());
+    let Isolated {
+        contracts,
+        mappings,
+        topic: signed_topic,
+    } = isolate(dir.path());
     let p = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
     let (delivered_ticket, refused_ticket) = (format!("GDC{p}01"), format!("GDC{p}02"));
     platform.plan(&refused_ticket, vec![Fault::Code("1004")]);

@@ -13,6 +13,7 @@ use hub_bus::{now_shanghai, Envelope, Producer};
 use hub_security::field::{FieldCipher, KeyRing};
 use serde_json::{json, Value};
 use support::broker::{cpu_seconds, PrivateBroker};
+use support::isolate::{isolate, Isolated};
 use support::partner::{Fault, Platform};
 use support::*;
 
@@ -32,50 +33,6 @@ impl Drop for Hub {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Contracts and mappings of this test alone: the signed-ticket topic gets a name of its own,
-/// so the test's hub reads only the test's records (the broker is shared by every test and
-/// keeps what earlier runs produced).
-struct Isolated {
-    contracts: std::path::PathBuf,
-    mappings: std::path::PathBuf,
-    topic: String,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn isolate(dir: &Path) -> Isolated {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let topic = format!("hotline.ticket.signed_t{}.v1", &id[..10]);
-    let contracts = dir.join("contracts/schemas");
-    copy_dir(&repo().join("contracts/schemas"), &contracts);
-    let mappings = dir.join("mappings");
-    copy_dir(&repo().join("mappings"), &mappings);
-    for file in [
-        contracts.join("hotline/ticket_signed.v1.avsc"),
-        mappings.join("hotline12345/mappings.toml"),
-    ] {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let text = text.replace("\"hotline.ticket.signed.v1\"", &format!("\"{topic}\""));
-        std::fs::write(&file, text).unwrap();
-    }
-    Isolated {
-        contracts,
-        mappings,
-        topic,
     }
 }
 

@@ -11,6 +11,7 @@ use hub_security::field::{FieldCipher, KeyRing};
 use hub_security::signing::{RequestParts, SignatureMethod, SigningCredential};
 use hub_security::sm::Sm2PrivateKey;
 use serde_json::{json, Value};
+use support::isolate::copy_dir;
 use support::*;
 
 const SECRET: &str = "test-only-hmac-secret-0123456789";
@@ -835,24 +836,11 @@ async fn the_openapi_document_describes_every_entry_and_error_code() {
 }
 
 /// Copies a folder tree.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_partner_declared_envelope_wraps_every_answer() {
     // The mappings as shipped, with 12345's JSON envelope replaced by a GBK XML one.
     let mappings = tempfile::tempdir().unwrap();
-    copy_tree(&repo().join("mappings"), mappings.path());
+    copy_dir(&repo().join("mappings"), mappings.path());
     let partner = mappings.path().join("hotline12345");
     let mut manifest = std::fs::read_to_string(partner.join("mappings.toml")).unwrap();
     let shipped = manifest

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hub_bus::{now_shanghai, Envelope, Producer};
@@ -15,6 +15,7 @@ use hub_security::field::{FieldCipher, KeyRing};
 use hub_security::signing::SigningCredential;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use serde_json::{json, Value};
+use support::isolate::{isolate, Isolated};
 use support::partner::{Fault, Platform};
 use support::*;
 
@@ -22,42 +23,6 @@ const PARTNER_SECRET: &str = "trace-test-partner-secret-0123";
 const APP_SECRET: &str = "trace-test-app-secret-0123456789";
 const DISPATCH: &str = "/v1/hotline12345/dispatch_json";
 const DISPATCHED: &str = "hotline.ticket.dispatched.v1";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Contracts and mappings where the signed-ticket topic has a name of this test's own, so its
-/// delivery route reads only this test's records from the shared broker (as in egress.rs).
-fn isolate(dir: &Path) -> (PathBuf, PathBuf, String) {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let topic = format!("hotline.ticket.signed_t{}.v1", &id[..10]);
-    let contracts = dir.join("contracts/schemas");
-    copy_dir(&repo().join("contracts/schemas"), &contracts);
-    let mappings = dir.join("mappings");
-    copy_dir(&repo().join("mappings"), &mappings);
-    for file in [
-        contracts.join("hotline/ticket_signed.v1.avsc"),
-        mappings.join("hotline12345/mappings.toml"),
-    ] {
-        let text = std::fs::read_to_string(&file).unwrap();
-        std::fs::write(
-            &file,
-            text.replace("\"hotline.ticket.signed.v1\"", &format!("\"{topic}\"")),
-        )
-        .unwrap();
-    }
-    (contracts, mappings, topic)
-}
 
 /// `hub trace <id> --json`: exit success and the answer.
 fn trace_cli(config: &Path, id: &str) -> (bool, Value, String) {
@@ -148,7 +113,11 @@ async fn a_message_is_traced_from_its_push_or_delivery_to_its_end() {
     let platform = Platform::new(PARTNER_SECRET);
     let base = platform.serve().await;
     let dir = tempfile::tempdir().unwrap();
-    let (contracts, mappings, signed_topic) = isolate(dir.path());
+    let Isolated {
+        contracts,
+        mappings,
+        topic: signed_topic,
+    } = isolate(dir.path());
     let p = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
     let (delivered_ticket, refused_ticket) = (format!("GDT{p}01"), format!("GDT{p}02"));
     platform.plan(&refused_ticket, vec![Fault::Code("1004")]);

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use hub_bus::{now_shanghai, Envelope, Producer};
 use hub_security::field::{FieldCipher, KeyRing};
 use hub_security::signing::SigningCredential;
 use serde_json::{json, Value};
+use support::isolate::{isolate, Isolated};
 use support::partner::Platform;
 use support::*;
 
@@ -227,19 +227,6 @@ async fn a_push_is_traced_on_every_log_line_and_continued_on_kafka() {
 
 // ── egress ──────────────────────────────────────────────────────────────────────────────────
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_partner_receives_the_records_trace() {
     const PARTNER_SECRET: &str = "egress-test-secret-0123456789";
@@ -248,23 +235,12 @@ async fn the_partner_receives_the_records_trace() {
     let dir = tempfile::tempdir().unwrap();
 
     // This test's own signed-ticket topic, so its hub reads only its records.
+    let Isolated {
+        contracts,
+        mappings,
+        topic,
+    } = isolate(dir.path());
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let topic = format!("hotline.ticket.signed_t{}.v1", &id[..10]);
-    let contracts = dir.path().join("contracts/schemas");
-    copy_dir(&repo().join("contracts/schemas"), &contracts);
-    let mappings = dir.path().join("mappings");
-    copy_dir(&repo().join("mappings"), &mappings);
-    for file in [
-        contracts.join("hotline/ticket_signed.v1.avsc"),
-        mappings.join("hotline12345/mappings.toml"),
-    ] {
-        let text = std::fs::read_to_string(&file).unwrap();
-        std::fs::write(
-            &file,
-            text.replace("\"hotline.ticket.signed.v1\"", &format!("\"{topic}\"")),
-        )
-        .unwrap();
-    }
     let admin = free_port();
     let gateway = free_port();
     let config = write_config(

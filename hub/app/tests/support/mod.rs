@@ -10,6 +10,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 pub mod broker;
+pub mod isolate;
 pub mod partner;
 
 pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
