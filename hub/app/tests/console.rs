@@ -6,8 +6,8 @@
 //! English; a viewer gets no replay button and the API refuses it. A consumer group of the
 //! test's own (a stand-in domain app committing to Kafka) appears as an app node with its
 //! topic edge and lag, in the API and in the browser's apps table. Screenshots are kept in
-//! var/test-artifacts/console/. Without /usr/bin/chromium or tests/console/node_modules this
-//! test fails and says how to install them.
+//! var/test-artifacts/console/. Without /usr/bin/chromium, tests/console/node_modules or a CJK
+//! font that fontconfig offers Chromium for `zh-cn`, this test fails and says how to install them.
 
 mod support;
 
@@ -100,6 +100,25 @@ fn tests_dir() -> PathBuf {
 fn require_browser() {
     let missing_chromium = !Path::new(CHROMIUM).exists();
     let missing_modules = !tests_dir().join("node_modules/@playwright/test").exists();
+    // Without a CJK font Chromium draws every Chinese character as an empty box, and the
+    // screenshots no longer show what an operator sees.
+    let cjk_font = Command::new("fc-match")
+        .args(["--format=%{lang}", "sans:lang=zh-cn"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split('|')
+                .any(|l| l == "zh-cn")
+        })
+        .unwrap_or(false);
+    if !cjk_font {
+        panic!(
+            "the console's browser test needs a CJK font for Chromium (fc-match 'sans:lang=zh-cn' \
+             finds none):\n  apt-get install -y fonts-noto-cjk fontconfig"
+        );
+    }
     if missing_chromium || missing_modules {
         panic!(
             "the console's browser test needs headless Chromium and Playwright:\n\
