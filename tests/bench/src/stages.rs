@@ -283,6 +283,7 @@ async fn nonce_claims(state_dir: &std::path::Path, ops: usize) -> anyhow::Result
     let section = hub_state::StateSection {
         url: format!("sqlite://{}", dir.path().join("state.db").display()),
         max_connections: 8,
+        ..Default::default()
     };
     let store = hub_state::StateStore::connect(&section, dir.path()).await?;
     let window = Duration::from_secs(600);
