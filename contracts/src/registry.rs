@@ -66,9 +66,9 @@ pub fn schema_id(schema: &Schema) -> u32 {
 }
 
 impl Contract {
-    /// The registry id of this contract's schema.
+    /// The registry id of this contract's schema (computed when the contract was loaded).
     pub fn schema_id(&self) -> u32 {
-        schema_id(&self.schema)
+        self.schema_id
     }
 }
 

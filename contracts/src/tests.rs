@@ -26,6 +26,15 @@ fn the_shipped_contracts_load_and_declare_their_topics() {
     assert_eq!(dlq.config["cleanup.policy"], "delete");
 }
 
+#[test]
+fn the_schema_id_kept_at_load_is_the_fingerprint_of_the_schema() {
+    let catalog = load_dir(&schemas_dir()).expect("shipped contracts load");
+    assert!(!catalog.contracts.is_empty());
+    for c in &catalog.contracts {
+        assert_eq!(c.schema_id(), schema_id(&c.schema), "{}", c.full_name);
+    }
+}
+
 const GOOD: &str = r#"{
   "type": "record", "name": "Sample", "namespace": "cn.gov.sh.test.v1",
   "doc": "样例 / sample",

@@ -178,6 +178,11 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         cfg.trace.retention_days,
         lifecycle.clone(),
     ));
+    lifecycle.spawn(purge_receipts(
+        state.clone(),
+        cfg.state.receipt_retention_days,
+        lifecycle.clone(),
+    ));
 
     let listener = match tokio::net::TcpListener::bind(cfg.admin.listen).await {
         Ok(l) => l,
@@ -567,6 +572,27 @@ async fn purge_trace(state: StateStore, retention_days: u32, lifecycle: Lifecycl
                 retention_days, "message trace past its retention purged"
             ),
             Err(e) => warn!(code = e.code(), error = %e, "message trace purge failed"),
+        }
+    }
+}
+
+/// Purges idempotency receipts first claimed more than `retention_days` ago, at start and then
+/// hourly, in bounded slices (`[state] receipt_retention_days`).
+async fn purge_receipts(state: StateStore, retention_days: u32, lifecycle: Lifecycle) {
+    let mut tick = tokio::time::interval(TRACE_PURGE_EVERY);
+    loop {
+        tokio::select! {
+            () = lifecycle.token().cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let before = StateStore::receipt_cutoff_ms(retention_days);
+        match state.purge_receipts_before(before).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                purged = n,
+                retention_days, "idempotency receipts past their retention purged"
+            ),
+            Err(e) => warn!(code = e.code(), error = %e, "receipt purge failed"),
         }
     }
 }

@@ -474,6 +474,62 @@ async fn a_retried_push_with_the_same_partner_message_id_produces_one_event() {
     assert!(status.success(), "{logs}");
 }
 
+/// A partner message id names one message: reusing it for another body or another route is
+/// refused (409 IDEMPOTENCY_KEY_REUSED) and nothing is produced, instead of being answered as a
+/// duplicate while the new message is dropped; the true retry still gets the first answer.
+#[tokio::test]
+async fn a_partner_message_id_reused_for_another_body_or_route_is_refused() {
+    let hub = start();
+    wait_ready(&hub).await;
+    let body = fixture("dispatch_json/anonymous_no_attachments.input.json");
+    let other_body = fixture("dispatch_json/normal.input.json");
+    let pmid = format!("12345-{}", uuid::Uuid::new_v4().simple());
+    let header = [("x-partner-message-id", pmid.as_str())];
+    let (s1, first) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &header).await;
+    assert_eq!(s1, 200, "{first}");
+    let (s2, second) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &other_body,
+        now_ms(),
+        &header,
+    )
+    .await;
+    assert_eq!(
+        (s2, second["code"].as_str()),
+        (409, Some("IDEMPOTENCY_KEY_REUSED")),
+        "{second}"
+    );
+    assert_eq!(second["detail"]["body_differs"], json!(true), "{second}");
+    let xml = "/v1/hotline12345/dispatch_xml";
+    let xml_body = fixture("dispatch_xml/normal_gbk.input.xml");
+    let (s3, third) = push(&hub, "hotline-test", xml, &xml_body, now_ms(), &header).await;
+    assert_eq!(
+        (s3, third["code"].as_str()),
+        (409, Some("IDEMPOTENCY_KEY_REUSED")),
+        "{third}"
+    );
+    assert_eq!(third["detail"]["route_differs"], json!(true), "{third}");
+    // The true retry: the first answer.
+    let (s4, fourth) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &header).await;
+    assert_eq!(s4, 200, "{fourth}");
+    assert_eq!(fourth["message_id"], first["message_id"]);
+    assert_eq!(fourth["duplicate"], json!(true));
+    let found = find_on_kafka(
+        "hotline.ticket.dispatched.v1",
+        first["message_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(found.len(), 1, "only the first message was produced");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+    assert!(
+        logs.contains("IDEMPOTENCY_KEY_REUSED"),
+        "the refusal is in the access log"
+    );
+}
+
 #[tokio::test]
 async fn a_request_signed_by_python_gmssl_is_accepted() {
     let python = std::env::var("HUB_TEST_PYTHON")

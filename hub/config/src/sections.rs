@@ -178,6 +178,14 @@ pub struct StateSection {
     /// Connection pool size.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Days an idempotency receipt (partner message id → the hub's answer) is kept after it was
+    /// first claimed; a retry after that is treated as a new message. Purged in the background.
+    #[serde(default = "default_receipt_retention_days")]
+    pub receipt_retention_days: u32,
+}
+
+fn default_receipt_retention_days() -> u32 {
+    7
 }
 
 fn default_state_url() -> String {
@@ -192,6 +200,7 @@ impl Default for StateSection {
         Self {
             url: default_state_url(),
             max_connections: default_max_connections(),
+            receipt_retention_days: default_receipt_retention_days(),
         }
     }
 }
@@ -218,6 +227,12 @@ impl Validate for StateSection {
             out.push(Invalid::new(
                 join_key(prefix, "max_connections"),
                 format!("{} is outside 1..=200", self.max_connections),
+            ));
+        }
+        if self.receipt_retention_days == 0 || self.receipt_retention_days > 3_650 {
+            out.push(Invalid::new(
+                join_key(prefix, "receipt_retention_days"),
+                format!("{} is outside 1..=3650", self.receipt_retention_days),
             ));
         }
         out

@@ -41,6 +41,7 @@ pub enum ErrorCode {
     PersonalDataUnprotected,
     BusUnavailable,
     StateUnavailable,
+    IdempotencyKeyReused,
 }
 
 impl ErrorCode {
@@ -72,6 +73,7 @@ impl ErrorCode {
         ErrorCode::PersonalDataUnprotected,
         ErrorCode::BusUnavailable,
         ErrorCode::StateUnavailable,
+        ErrorCode::IdempotencyKeyReused,
     ];
 
     /// The stable code string.
@@ -95,6 +97,7 @@ impl ErrorCode {
             ErrorCode::RouteNotFound => "ROUTE_NOT_FOUND",
             ErrorCode::PartnerMessageIdInvalid => "PARTNER_MESSAGE_ID_INVALID",
             ErrorCode::IngestInProgress => "INGEST_IN_PROGRESS",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::EncryptionUnsupported => "ENCRYPTION_UNSUPPORTED",
             ErrorCode::EncryptionKeyMissing => "ENCRYPTION_KEY_MISSING",
             ErrorCode::DecryptionFailed => "DECRYPTION_FAILED",
@@ -120,7 +123,9 @@ impl ErrorCode {
             ErrorCode::AuthPartnerMismatch | ErrorCode::AuthClientCertMismatch => {
                 StatusCode::FORBIDDEN
             }
-            ErrorCode::AuthReplay | ErrorCode::IngestInProgress => StatusCode::CONFLICT,
+            ErrorCode::AuthReplay
+            | ErrorCode::IngestInProgress
+            | ErrorCode::IdempotencyKeyReused => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Overloaded | ErrorCode::BusUnavailable | ErrorCode::StateUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -193,6 +198,10 @@ impl ErrorCode {
             ErrorCode::IngestInProgress => (
                 "同一报文正在处理中，请稍后重试",
                 "the same message is being processed; retry shortly",
+            ),
+            ErrorCode::IdempotencyKeyReused => (
+                "报文编号已用于其他报文（路由或内容不同），请为新报文使用新的报文编号",
+                "this partner message id was already used for another message (another route or body); give a new message a new id",
             ),
             ErrorCode::EncryptionUnsupported => (
                 "不支持的报文加密方式",
@@ -321,9 +330,10 @@ mod tests {
                 ErrorCode::PersonalDataUnprotected => 24,
                 ErrorCode::BusUnavailable => 25,
                 ErrorCode::StateUnavailable => 26,
+                ErrorCode::IdempotencyKeyReused => 27,
             }
         };
-        assert_eq!(ErrorCode::ALL.len(), 27);
+        assert_eq!(ErrorCode::ALL.len(), 28);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(place(*c), i);
         }

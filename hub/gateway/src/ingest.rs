@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hub_mapping::Direction;
 use hub_pipeline::{normalize, NormalizeError};
-use hub_state::{Receipt, TraceEvent};
+use hub_state::{Receipt, ReceiptFingerprint, TraceEvent};
 use serde_json::{json, Value};
 use tracing::{info, warn, Instrument};
 
@@ -324,17 +324,38 @@ async fn handle(
             .unwrap_or(i64::MAX)
             .saturating_mul(2);
         let claiming = std::time::Instant::now();
+        // A retry must be the same message: same route, same body (as read, after decryption).
+        let route = format!("{partner}/{mapping_name}");
+        let body_sm3 = hub_security::sm::sm3_hex(&body);
+        let fingerprint = ReceiptFingerprint {
+            route: &route,
+            body_sm3: &body_sm3,
+        };
         let claimed = gw
             .state
-            .claim_receipt(
+            .claim_receipt_checked(
                 &app_id,
                 pmid,
+                fingerprint,
                 &envelope.message_id.to_string(),
                 &topic,
                 stale_after,
             )
             .await;
         hub_pipeline::stage_done("receipt", claiming);
+        let claimed = match claimed {
+            Ok(Err(conflict)) => {
+                let detail = json!({
+                    "route_differs": conflict.route_differs,
+                    "body_differs": conflict.body_differs,
+                });
+                return refuse_app(
+                    ApiError::new(ErrorCode::IdempotencyKeyReused, id).with_detail(detail),
+                );
+            }
+            Ok(Ok(receipt)) => Ok(receipt),
+            Err(e) => Err(e),
+        };
         match claimed {
             Ok(Receipt::Claimed { message_id }) => {
                 if let Ok(m) = message_id.parse() {

@@ -17,6 +17,7 @@
 
 mod fixtures;
 mod program;
+mod target;
 pub mod xml;
 
 use std::collections::BTreeMap;
@@ -420,14 +421,18 @@ impl Mapping {
         input: serde_json::Value,
         xml_root: Option<&str>,
     ) -> Result<serde_json::Value, MappingError> {
-        let mut metadata = (*self.metadata).clone();
-        if let (Some(root), vrl::value::Value::Object(m)) = (xml_root, &mut metadata) {
-            m.insert("xml_root".into(), vrl::value::Value::from(root));
+        // The tables are shared with every run, never copied; only this run's fields are its own.
+        let mut overlay = vrl::value::ObjectMap::new();
+        if let Some(root) = xml_root {
+            overlay.insert("xml_root".into(), vrl::value::Value::from(root));
         }
-        self.program.run(input, metadata).map_err(|e| {
-            let at = e.line.map(|l| format!("{}:{l}", self.file()));
-            self.error("MAPPING_FAILED", at, e.message)
-        })
+        let overlay = vrl::value::Value::Object(overlay);
+        self.program
+            .run(input, &self.metadata, overlay)
+            .map_err(|e| {
+                let at = e.line.map(|l| format!("{}:{l}", self.file()));
+                self.error("MAPPING_FAILED", at, e.message)
+            })
     }
 
     /// Reads partner bytes into the tree the program sees.
@@ -464,10 +469,17 @@ impl Mapping {
         body: &[u8],
         catalog: &Catalog,
     ) -> Result<serde_json::Value, MappingError> {
-        let (input, root) = self.read_input(body)?;
-        let record = self.run(input, root.as_deref())?;
+        let record = self.inbound_unvalidated(body)?;
         self.validate(&record, catalog)?;
         Ok(record)
+    }
+
+    /// Inbound without the contract check: partner bytes → what the program made of them. For
+    /// a caller that validates in the same pass as it encodes (the ingest path) and calls
+    /// [`Mapping::validate`] only to explain a record that did not encode.
+    pub fn inbound_unvalidated(&self, body: &[u8]) -> Result<serde_json::Value, MappingError> {
+        let (input, root) = self.read_input(body)?;
+        self.run(input, root.as_deref())
     }
 
     /// Checks a record against the mapping's contract; on failure names every path and, where

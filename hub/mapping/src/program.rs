@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use vrl::compiler::{Function, Program as VrlProgram, TargetValue, TimeZone};
+use vrl::compiler::{Function, Program as VrlProgram, TimeZone};
 use vrl::diagnostic::{DiagnosticList, Formatter};
 use vrl::prelude::ExpressionError;
-use vrl::value::{Secrets, Value as VrlValue};
+use vrl::value::Value as VrlValue;
+
+use crate::target::SharedMetadataTarget;
 
 /// 1-based line of a byte offset in `source`.
 pub(crate) fn line_of(source: &str, offset: usize) -> usize {
@@ -73,18 +75,16 @@ impl Program {
         }
     }
 
-    /// Runs the program on `input` (the event, `.`) with `metadata` (`%`, an object); the event
-    /// after the program is the result.
+    /// Runs the program on `input` (the event, `.`) with `metadata` (`%`, an object, shared by
+    /// every run and read by reference) and this run's own top-level metadata fields `overlay`
+    /// (an object); the event after the program is the result.
     pub fn run(
         &self,
         input: serde_json::Value,
-        metadata: VrlValue,
+        metadata: &VrlValue,
+        overlay: VrlValue,
     ) -> Result<serde_json::Value, RunError> {
-        let mut target = TargetValue {
-            value: VrlValue::from(input),
-            metadata,
-            secrets: Secrets::default(),
-        };
+        let mut target = SharedMetadataTarget::new(VrlValue::from(input), metadata, overlay);
         let mut runtime = vrl::compiler::runtime::Runtime::default();
         match runtime.resolve(&mut target, &self.program, &self.timezone) {
             Ok(_) => serde_json::to_value(&target.value).map_err(|e| RunError {

@@ -78,7 +78,12 @@ pub fn normalize(
             NormalizeError::NoContract(format!("{}/{}", mapping.partner, mapping.name))
         })?;
     let started = Instant::now();
-    let mut record = mapping.inbound(body, catalog)?;
+    // Validation and encoding are one pass over the record (the Avro value is built once, by
+    // `encode` after sealing); the mapping's own check runs only to explain a failure, on the
+    // record as the program made it, so every refusal is the one it was with two passes.
+    let mut record = mapping.inbound_unvalidated(body)?;
+    let unsealed = (!contract.pii.is_empty()).then(|| record.clone());
+    let explain = |record: &Value| mapping.validate(record, catalog);
     let started = stage_done("map", started);
     let object_id = record
         .get(&contract.declaration.key)
@@ -90,9 +95,18 @@ pub fn normalize(
         .and_then(Value::as_str)
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .unwrap_or_else(now_shanghai);
-    seal_record(cipher, contract, &mut record).map_err(NormalizeError::Unprotected)?;
+    if let Err(e) = seal_record(cipher, contract, &mut record) {
+        explain(unsealed.as_ref().unwrap_or(&record))?;
+        return Err(NormalizeError::Unprotected(e));
+    }
     let started = stage_done("seal", started);
-    let datum = contract.encode(&record).map_err(NormalizeError::Invalid)?;
+    let datum = match contract.encode(&record) {
+        Ok(datum) => datum,
+        Err(errors) => {
+            explain(unsealed.as_ref().unwrap_or(&record))?;
+            return Err(NormalizeError::Invalid(errors));
+        }
+    };
     let framed = hub_contracts::frame(schema_id(contract), &datum);
     stage_done("encode", started);
     Ok(Normalized {

@@ -69,6 +69,7 @@ impl StateStore {
                 "INSERT INTO hub_audit (seq, at_ms, actor, action, subject, detail, prev_hash, hash) \
                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
             let move_head = "UPDATE hub_audit_head SET hash = $1 WHERE id = 1";
+            let _gate = self.write_gate().await;
             let (seq, prev, hash) = on_pool!(self, p => {
                 let mut tx = p.begin().await?;
                 let row = sqlx::query(lock_head).fetch_one(&mut *tx).await?;

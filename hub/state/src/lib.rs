@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -31,13 +32,16 @@ pub enum StateError {
     Unavailable(#[source] sqlx::Error),
     #[error("STATE_MIGRATION_FAILED: {0}")]
     Migration(#[source] sqlx::migrate::MigrateError),
+    /// A group-committed batch failed; every request of the batch gets the same error.
+    #[error("STATE_UNAVAILABLE: {0}")]
+    Batch(#[source] Arc<sqlx::Error>),
 }
 
 impl StateError {
     pub fn code(&self) -> &'static str {
         match self {
             StateError::Config(_) => "STATE_CONFIG",
-            StateError::Unavailable(_) => "STATE_UNAVAILABLE",
+            StateError::Unavailable(_) | StateError::Batch(_) => "STATE_UNAVAILABLE",
             StateError::Migration(_) => "STATE_MIGRATION_FAILED",
         }
     }
@@ -99,10 +103,11 @@ mod dead_letters;
 mod operators;
 mod receipts;
 mod trace;
+mod writer;
 pub use audit::{AuditRecord, AuditVerdict, GENESIS};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use operators::{ConsoleSession, Operator};
-pub use receipts::Receipt;
+pub use receipts::{Receipt, ReceiptConflict, ReceiptFingerprint};
 pub use trace::{SinkOptions, StoredTraceEvent, TraceEvent, TraceResult, TraceSink};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -112,6 +117,11 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Clone)]
 pub struct StateStore {
     pool: Pool,
+    /// The writer task that group-commits nonces and receipts ([`writer`]).
+    writer: writer::Writer,
+    /// SQLite only: held by every writer of this process around its transaction, so none of
+    /// them waits in SQLite's busy handler for another (one file, one writer at a time).
+    gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Where [`StateStore::trace_event`] queues (`hub serve` attaches one; tools do not).
     trace: Option<TraceSink>,
 }
@@ -179,7 +189,44 @@ impl StateStore {
                 "`{url}` is neither sqlite:// nor postgres://"
             )));
         };
-        Ok(Self { pool, trace: None })
+        let gate = match pool {
+            Pool::Sqlite(_) => Some(Arc::new(tokio::sync::Mutex::new(()))),
+            Pool::Postgres(_) => None,
+        };
+        let writer = writer::Writer::start(pool.clone(), gate.clone());
+        Ok(Self {
+            pool,
+            writer,
+            gate,
+            trace: None,
+        })
+    }
+
+    /// Takes the SQLite write gate (nothing on PostgreSQL) for one write transaction.
+    pub(crate) async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        }
+    }
+
+    /// Runs `sql` (a `DELETE` with `$1` the cut-off and `$2` the slice size) until a slice
+    /// deletes fewer rows than the slice: each slice is its own short transaction, taking the
+    /// write gate only for itself, so the writer task waits at most one slice.
+    pub(crate) async fn delete_in_slices(&self, sql: &str, cutoff: i64) -> Result<u64, StateError> {
+        const SLICE: i64 = 500;
+        let mut total = 0;
+        loop {
+            let n = {
+                let _gate = self.write_gate().await;
+                on_pool!(self, p => sqlx::query(sql).bind(cutoff).bind(SLICE).execute(p).await?.rows_affected())
+            };
+            total += n;
+            if n < SLICE as u64 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     pub fn backend(&self) -> BackendKind {
@@ -204,6 +251,7 @@ impl StateStore {
                        ON CONFLICT (instance_id) DO UPDATE SET seen_at_ms = excluded.seen_at_ms, \
                        version = excluded.version";
             let now = now_ms();
+            let _gate = self.write_gate().await;
             on_pool!(self, p => sqlx::query(sql).bind(instance_id).bind(now).bind(version).execute(p).await?.rows_affected());
             Ok(())
         }
@@ -213,40 +261,37 @@ impl StateStore {
 
     /// Claims `nonce` for `app_id` until `now + window`. Returns `false` when the nonce was
     /// already claimed and has not expired: the request is a replay. Atomic across replicas.
+    /// Returns only once the claim is durable; concurrent claims share one transaction and one
+    /// fsync (group commit, see the `writer` module).
     pub async fn claim_nonce(
         &self,
         app_id: &str,
         nonce: &str,
         window: Duration,
     ) -> Result<bool, StateError> {
-        let result: Result<_, StateError> = async {
-            let sql = "INSERT INTO hub_nonces (app_id, nonce, expires_at_ms) VALUES ($1, $2, $3) \
-                       ON CONFLICT (app_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
-                       WHERE hub_nonces.expires_at_ms < $4";
-            let now = now_ms();
-            let done = on_pool!(self, p => sqlx::query(sql)
-                .bind(app_id)
-                .bind(nonce)
-                .bind(now.saturating_add(millis(window)))
-                .bind(now)
-                .execute(p)
-                .await?
-                .rows_affected());
-            Ok(done == 1)
-        }
-        .await;
+        let (app_id, nonce) = (app_id.to_string(), nonce.to_string());
+        let window_ms = millis(window);
+        let result = self
+            .writer
+            .submit(|reply| writer::Op::Nonce {
+                app_id,
+                nonce,
+                window_ms,
+                reply,
+            })
+            .await
+            .map_err(StateError::Batch);
         observed("claim_nonce", result)
     }
 
-    /// Deletes expired nonces; returns how many.
+    /// Deletes expired nonces in bounded slices; returns how many.
     pub async fn purge_expired_nonces(&self) -> Result<u64, StateError> {
-        let result: Result<_, StateError> = async {
-            let sql = "DELETE FROM hub_nonces WHERE expires_at_ms < $1";
-            let now = now_ms();
-            Ok(on_pool!(self, p => sqlx::query(sql).bind(now).execute(p).await?.rows_affected()))
-        }
-        .await;
-        observed("purge_expired_nonces", result)
+        let sql = "DELETE FROM hub_nonces WHERE (app_id, nonce) IN \
+                   (SELECT app_id, nonce FROM hub_nonces WHERE expires_at_ms < $1 LIMIT $2)";
+        observed(
+            "purge_expired_nonces",
+            self.delete_in_slices(sql, now_ms()).await,
+        )
     }
 
     /// The saved value of cursor `name`, if any.
@@ -266,6 +311,7 @@ impl StateStore {
                        ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
                        updated_at_ms = excluded.updated_at_ms";
             let now = now_ms();
+            let _gate = self.write_gate().await;
             on_pool!(self, p => sqlx::query(sql).bind(name).bind(value).bind(now).execute(p).await?.rows_affected());
             Ok(())
         }
@@ -287,6 +333,7 @@ impl StateStore {
                        expires_at_ms = excluded.expires_at_ms \
                        WHERE hub_leases.holder = excluded.holder OR hub_leases.expires_at_ms < $4";
             let now = now_ms();
+            let _gate = self.write_gate().await;
             let done = on_pool!(self, p => sqlx::query(sql)
                 .bind(name)
                 .bind(holder)
@@ -305,6 +352,7 @@ impl StateStore {
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StateError> {
         let result: Result<_, StateError> = async {
             let sql = "DELETE FROM hub_leases WHERE name = $1 AND holder = $2";
+            let _gate = self.write_gate().await;
             on_pool!(self, p => sqlx::query(sql).bind(name).bind(holder).execute(p).await?.rows_affected());
             Ok(())
         }
@@ -318,6 +366,11 @@ impl StateStore {
         if let Some(sink) = &self.trace {
             sink.close().await;
         }
+        // Everything queued for the writer before now is committed (or has failed) first.
+        let _ = self
+            .writer
+            .submit(|reply| writer::Op::Barrier { reply })
+            .await;
         on_pool!(self, p => p.close().await);
     }
 }

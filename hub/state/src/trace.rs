@@ -103,6 +103,7 @@ impl StateStore {
             let sql = "INSERT INTO hub_message_trace \
                        (message_id, correlation_id, object_id, at_ms, stage, actor, detail) \
                        VALUES ($1, $2, $3, $4, $5, $6, $7)";
+            let _gate = self.write_gate().await;
             on_pool!(self, p => {
                 let mut tx = p.begin().await?;
                 for e in events {
@@ -208,7 +209,10 @@ impl StateStore {
                        (SELECT seq FROM hub_message_trace WHERE at_ms < $1 ORDER BY seq LIMIT $2)";
             let mut total = 0;
             loop {
-                let n = on_pool!(self, p => sqlx::query(sql).bind(at_ms).bind(SLICE).execute(p).await?.rows_affected());
+                let n = {
+                    let _gate = self.write_gate().await;
+                    on_pool!(self, p => sqlx::query(sql).bind(at_ms).bind(SLICE).execute(p).await?.rows_affected())
+                };
                 total += n;
                 if n < SLICE as u64 {
                     return Ok(total);

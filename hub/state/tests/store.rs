@@ -59,6 +59,7 @@ where
     let sqlite = StateSection {
         url: format!("sqlite://{}", dir.path().join("state/hub.db").display()),
         max_connections: 4,
+        ..Default::default()
     };
     let store = StateStore::connect(&sqlite, dir.path()).await.unwrap();
     assert_eq!(store.backend(), BackendKind::Sqlite);
@@ -70,6 +71,7 @@ where
     let pg = StateSection {
         url: db.url.clone(),
         max_connections: 4,
+        ..Default::default()
     };
     let store = StateStore::connect(&pg, dir.path()).await.unwrap();
     assert_eq!(store.backend(), BackendKind::Postgres);
@@ -83,7 +85,7 @@ async fn migrations_apply_once_on_both_backends() {
     on_both(|store, _| async move {
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            vec![1, 2, 3, 4, 5, 6]
+            vec![1, 2, 3, 4, 5, 6, 7]
         );
         store.heartbeat("hub-a", "0.1.0").await.unwrap();
         store.heartbeat("hub-a", "0.1.1").await.unwrap();
@@ -97,6 +99,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     let section = StateSection {
         url: "sqlite://hub.db".into(),
         max_connections: 2,
+        ..Default::default()
     };
     let a = StateStore::connect(&section, dir.path()).await.unwrap();
     a.save_cursor("c", "1").await.unwrap();
@@ -104,7 +107,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
     assert_eq!(
         b.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6]
+        vec![1, 2, 3, 4, 5, 6, 7]
     );
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
@@ -207,6 +210,7 @@ async fn a_missing_postgres_database_is_a_clear_error() {
             uuid::Uuid::new_v4().simple()
         ),
         max_connections: 1,
+        ..Default::default()
     };
     let err = StateStore::connect(&section, std::path::Path::new("."))
         .await
@@ -602,6 +606,322 @@ async fn operators_and_console_sessions_on_both_backends() {
         let recent = store.recent_trace_events("rejected", 10).await.unwrap();
         let ids: Vec<&str> = recent.iter().map(|e| e.event.message_id.as_str()).collect();
         assert_eq!(ids, ["r-3", "r-1"]);
+    })
+    .await;
+}
+
+/// Counts rows on the store's database through a connection of its own.
+async fn count(url: &str, sql: &str) -> i64 {
+    if url.starts_with("sqlite://") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claims_of_distinct_nonces_all_succeed_and_are_then_replays() {
+    on_both(|store, _| async move {
+        let w = Duration::from_secs(60);
+        let claim_all = |store: StateStore| async move {
+            let claims: Vec<_> = (0..300)
+                .map(|i| {
+                    let s = store.clone();
+                    tokio::spawn(async move { s.claim_nonce("app", &format!("n-{i}"), w).await })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for c in claims {
+                out.push(c.await.unwrap().unwrap());
+            }
+            out
+        };
+        assert!(claim_all(store.clone()).await.iter().all(|&won| won));
+        assert!(claim_all(store.clone()).await.iter().all(|&won| !won));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_nonce_claimed_many_times_among_others_admits_exactly_one() {
+    on_both(|store, _| async move {
+        // The same nonce many times, interleaved with distinct ones, so that copies land in
+        // one batch as well as in different batches.
+        let claims: Vec<_> = (0..200)
+            .map(|i| {
+                let s = store.clone();
+                let nonce = if i % 2 == 0 {
+                    "same".to_string()
+                } else {
+                    format!("other-{i}")
+                };
+                tokio::spawn(async move {
+                    (
+                        i,
+                        s.claim_nonce("app", &nonce, Duration::from_secs(60))
+                            .await
+                            .unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let mut same_admitted = 0;
+        for c in claims {
+            let (i, won) = c.await.unwrap();
+            if i % 2 == 0 {
+                same_admitted += usize::from(won);
+            } else {
+                assert!(won, "distinct nonce other-{i} refused");
+            }
+        }
+        assert_eq!(same_admitted, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_accepted_nonce_is_committed_before_the_claim_returns() {
+    on_both(|store, url| async move {
+        assert!(store
+            .claim_nonce("app", "durable", Duration::from_secs(60))
+            .await
+            .unwrap());
+        // Another connection (another process, or the same file after a crash) sees it at once.
+        let sql = "SELECT COUNT(*) FROM hub_nonces WHERE app_id = 'app' AND nonce = 'durable'";
+        assert_eq!(count(&url, sql).await, 1);
+        let sql = "SELECT COUNT(*) FROM hub_ingress_receipts";
+        store
+            .claim_receipt("app", "p-durable", "m-1", "t", 30_000)
+            .await
+            .unwrap();
+        assert_eq!(count(&url, sql).await, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_batch_is_reported_to_every_waiter_and_the_writer_carries_on() {
+    on_both(|store, url| async move {
+        raw(&url, "ALTER TABLE hub_nonces RENAME TO hub_nonces_away").await;
+        let claims: Vec<_> = (0..50)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    s.claim_nonce("app", &format!("f-{i}"), Duration::from_secs(60))
+                        .await
+                })
+            })
+            .collect();
+        for c in claims {
+            let err = c.await.unwrap().expect_err("the table is gone");
+            assert_eq!(err.code(), "STATE_UNAVAILABLE");
+        }
+        // Nothing of the failed batch was committed; the writer task still runs.
+        raw(&url, "ALTER TABLE hub_nonces_away RENAME TO hub_nonces").await;
+        assert!(store
+            .claim_nonce("app", "f-0", Duration::from_secs(60))
+            .await
+            .unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_stores_sharing_postgres_accept_each_nonce_once() {
+    // Two replicas: two stores (two pools, two writer tasks) on one database.
+    let db = PgDb::create().await;
+    let section = StateSection {
+        url: db.url.clone(),
+        max_connections: 4,
+        ..Default::default()
+    };
+    let dir = std::path::Path::new(".");
+    let a = StateStore::connect(&section, dir).await.unwrap();
+    let b = StateStore::connect(&section, dir).await.unwrap();
+    let mut tasks = Vec::new();
+    for round in 0..4 {
+        for n in 0..40 {
+            for store in [&a, &b] {
+                let s = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    // Different orders per round, so batches of the two replicas overlap in
+                    // different orders (no deadlock may surface as an error).
+                    let n = if round % 2 == 0 { n } else { 39 - n };
+                    let won = s
+                        .claim_nonce("app", &format!("shared-{n}"), Duration::from_secs(60))
+                        .await
+                        .unwrap();
+                    (n, won)
+                }));
+            }
+        }
+    }
+    let mut admitted = [0usize; 40];
+    for t in tasks {
+        let (n, won) = t.await.unwrap();
+        admitted[n] += usize::from(won);
+    }
+    assert!(
+        admitted.iter().all(|&k| k == 1),
+        "each nonce exactly once: {admitted:?}"
+    );
+    a.close().await;
+    b.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_receipt_key_reused_for_another_route_or_body_is_a_conflict() {
+    use hub_state::{Receipt, ReceiptConflict, ReceiptFingerprint};
+    on_both(|store, _| async move {
+        let first = ReceiptFingerprint {
+            route: "p/a",
+            body_sm3: "aa",
+        };
+        let other_body = ReceiptFingerprint {
+            route: "p/a",
+            body_sm3: "bb",
+        };
+        let other_route = ReceiptFingerprint {
+            route: "p/b",
+            body_sm3: "aa",
+        };
+        let claim = |f: ReceiptFingerprint<'static>, m: &'static str| {
+            let s = store.clone();
+            async move {
+                s.claim_receipt_checked("app", "k-1", f, m, "t", 30_000)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            claim(first, "m-1").await,
+            Ok(Receipt::Claimed {
+                message_id: "m-1".into()
+            })
+        );
+        // Pending: the same message is in progress, another one is refused.
+        assert_eq!(claim(first, "m-2").await, Ok(Receipt::InProgress));
+        assert_eq!(
+            claim(other_body, "m-3").await,
+            Err(ReceiptConflict {
+                route_differs: false,
+                body_differs: true
+            })
+        );
+        assert_eq!(
+            claim(other_route, "m-4").await,
+            Err(ReceiptConflict {
+                route_differs: true,
+                body_differs: false
+            })
+        );
+        store.complete_receipt("app", "k-1").await.unwrap();
+        // Done: the same message gets the first answer, another one is still refused.
+        assert_eq!(
+            claim(first, "m-5").await,
+            Ok(Receipt::Done {
+                message_id: "m-1".into(),
+                topic: "t".into()
+            })
+        );
+        assert!(claim(other_body, "m-6").await.is_err());
+        // Released after a failed produce: only the same message takes it over.
+        store
+            .claim_receipt_checked("app", "k-2", first, "m-7", "t", 30_000)
+            .await
+            .unwrap()
+            .unwrap();
+        store.release_receipt("app", "k-2").await.unwrap();
+        assert!(store
+            .claim_receipt_checked("app", "k-2", other_body, "m-8", "t", 30_000)
+            .await
+            .unwrap()
+            .is_err());
+        assert_eq!(
+            store
+                .claim_receipt_checked("app", "k-2", first, "m-9", "t", 30_000)
+                .await
+                .unwrap(),
+            Ok(Receipt::Claimed {
+                message_id: "m-7".into()
+            })
+        );
+        // Concurrent first pushes of one key with different bodies: one claims, the others
+        // are conflicts or (same body) in progress.
+        let claims: Vec<_> = (0..8)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    let body = if i < 4 { "cc" } else { "dd" };
+                    let f = ReceiptFingerprint {
+                        route: "p/a",
+                        body_sm3: body,
+                    };
+                    s.claim_receipt_checked("app", "k-3", f, &format!("c-{i}"), "t", 30_000)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let (mut claimed, mut in_progress, mut conflicts) = (0, 0, 0);
+        for c in claims {
+            match c.await.unwrap() {
+                Ok(Receipt::Claimed { .. }) => claimed += 1,
+                Ok(Receipt::InProgress) => in_progress += 1,
+                Ok(Receipt::Done { .. }) => panic!("nothing was completed"),
+                Err(_) => conflicts += 1,
+            }
+        }
+        assert_eq!((claimed, in_progress, conflicts), (1, 3, 4));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_nonces_and_old_receipts_are_purged_in_slices() {
+    on_both(|store, url| async move {
+        // More than one slice of expired nonces, and one that has not expired.
+        let past = chrono::Utc::now().timestamp_millis() - 1_000;
+        let values: Vec<String> = (0..1_234)
+            .map(|i| format!("('app', 'old-{i}', {past})"))
+            .collect();
+        raw(
+            &url,
+            &format!(
+                "INSERT INTO hub_nonces (app_id, nonce, expires_at_ms) VALUES {}",
+                values.join(",")
+            ),
+        )
+        .await;
+        assert!(store
+            .claim_nonce("app", "fresh", Duration::from_secs(60))
+            .await
+            .unwrap());
+        assert_eq!(store.purge_expired_nonces().await.unwrap(), 1_234);
+        assert_eq!(count(&url, "SELECT COUNT(*) FROM hub_nonces").await, 1);
+
+        store
+            .claim_receipt("app", "old", "m-1", "t", 30_000)
+            .await
+            .unwrap();
+        // A released receipt keeps its first claim time for the retention.
+        store.release_receipt("app", "old").await.unwrap();
+        assert_eq!(
+            store
+                .purge_receipts_before(StateStore::receipt_cutoff_ms(1))
+                .await
+                .unwrap(),
+            0
+        );
+        let later = chrono::Utc::now().timestamp_millis() + 1;
+        assert_eq!(store.purge_receipts_before(later).await.unwrap(), 1);
+        assert_eq!(
+            count(&url, "SELECT COUNT(*) FROM hub_ingress_receipts").await,
+            0
+        );
     })
     .await;
 }

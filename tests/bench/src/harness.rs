@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::loadgen::{closed_loop, open_loop, HttpClient, LoadResult};
 use crate::payload::{Format, Requests, Signer};
-use crate::procs::{start_sink, tail, Hub, HubOptions};
+use crate::procs::{start_plain, start_sink, tail, Hub, HubOptions};
 use crate::produce::{ceiling_burst, fresh_topic, section, ProduceClient};
 use crate::report::{Report, Row};
 use crate::stages::{self, Sizes};
@@ -36,10 +36,11 @@ const PARTITIONS: i32 = 8;
 /// Most requests signed ahead for one window (≈ 300 bytes each).
 const MAX_PRESIGNED: usize = 3_000_000;
 
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 8] = [
     "ceiling-http",
     "ceiling-produce",
     "stages",
+    "plain-pipeline",
     "ingest-1k",
     "ingest-1k-xml-gbk",
     "open-loop",
@@ -63,8 +64,8 @@ pub enum Mode {
 pub struct RunArgs {
     #[arg(value_enum)]
     pub mode: Mode,
-    /// Scenarios to run (default: all): ceiling-http, ceiling-produce, stages, ingest-1k,
-    /// ingest-1k-xml-gbk, open-loop, egress.
+    /// Scenarios to run (default: all): ceiling-http, ceiling-produce, stages, plain-pipeline,
+    /// ingest-1k, ingest-1k-xml-gbk, open-loop, egress.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Connection counts of the closed-loop levels (default: smoke 8,64; full 8,64,256).
@@ -502,6 +503,33 @@ pub async fn run(a: RunArgs, bootstrap: &str, linger_ms: u64) -> anyhow::Result<
         report.record_bytes = record_bytes;
     }
 
+    if plan.has("plain-pipeline") {
+        eprintln!("plain-pipeline: the hub's path as straight code (verify, map, seal, Avro, produce acks=all), no state store");
+        let topic = fresh_topic(&bus, "plain", PARTITIONS).await?;
+        let (plain, addr) = start_plain(&repo, bootstrap, linger_ms, &topic)?;
+        let measured = signed_levels(
+            &plan,
+            addr,
+            plain.pid(),
+            (
+                "plain-pipeline",
+                "plain-pipeline",
+                Format::Json,
+                &plan.ingest_levels,
+            ),
+            broker_pid,
+            &mut report,
+        )
+        .await;
+        let (status, in_time) = plain.stop(Duration::from_secs(10))?;
+        report.checks.push((
+            "plain-pipeline stopped".into(),
+            in_time,
+            format!("{status}"),
+        ));
+        measured?;
+    }
+
     let hub_options = || HubOptions {
         bin: a.hub_bin.clone().unwrap_or_else(|| {
             let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -664,10 +692,35 @@ async fn ingest_levels(
             "{scenario}: signed {} pushes to the hub, closed loop",
             format.mapping()
         );
+        signed_levels(
+            plan,
+            hub.gateway,
+            hub_pid,
+            (scenario, "hub", format, levels),
+            broker_pid,
+            report,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Closed-loop levels of signed pushes (fresh nonces, pre-signed pools) against the server at
+/// `addr` (process `pid`): `what` is (scenario, process name, body format, connection counts).
+async fn signed_levels(
+    plan: &Plan,
+    addr: std::net::SocketAddr,
+    pid: u32,
+    what: (&'static str, &'static str, Format, &[usize]),
+    broker_pid: Option<u32>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (scenario, sut, format, levels) = what;
+    {
         let signer = Arc::new(Signer::new(format));
         for &c in levels {
             let live = Arc::new(Requests::live(Arc::clone(&signer), format));
-            let clients = HttpClient::many(hub.gateway, live, c).await?;
+            let clients = HttpClient::many(addr, live, c).await?;
             let (mut clients, warm) = closed_loop(clients, plan.warmup).await;
             // The warm-up's rate, with margin, sizes the pool for the window.
             let expected = warm.rate().max(100.0) * 1.5 * plan.duration.as_secs_f64();
@@ -682,9 +735,9 @@ async fn ingest_levels(
             for client in &mut clients {
                 client.use_requests(Arc::clone(&requests));
             }
-            let w = Windows::start(hub_pid, broker_pid);
+            let w = Windows::start(pid, broker_pid);
             let (clients, res) = closed_loop(clients, plan.duration).await;
-            let mut row = Row::from_load(scenario, format!("closed c={c}"), &warm, &res, "hub");
+            let mut row = Row::from_load(scenario, format!("closed c={c}"), &warm, &res, sut);
             w.finish(&mut row);
             row.closed_connections = Some(c);
             row.presigned = n;

@@ -9,6 +9,8 @@
 //!   send path at given concurrencies).
 //! * `mapping` ([`mapping`]): mapping throughput on one core.
 //! * `http-sink`: the bare server of `ceiling-http` (the harness starts it; not for people).
+//! * `plain-pipeline`: the hub's ingest path as straight code, the server of the
+//!   `plain-pipeline` rows ([`plain`]; the harness starts it).
 //!
 //! Needs a running broker: `ops/bench.sh` starts one, builds in release mode and runs this.
 
@@ -18,6 +20,7 @@ mod hub_stages;
 mod loadgen;
 mod mapping;
 mod payload;
+mod plain;
 mod procs;
 mod produce;
 mod report;
@@ -81,6 +84,18 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
     },
+    /// The server of `plain-pipeline`; prints `listening <addr>` once ready.
+    #[command(hide = true)]
+    PlainPipeline {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// The repository (contracts, mappings, ops/dev-keyring.toml).
+        #[arg(long)]
+        repo: std::path::PathBuf,
+        /// The topic to produce to.
+        #[arg(long)]
+        topic: String,
+    },
 }
 
 #[tokio::main]
@@ -105,6 +120,11 @@ async fn main() -> ExitCode {
             json,
         } => produce::produce_command(&bus, count, size, concurrency, partitions, json).await,
         Cmd::HttpSink { listen } => sink::serve(listen).await,
+        Cmd::PlainPipeline {
+            listen,
+            repo,
+            topic,
+        } => plain::serve(listen, &repo, &bus, &topic).await,
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,

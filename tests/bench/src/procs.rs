@@ -86,6 +86,44 @@ pub fn start_sink() -> anyhow::Result<(Guarded, SocketAddr)> {
     Ok((guarded, addr))
 }
 
+/// The server of `plain-pipeline`: this binary's `plain-pipeline` in a child process, producing
+/// to `topic` on `bootstrap` with linger `linger_ms`.
+pub fn start_plain(
+    repo: &Path,
+    bootstrap: &str,
+    linger_ms: u64,
+    topic: &str,
+) -> anyhow::Result<(Guarded, SocketAddr)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--bootstrap")
+        .arg(bootstrap)
+        .arg("--linger-ms")
+        .arg(linger_ms.to_string())
+        .args([
+            "plain-pipeline",
+            "--listen",
+            "127.0.0.1:0",
+            "--topic",
+            topic,
+        ])
+        .arg("--repo")
+        .arg(repo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start hub-bench plain-pipeline")?;
+    let stdout = child.stdout.take().context("plain-pipeline stdout")?;
+    let guarded = Guarded { child: Some(child) };
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .context("plain-pipeline did not start (see its error above)")?
+        .parse()?;
+    Ok((guarded, addr))
+}
+
 /// How to run the hub.
 pub struct HubOptions {
     pub bin: PathBuf,

@@ -14,7 +14,8 @@ use crate::stats::{Latencies, ProcUsage};
 /// One measured scenario at one level.
 #[derive(Debug)]
 pub struct Row {
-    /// `ceiling-http`, `ceiling-produce`, `ingest-1k`, `ingest-1k-xml-gbk`, `broker-open`.
+    /// `ceiling-http`, `ceiling-produce`, `plain-pipeline`, `ingest-1k`, `ingest-1k-xml-gbk`,
+    /// `broker-open`.
     pub scenario: String,
     /// `closed c=64`, `open 5000/s c=256`, `burst n=100000`.
     pub shape: String,
@@ -28,7 +29,8 @@ pub struct Row {
     pub window_s: f64,
     pub rate: f64,
     pub latencies: Latencies,
-    /// The process under test: `hub`, `http-sink`, or `hub-bench` (in-process producer).
+    /// The process under test: `hub`, `http-sink`, `plain-pipeline`, or `hub-bench`
+    /// (in-process producer).
     pub sut: &'static str,
     pub sut_usage: Option<ProcUsage>,
     /// The load generator (this process), when it is not the process under test.
@@ -154,7 +156,8 @@ impl Report {
             .filter_map(|r| Some((r.closed_connections?, r.rate)))
             .collect();
         for r in &mut self.rows {
-            if !r.scenario.starts_with("ingest") || r.open_loop {
+            if !(r.scenario.starts_with("ingest") || r.scenario == "plain-pipeline") || r.open_loop
+            {
                 continue;
             }
             // The HTTP ceiling at the same connection count; the producer's best shape.
@@ -182,7 +185,7 @@ impl Report {
             (Some(h), Some(p)) => Some(h.0.min(p.0)),
             (h, p) => h.as_ref().or(p.as_ref()).map(|b| b.0),
         };
-        for scenario in ["ingest-1k", "ingest-1k-xml-gbk"] {
+        for scenario in ["plain-pipeline", "ingest-1k", "ingest-1k-xml-gbk"] {
             if let Some(b) = best(&self.rows, scenario) {
                 let ratio = ceiling.map(|c| b.rate / c);
                 self.summary.push(format!(
@@ -202,6 +205,34 @@ impl Report {
                     }
                 }
             }
+        }
+        // The hub against the cost of the work itself, at the same connection count.
+        let plain_at: BTreeMap<usize, f64> = self
+            .rows
+            .iter()
+            .filter(|r| r.scenario == "plain-pipeline" && !r.open_loop)
+            .filter_map(|r| Some((r.closed_connections?, r.rate)))
+            .collect();
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.scenario == "ingest-1k" && !r.open_loop)
+        {
+            let Some((c, plain)) = r
+                .closed_connections
+                .and_then(|c| Some((c, *plain_at.get(&c)?)))
+            else {
+                continue;
+            };
+            let ratio = r.rate / plain;
+            self.targets.lines.push(format!(
+                "against the work itself: ingest-1k / plain-pipeline at c={c} = {ratio:.3} ({:.0} / {plain:.0} requests/s; target ≥ 0.8 with SQLite, ≥ 0.6 with PostgreSQL): {}",
+                r.rate,
+                if ratio >= 0.8 { "met" } else { "not met" }
+            ));
+            self.targets
+                .json
+                .insert(format!("ingest_to_plain_c{c}"), json!(ratio));
         }
         let open = |s: &str| self.rows.iter().find(|r| r.scenario == s && r.open_loop);
         if let (Some(hub), Some(broker)) = (open("ingest-1k"), open("broker-open")) {
