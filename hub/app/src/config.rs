@@ -206,16 +206,43 @@ pub struct MappingsSection {
     /// Folder of the partner mapping folders and `tables/`, relative to this file's folder.
     #[serde(default = "default_mappings_dir")]
     pub dir: PathBuf,
+    /// Nesting levels a payload (pushed, pulled, or a partner's answer) may have at most; deeper
+    /// ones are refused `INPUT_TOO_DEEP` before anything recurses over them (8–128).
+    #[serde(default = "default_max_input_depth")]
+    pub max_input_depth: usize,
+    /// Elements plus attributes (XML), or values (JSON), a payload may have at most; more are
+    /// refused `INPUT_TOO_MANY_NODES` (100–10000000).
+    #[serde(default = "default_max_input_nodes")]
+    pub max_input_nodes: usize,
 }
 
 fn default_mappings_dir() -> PathBuf {
     PathBuf::from("mappings")
 }
 
+fn default_max_input_depth() -> usize {
+    hub_mapping::InputLimits::DEFAULT_MAX_DEPTH
+}
+
+fn default_max_input_nodes() -> usize {
+    hub_mapping::InputLimits::DEFAULT_MAX_NODES
+}
+
 impl Default for MappingsSection {
     fn default() -> Self {
         Self {
             dir: default_mappings_dir(),
+            max_input_depth: default_max_input_depth(),
+            max_input_nodes: default_max_input_nodes(),
+        }
+    }
+}
+
+impl MappingsSection {
+    pub fn input_limits(&self) -> hub_mapping::InputLimits {
+        hub_mapping::InputLimits {
+            max_depth: self.max_input_depth,
+            max_nodes: self.max_input_nodes,
         }
     }
 }
@@ -288,6 +315,18 @@ impl Validate for HubConfig {
             out.push(Invalid::new(
                 join_key(prefix, &format!("console.{key}")),
                 message,
+            ));
+        }
+        if !(8..=hub_mapping::InputLimits::MAX_MAX_DEPTH).contains(&self.mappings.max_input_depth) {
+            out.push(Invalid::new(
+                join_key(prefix, "mappings.max_input_depth"),
+                format!("{} is outside 8..=128", self.mappings.max_input_depth),
+            ));
+        }
+        if !(100..=10_000_000).contains(&self.mappings.max_input_nodes) {
+            out.push(Invalid::new(
+                join_key(prefix, "mappings.max_input_nodes"),
+                format!("{} is outside 100..=10000000", self.mappings.max_input_nodes),
             ));
         }
         if !(5_000..=3_600_000).contains(&self.poller.lease_ttl_ms) {

@@ -48,7 +48,8 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
     // Mappings are compiled at start so a broken program stops the hub before it takes traffic.
     let mappings_dir = loaded.resolve(&cfg.mappings.dir);
     let mappings = match hub_mapping::MappingSet::load(&mappings_dir, &catalog) {
-        Ok(set) => {
+        Ok(mut set) => {
+            set.set_input_limits(cfg.mappings.input_limits());
             info!(mappings = set.mappings.len(), "mappings compiled");
             Arc::new(set)
         }

@@ -1058,3 +1058,43 @@ async fn with_an_external_registry_messages_carry_its_ids() {
         .unwrap();
     assert_eq!(exit.code(), Some(1));
 }
+
+#[tokio::test]
+async fn a_payload_nesting_100000_levels_is_refused_and_the_hub_keeps_serving() {
+    // Bodies of 700 KB get through the size limit, so the depth limit is what answers.
+    let hub = start_with("", &[("HUB_GATEWAY__MAX_BODY_BYTES", "1048576")]);
+    wait_ready(&hub).await;
+    let code = |v: &Value| v["code"].as_str().unwrap_or_default().to_string();
+
+    // Once enough to overflow the stack and abort the process, answers in flight included.
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"GBK\"?><gd>{}{}</gd>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
+    let path = "/v1/hotline12345/dispatch_xml";
+    let (s, v) = push(&hub, "hotline-test", path, xml.as_bytes(), now_ms(), &[]).await;
+    assert_eq!((s, code(&v)), (400, "INPUT_TOO_DEEP".into()), "{v}");
+    assert!(v["message_zh"].as_str().is_some(), "{v}");
+
+    let json = format!("{{\"gdbh\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let (s, v) = push(&hub, "hotline-test", DISPATCH, json.as_bytes(), now_ms(), &[]).await;
+    assert_eq!((s, code(&v)), (400, "INPUT_TOO_DEEP".into()), "{v}");
+
+    // Still serving: a normal push is accepted, in XML and in JSON.
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        path,
+        &fixture("dispatch_xml/normal_gbk.input.xml"),
+        now_ms(),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let body = fixture("dispatch_json/normal.input.json");
+    let (s, v) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!(s, 200, "{v}");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}

@@ -41,6 +41,8 @@ pub enum ErrorCode {
     PersonalDataUnprotected,
     BusUnavailable,
     StateUnavailable,
+    InputTooDeep,
+    InputTooManyNodes,
 }
 
 impl ErrorCode {
@@ -72,6 +74,8 @@ impl ErrorCode {
         ErrorCode::PersonalDataUnprotected,
         ErrorCode::BusUnavailable,
         ErrorCode::StateUnavailable,
+        ErrorCode::InputTooDeep,
+        ErrorCode::InputTooManyNodes,
     ];
 
     /// The stable code string.
@@ -104,6 +108,8 @@ impl ErrorCode {
             ErrorCode::PersonalDataUnprotected => "PERSONAL_DATA_UNPROTECTED",
             ErrorCode::BusUnavailable => "BUS_UNAVAILABLE",
             ErrorCode::StateUnavailable => "STATE_UNAVAILABLE",
+            ErrorCode::InputTooDeep => "INPUT_TOO_DEEP",
+            ErrorCode::InputTooManyNodes => "INPUT_TOO_MANY_NODES",
         }
     }
 
@@ -133,7 +139,9 @@ impl ErrorCode {
             | ErrorCode::EncryptionUnsupported
             | ErrorCode::EncryptionKeyMissing
             | ErrorCode::DecryptionFailed
-            | ErrorCode::MappingInputUnreadable => StatusCode::BAD_REQUEST,
+            | ErrorCode::MappingInputUnreadable
+            | ErrorCode::InputTooDeep
+            | ErrorCode::InputTooManyNodes => StatusCode::BAD_REQUEST,
             ErrorCode::MappingFailed | ErrorCode::MappingOutputInvalid => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -226,6 +234,14 @@ impl ErrorCode {
             ErrorCode::StateUnavailable => (
                 "状态存储暂不可用，请稍后重试",
                 "the state store is unavailable; retry shortly",
+            ),
+            ErrorCode::InputTooDeep => (
+                "报文嵌套层级过深",
+                "the payload nests deeper than the hub accepts",
+            ),
+            ErrorCode::InputTooManyNodes => (
+                "报文元素或字段过多",
+                "the payload has more elements or values than the hub accepts",
             ),
         }
     }
@@ -321,9 +337,11 @@ mod tests {
                 ErrorCode::PersonalDataUnprotected => 24,
                 ErrorCode::BusUnavailable => 25,
                 ErrorCode::StateUnavailable => 26,
+                ErrorCode::InputTooDeep => 27,
+                ErrorCode::InputTooManyNodes => 28,
             }
         };
-        assert_eq!(ErrorCode::ALL.len(), 27);
+        assert_eq!(ErrorCode::ALL.len(), 29);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(place(*c), i);
         }

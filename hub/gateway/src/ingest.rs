@@ -270,6 +270,8 @@ async fn handle(
         Err(NormalizeError::Mapping(e)) => {
             let code = match e.code {
                 "MAPPING_INPUT_UNREADABLE" => ErrorCode::MappingInputUnreadable,
+                hub_mapping::limits::INPUT_TOO_DEEP => ErrorCode::InputTooDeep,
+                hub_mapping::limits::INPUT_TOO_MANY_NODES => ErrorCode::InputTooManyNodes,
                 "MAPPING_OUTPUT_INVALID" => ErrorCode::MappingOutputInvalid,
                 _ => ErrorCode::MappingFailed,
             };
