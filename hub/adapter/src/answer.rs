@@ -355,7 +355,11 @@ mod tests {
             "EGRESS_ANSWER_UNREADABLE"
         );
         // 100 levels: below serde_json's own limit, above the hub's.
-        let deep = format!(r#"{{"code":"0","x":{}{}}}"#, "[".repeat(100), "]".repeat(100));
+        let deep = format!(
+            r#"{{"code":"0","x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
         assert_eq!(
             classify(&s, &answer(200, &deep)).reason(),
             "EGRESS_ANSWER_UNREADABLE"

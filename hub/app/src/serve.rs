@@ -291,7 +291,12 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 return abort_start(&lifecycle, &producer, 1).await;
             }
         };
+        lifecycle.spawn(hub_gateway::refusals::run(
+            Arc::clone(&gateway),
+            lifecycle.token().clone(),
+        ));
         let router = gateway.router();
+        let limits = hub_gateway::server::ConnectionLimits::of(gcfg);
         match &gcfg.tls {
             Some(tls) => {
                 let tls = hub_gateway::tls::TlsSection {
@@ -320,6 +325,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                         cert,
                         client_ca.as_deref(),
                         router,
+                        limits,
                         lc.clone(),
                     )
                     .await;
@@ -331,17 +337,14 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 info!(listen = %gcfg.listen, "gateway serving HTTPS");
             }
             None => {
-                let stop = lifecycle.token().clone();
                 // Graceful: on a signal the listener closes and requests in flight finish,
                 // each answered after its produce was acknowledged, before the flush.
-                lifecycle.spawn(async move {
-                    if let Err(e) = axum::serve(listener, router)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                    {
-                        error!(error = %e, "gateway listener failed");
-                    }
-                });
+                lifecycle.spawn(hub_gateway::server::serve_plain(
+                    listener,
+                    router,
+                    limits,
+                    lifecycle.clone(),
+                ));
                 warn!(listen = %gcfg.listen, "gateway serving plain HTTP: use only locally or behind a TLS-terminating proxy");
             }
         }

@@ -205,10 +205,7 @@ mod tests {
             Err(Exceeded::Depth(3))
         );
         // Brackets inside strings, escaped quotes included, are text.
-        assert_eq!(
-            check_json_text(br#"{"a":"[[[[\"[[[["}"#, &limits),
-            Ok(())
-        );
+        assert_eq!(check_json_text(br#"{"a":"[[[[\"[[[["}"#, &limits), Ok(()));
         assert_eq!(
             check_json_text(b"[1,2,3,4,5,6,7,8,9,10,11]", &limits),
             Err(Exceeded::Nodes(10))

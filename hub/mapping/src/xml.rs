@@ -440,10 +440,7 @@ mod tests {
     fn nesting_beyond_the_limit_is_refused_before_the_tree_grows() {
         // 100,000 levels: once enough to overflow the stack and abort the hub.
         let deep = "<a>".repeat(100_000) + &"</a>".repeat(100_000);
-        assert_eq!(
-            to_value(&deep),
-            Err(InputError::Limit(Exceeded::Depth(64)))
-        );
+        assert_eq!(to_value(&deep), Err(InputError::Limit(Exceeded::Depth(64))));
         let deep_empty = "<a>".repeat(100) + "<b/>" + &"</a>".repeat(100);
         assert_eq!(
             to_value(&deep_empty),
