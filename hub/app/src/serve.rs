@@ -249,6 +249,23 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             error!(error = %e, "admin listener failed");
         }
     });
+    // Signed checkpoints of the audit chain: verification from the newest one, and retention.
+    match cfg.audit.key(|p| loaded.resolve(p)) {
+        Err(e) => {
+            error!(error = %e, "cannot read the audit checkpoint key");
+            return abort_start(&lifecycle, &producer, 2).await;
+        }
+        Ok(None) => {}
+        Ok(Some(key)) => {
+            crate::metrics::audit_verified_by_checkpoints();
+            lifecycle.spawn(audit_checkpoints(
+                state.clone(),
+                key,
+                cfg.audit.clone(),
+                lifecycle.clone(),
+            ));
+        }
+    }
     let key_ring = match &cfg.gateway {
         None => None,
         Some(gcfg) => match load_keys(gcfg, &loaded, &state, &actor).await {
@@ -433,6 +450,45 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
 
 /// Loads the field-encryption key ring (unwrapped by the KMS when configured) and records the
 /// key load in the audit chain; `None` (logged) when it cannot be loaded.
+/// Every `checkpoint_interval_minutes`: verifies the audit chain from its newest signed
+/// checkpoint, signs a new one over it when intact, and deletes the records older than the
+/// retention that a checkpoint covers. Every replica may run it: a checkpoint already signed at
+/// the same record is kept, and a purge is idempotent.
+async fn audit_checkpoints(
+    state: hub_state::StateStore,
+    key: hub_state::CheckpointKey,
+    audit: crate::config::AuditSection,
+    lifecycle: Lifecycle,
+) {
+    let stop = lifecycle.token().clone();
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(audit.checkpoint_interval_minutes * 60));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match state.checkpoint_audit(&key).await {
+            Ok(Ok(made)) => {
+                crate::metrics::audit_verdict(Ok(hub_state::AuditVerdict {
+                    records: 0,
+                    problems: Vec::new(),
+                    from_checkpoint: made.as_ref().map(|c| c.seq),
+                }));
+                let keep_ms = i64::from(audit.retention_days) * 86_400_000;
+                let before = chrono::Utc::now().timestamp_millis() - keep_ms;
+                match state.purge_audit(&key, before).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(records = n, "audit records past their retention deleted"),
+                    Err(e) => warn!(code = e.code(), error = %e, "audit retention not applied"),
+                }
+            }
+            Ok(Err(verdict)) => crate::metrics::audit_verdict(Ok(verdict)),
+            Err(e) => crate::metrics::audit_verdict(Err(e)),
+        }
+    }
+}
+
 async fn load_keys(
     gcfg: &hub_gateway::GatewaySection,
     loaded: &Loaded<HubConfig>,

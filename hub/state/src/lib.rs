@@ -99,7 +99,7 @@ mod dead_letters;
 mod operators;
 mod receipts;
 mod trace;
-pub use audit::{AuditRecord, AuditVerdict, GENESIS};
+pub use audit::{AuditCheckpoint, AuditRecord, AuditVerdict, CheckpointKey, GENESIS};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use operators::{ConsoleSession, Operator};
 pub use receipts::Receipt;
