@@ -113,12 +113,19 @@ pub fn business_fields(spec: &AnswerSpec, body: &[u8]) -> (Option<String>, Optio
     (read(&spec.code), read(&spec.message))
 }
 
+/// Answers are not authenticated: their depth and size are bounded like any payload's
+/// ([`hub_mapping::InputLimits`]) before anything recurses over them; one beyond the bounds is
+/// unreadable.
 fn parse(format: AnswerFormat, body: &[u8]) -> Option<Value> {
+    let limits = hub_mapping::InputLimits::default();
     match format {
-        AnswerFormat::Json => serde_json::from_slice(body).ok(),
+        AnswerFormat::Json => {
+            hub_mapping::limits::check_json_text(body, &limits).ok()?;
+            serde_json::from_slice(body).ok()
+        }
         AnswerFormat::Xml => {
             let text = std::str::from_utf8(body).ok()?;
-            let (root, value) = hub_mapping::xml::to_value(text).ok()?;
+            let (root, value) = hub_mapping::xml::to_value_limited(text, &limits).ok()?;
             Some(serde_json::json!({ root: value }))
         }
     }
@@ -321,6 +328,42 @@ mod tests {
             "<Response><Code>E2001</Code><Msg>已签收</Msg></Response>",
         );
         assert_eq!(classify(&s, &a).code(), Some("E2001"));
+    }
+
+    #[test]
+    fn answers_nesting_too_deep_are_unreadable_not_a_stack_overflow() {
+        let mut s = spec();
+        s.format = AnswerFormat::Xml;
+        s.code = Some("/Response/Code".into());
+        let deep = format!(
+            "<Response><Code>0</Code>{}{}</Response>",
+            "<a>".repeat(100_000),
+            "</a>".repeat(100_000)
+        );
+        assert_eq!(
+            classify(&s, &answer(200, &deep)).reason(),
+            "EGRESS_ANSWER_UNREADABLE"
+        );
+        let s = spec();
+        let deep = format!(
+            r#"{{"code":"0","x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(
+            classify(&s, &answer(200, &deep)).reason(),
+            "EGRESS_ANSWER_UNREADABLE"
+        );
+        // 100 levels: below serde_json's own limit, above the hub's.
+        let deep = format!(
+            r#"{{"code":"0","x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(
+            classify(&s, &answer(200, &deep)).reason(),
+            "EGRESS_ANSWER_UNREADABLE"
+        );
     }
 
     #[test]

@@ -102,8 +102,9 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditAction {
-    /// Recompute the whole chain; exit 1 and name every break if a record was edited,
-    /// removed, inserted or reordered.
+    /// Recompute the chain (from the newest signed checkpoint when `audit.checkpoint_key_file`
+    /// is set); exit 1 and name every break if a record was edited, removed, inserted or
+    /// reordered, or a checkpoint does not verify.
     Verify,
     /// Print the newest records.
     Tail {
@@ -406,6 +407,44 @@ fn contracts_check(dir: &Path, against: Option<&str>) -> ExitCode {
     }
 }
 
+/// Verifies the chain (from the newest signed checkpoint when there is a key) and names every
+/// break.
+async fn verify_audit_chain(
+    store: &hub_state::StateStore,
+    key: Option<&hub_state::CheckpointKey>,
+) -> ExitCode {
+    let from = |v: &hub_state::AuditVerdict| match v.from_checkpoint {
+        Some(seq) => format!(" after the signed checkpoint at record {seq}"),
+        None => String::new(),
+    };
+    match store.verify_audit_with(key).await {
+        Ok(v) if v.problems.is_empty() => {
+            println!(
+                "审计链完整 / audit chain intact: {} records{}",
+                v.records,
+                from(&v)
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            for p in &v.problems {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "审计链被篡改 / audit chain broken: {} problem(s) in {} records{}",
+                v.problems.len(),
+                v.records,
+                from(&v)
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// `hub audit verify|tail`.
 async fn audit(loaded: Loaded<HubConfig>, action: AuditAction) -> ExitCode {
     let base = loaded.resolve(Path::new("."));
@@ -417,26 +456,12 @@ async fn audit(loaded: Loaded<HubConfig>, action: AuditAction) -> ExitCode {
         }
     };
     let code = match action {
-        AuditAction::Verify => match store.verify_audit().await {
-            Ok(v) if v.problems.is_empty() => {
-                println!("审计链完整 / audit chain intact: {} records", v.records);
-                ExitCode::SUCCESS
-            }
-            Ok(v) => {
-                for p in &v.problems {
-                    eprintln!("{p}");
-                }
-                eprintln!(
-                    "审计链被篡改 / audit chain broken: {} problem(s) in {} records",
-                    v.problems.len(),
-                    v.records
-                );
-                ExitCode::from(1)
-            }
+        AuditAction::Verify => match loaded.config.audit.key(|p| loaded.resolve(p)) {
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(1)
             }
+            Ok(key) => verify_audit_chain(&store, key.as_ref()).await,
         },
         AuditAction::Tail { n } => match store.recent_audit(n).await {
             Ok(records) => {

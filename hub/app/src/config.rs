@@ -46,6 +46,73 @@ pub struct HubConfig {
     /// The operators' console on the admin listener (`docs/console.md`).
     #[serde(default)]
     pub console: hub_console::ConsoleSection,
+    /// Signed checkpoints and retention of the audit chain (`docs/security.md`).
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// `[audit]`: signed checkpoints of the audit chain and its retention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// File holding the HMAC-SM3 key (hex, at least 16 bytes) that signs the chain's
+    /// checkpoints, relative to this file's folder. Absent: no checkpoints and no retention;
+    /// verification reads the whole chain.
+    #[serde(default)]
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// How often the chain is verified from its newest checkpoint and a new checkpoint signed.
+    #[serde(default = "default_checkpoint_minutes")]
+    pub checkpoint_interval_minutes: u64,
+    /// Records older than this, and covered by a checkpoint, are deleted.
+    #[serde(default = "default_audit_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_checkpoint_minutes() -> u64 {
+    10
+}
+
+fn default_audit_retention_days() -> u32 {
+    365
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            checkpoint_key_file: None,
+            checkpoint_interval_minutes: default_checkpoint_minutes(),
+            retention_days: default_audit_retention_days(),
+        }
+    }
+}
+
+impl AuditSection {
+    /// The checkpoint key, read from its file (resolved by the caller), if one is configured.
+    pub fn key(
+        &self,
+        resolve: impl Fn(&std::path::Path) -> PathBuf,
+    ) -> Result<Option<hub_state::CheckpointKey>, String> {
+        let Some(file) = &self.checkpoint_key_file else {
+            return Ok(None);
+        };
+        let path = resolve(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("audit.checkpoint_key_file {}: {e}", path.display()))?;
+        let text = text.trim();
+        let bytes: Option<Vec<u8>> = (text.len() % 2 == 0)
+            .then(|| {
+                (0..text.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+                    .collect()
+            })
+            .flatten();
+        let bytes = bytes
+            .ok_or_else(|| format!("audit.checkpoint_key_file {}: not hex", path.display()))?;
+        hub_state::CheckpointKey::new(bytes)
+            .map(Some)
+            .map_err(|e| format!("audit.checkpoint_key_file {}: {e}", path.display()))
+    }
 }
 
 /// `[trace]`: the message trace kept in the state store.
@@ -206,16 +273,43 @@ pub struct MappingsSection {
     /// Folder of the partner mapping folders and `tables/`, relative to this file's folder.
     #[serde(default = "default_mappings_dir")]
     pub dir: PathBuf,
+    /// Nesting levels a payload (pushed, pulled, or a partner's answer) may have at most; deeper
+    /// ones are refused `INPUT_TOO_DEEP` before anything recurses over them (8–128).
+    #[serde(default = "default_max_input_depth")]
+    pub max_input_depth: usize,
+    /// Elements plus attributes (XML), or values (JSON), a payload may have at most; more are
+    /// refused `INPUT_TOO_MANY_NODES` (100–10000000).
+    #[serde(default = "default_max_input_nodes")]
+    pub max_input_nodes: usize,
 }
 
 fn default_mappings_dir() -> PathBuf {
     PathBuf::from("mappings")
 }
 
+fn default_max_input_depth() -> usize {
+    hub_mapping::InputLimits::DEFAULT_MAX_DEPTH
+}
+
+fn default_max_input_nodes() -> usize {
+    hub_mapping::InputLimits::DEFAULT_MAX_NODES
+}
+
 impl Default for MappingsSection {
     fn default() -> Self {
         Self {
             dir: default_mappings_dir(),
+            max_input_depth: default_max_input_depth(),
+            max_input_nodes: default_max_input_nodes(),
+        }
+    }
+}
+
+impl MappingsSection {
+    pub fn input_limits(&self) -> hub_mapping::InputLimits {
+        hub_mapping::InputLimits {
+            max_depth: self.max_input_depth,
+            max_nodes: self.max_input_nodes,
         }
     }
 }
@@ -288,6 +382,36 @@ impl Validate for HubConfig {
             out.push(Invalid::new(
                 join_key(prefix, &format!("console.{key}")),
                 message,
+            ));
+        }
+        if !(8..=hub_mapping::InputLimits::MAX_MAX_DEPTH).contains(&self.mappings.max_input_depth) {
+            out.push(Invalid::new(
+                join_key(prefix, "mappings.max_input_depth"),
+                format!("{} is outside 8..=128", self.mappings.max_input_depth),
+            ));
+        }
+        if !(100..=10_000_000).contains(&self.mappings.max_input_nodes) {
+            out.push(Invalid::new(
+                join_key(prefix, "mappings.max_input_nodes"),
+                format!(
+                    "{} is outside 100..=10000000",
+                    self.mappings.max_input_nodes
+                ),
+            ));
+        }
+        if !(1..=1_440).contains(&self.audit.checkpoint_interval_minutes) {
+            out.push(Invalid::new(
+                join_key(prefix, "audit.checkpoint_interval_minutes"),
+                format!(
+                    "{} is outside 1..=1440",
+                    self.audit.checkpoint_interval_minutes
+                ),
+            ));
+        }
+        if !(1..=36_500).contains(&self.audit.retention_days) {
+            out.push(Invalid::new(
+                join_key(prefix, "audit.retention_days"),
+                format!("{} is outside 1..=36500", self.audit.retention_days),
             ));
         }
         if !(5_000..=3_600_000).contains(&self.poller.lease_ttl_ms) {

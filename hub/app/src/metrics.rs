@@ -201,8 +201,26 @@ pub async fn sample(state: Arc<AdminState>, handle: Option<PrometheusHandle>) {
     }
 }
 
+/// Set when signed checkpoints are configured: the checkpoint task then verifies the chain
+/// (incrementally, from the newest checkpoint) and this loop does not read it all again.
+static AUDIT_BY_CHECKPOINTS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Hands the chain's periodic verification to the checkpoint task.
+pub(crate) fn audit_verified_by_checkpoints() {
+    AUDIT_BY_CHECKPOINTS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 async fn verify_audit(state: &AdminState) {
-    match state.state.verify_audit().await {
+    if AUDIT_BY_CHECKPOINTS.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    audit_verdict(state.state.verify_audit().await);
+}
+
+/// Publishes a verification's outcome (`hub_audit_chain_ok`, `hub_audit_chain_verified_seconds`).
+pub(crate) fn audit_verdict(verdict: Result<hub_state::AuditVerdict, hub_state::StateError>) {
+    match verdict {
         Ok(v) => {
             if !v.problems.is_empty() {
                 error!(records = v.records, first_problem = %v.problems[0], problems = v.problems.len(), "the audit chain is broken");

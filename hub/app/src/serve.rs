@@ -48,7 +48,8 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
     // Mappings are compiled at start so a broken program stops the hub before it takes traffic.
     let mappings_dir = loaded.resolve(&cfg.mappings.dir);
     let mappings = match hub_mapping::MappingSet::load(&mappings_dir, &catalog) {
-        Ok(set) => {
+        Ok(mut set) => {
+            set.set_input_limits(cfg.mappings.input_limits());
             info!(mappings = set.mappings.len(), "mappings compiled");
             Arc::new(set)
         }
@@ -253,6 +254,23 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             error!(error = %e, "admin listener failed");
         }
     });
+    // Signed checkpoints of the audit chain: verification from the newest one, and retention.
+    match cfg.audit.key(|p| loaded.resolve(p)) {
+        Err(e) => {
+            error!(error = %e, "cannot read the audit checkpoint key");
+            return abort_start(&lifecycle, &producer, 2).await;
+        }
+        Ok(None) => {}
+        Ok(Some(key)) => {
+            crate::metrics::audit_verified_by_checkpoints();
+            lifecycle.spawn(audit_checkpoints(
+                state.clone(),
+                key,
+                cfg.audit.clone(),
+                lifecycle.clone(),
+            ));
+        }
+    }
     let key_ring = match &cfg.gateway {
         None => None,
         Some(gcfg) => match load_keys(gcfg, &loaded, &state, &actor).await {
@@ -295,7 +313,12 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 return abort_start(&lifecycle, &producer, 1).await;
             }
         };
+        lifecycle.spawn(hub_gateway::refusals::run(
+            Arc::clone(&gateway),
+            lifecycle.token().clone(),
+        ));
         let router = gateway.router();
+        let limits = hub_gateway::server::ConnectionLimits::of(gcfg);
         match &gcfg.tls {
             Some(tls) => {
                 let tls = hub_gateway::tls::TlsSection {
@@ -324,6 +347,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                         cert,
                         client_ca.as_deref(),
                         router,
+                        limits,
                         lc.clone(),
                     )
                     .await;
@@ -335,17 +359,14 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 info!(listen = %gcfg.listen, "gateway serving HTTPS");
             }
             None => {
-                let stop = lifecycle.token().clone();
                 // Graceful: on a signal the listener closes and requests in flight finish,
                 // each answered after its produce was acknowledged, before the flush.
-                lifecycle.spawn(async move {
-                    if let Err(e) = axum::serve(listener, router)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                    {
-                        error!(error = %e, "gateway listener failed");
-                    }
-                });
+                lifecycle.spawn(hub_gateway::server::serve_plain(
+                    listener,
+                    router,
+                    limits,
+                    lifecycle.clone(),
+                ));
                 warn!(listen = %gcfg.listen, "gateway serving plain HTTP: use only locally or behind a TLS-terminating proxy");
             }
         }
@@ -434,6 +455,45 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
 
 /// Loads the field-encryption key ring (unwrapped by the KMS when configured) and records the
 /// key load in the audit chain; `None` (logged) when it cannot be loaded.
+/// Every `checkpoint_interval_minutes`: verifies the audit chain from its newest signed
+/// checkpoint, signs a new one over it when intact, and deletes the records older than the
+/// retention that a checkpoint covers. Every replica may run it: a checkpoint already signed at
+/// the same record is kept, and a purge is idempotent.
+async fn audit_checkpoints(
+    state: hub_state::StateStore,
+    key: hub_state::CheckpointKey,
+    audit: crate::config::AuditSection,
+    lifecycle: Lifecycle,
+) {
+    let stop = lifecycle.token().clone();
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(audit.checkpoint_interval_minutes * 60));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match state.checkpoint_audit(&key).await {
+            Ok(Ok(made)) => {
+                crate::metrics::audit_verdict(Ok(hub_state::AuditVerdict {
+                    records: 0,
+                    problems: Vec::new(),
+                    from_checkpoint: made.as_ref().map(|c| c.seq),
+                }));
+                let keep_ms = i64::from(audit.retention_days) * 86_400_000;
+                let before = chrono::Utc::now().timestamp_millis() - keep_ms;
+                match state.purge_audit(&key, before).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(records = n, "audit records past their retention deleted"),
+                    Err(e) => warn!(code = e.code(), error = %e, "audit retention not applied"),
+                }
+            }
+            Ok(Err(verdict)) => crate::metrics::audit_verdict(Ok(verdict)),
+            Err(e) => crate::metrics::audit_verdict(Err(e)),
+        }
+    }
+}
+
 async fn load_keys(
     gcfg: &hub_gateway::GatewaySection,
     loaded: &Loaded<HubConfig>,

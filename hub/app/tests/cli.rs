@@ -346,3 +346,87 @@ async fn serve_without_a_broker_is_alive_but_not_ready_and_still_stops_cleanly()
     let (status, logs) = stop_and_collect_logs(serving);
     assert!(status.success(), "exit {status:?}; logs:\n{logs}");
 }
+
+#[tokio::test]
+async fn audit_verify_starts_from_the_signed_checkpoint_and_names_edits_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_hex = "00112233445566778899aabbccddeeff0011223344556677";
+    std::fs::write(dir.path().join("audit.key"), key_hex).unwrap();
+    let base =
+        "[bus]\nbootstrap_servers = \"127.0.0.1:9\"\n[state]\nurl = \"sqlite://state/hub.db\"\n";
+    let with_key = write_config(
+        dir.path(),
+        &format!("{base}[audit]\ncheckpoint_key_file = \"audit.key\"\n"),
+    );
+    let with_key = with_key.to_str().unwrap().to_string();
+    let without = dir.path().join("nokey.toml");
+    std::fs::write(&without, base).unwrap();
+    let without = without.to_str().unwrap().to_string();
+
+    let state = hub_state::StateSection {
+        url: "sqlite://state/hub.db".into(),
+        max_connections: 2,
+    };
+    let store = hub_state::StateStore::connect(&state, dir.path())
+        .await
+        .unwrap();
+    let key = hub_state::CheckpointKey::new(hex::decode(key_hex).unwrap()).unwrap();
+    for i in 0..6 {
+        store
+            .append_audit(
+                "hub:t",
+                "config.loaded",
+                "x",
+                &serde_json::json!({ "i": i }),
+            )
+            .await
+            .unwrap();
+    }
+    store.checkpoint_audit(&key).await.unwrap().unwrap();
+    assert_eq!(store.purge_audit(&key, i64::MAX).await.unwrap(), 6);
+    for i in 6..9 {
+        store
+            .append_audit(
+                "hub:t",
+                "config.loaded",
+                "x",
+                &serde_json::json!({ "i": i }),
+            )
+            .await
+            .unwrap();
+    }
+    store.close().await;
+
+    let out = hub(&["audit", "verify", "--config", &with_key], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("3 records after the signed checkpoint at record 6"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Without the key the deleted records are a gap.
+    let out = hub(&["audit", "verify", "--config", &without], &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("records 1–6 were removed"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An edit after the checkpoint is named.
+    let url = format!("sqlite://{}", dir.path().join("state/hub.db").display());
+    let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE hub_audit SET subject = 'y' WHERE seq = 8")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let out = hub(&["audit", "verify", "--config", &with_key], &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("record 8 was edited"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -672,16 +672,10 @@ async fn a_stalled_upload_times_out_with_408() {
     wait_ready(&hub).await;
     let addr = hub.gateway.trim_start_matches("http://").to_string();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    // Announce 100 bytes, send 10, then stall.
-    stream
-        .write_all(
-            format!(
-                "POST {DISPATCH} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 100\r\n\r\n0123456789"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    // Announce 100 bytes, send 10, then stall. (Signed: an anonymous upload is refused
+    // before its body is read.)
+    let head = signed_head(DISPATCH, "content-length: 100\r\n", "") + "0123456789";
+    stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), async {
         let mut buf = [0u8; 4096];
@@ -1113,4 +1107,320 @@ async fn with_an_external_registry_messages_carry_its_ids() {
         .await
         .unwrap();
     assert_eq!(exit.code(), Some(1));
+}
+
+/// Writes `head` (and any bytes after it) on a fresh connection to the gateway and reads the
+/// answer until `until` appears in it or the connection closes; the stream stays open.
+async fn raw_answer(hub: &Hub, head: &[u8], until: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = hub.gateway.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(head).await.unwrap();
+    let mut answer = Vec::new();
+    // A guard against a hang only: the assertions are on what arrives, not when.
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&answer).contains(until) {
+                break;
+            }
+        }
+    })
+    .await;
+    (stream, String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Reads until the peer closes the connection (true) or 30 s pass (false).
+async fn closed_by_peer(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// The request head of a push signed by the hotline test app, for a body of `length` bytes
+/// (the signature is over other bytes: the body is refused before it is checked).
+fn signed_head(path: &str, length: &str, extra: &str) -> String {
+    let mut head = format!("POST {path} HTTP/1.1\r\nhost: gateway\r\n{length}{extra}");
+    for (k, v) in signed(path, b"not the body") {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+#[tokio::test]
+async fn a_payload_nesting_100000_levels_is_refused_and_the_hub_keeps_serving() {
+    // Bodies of 700 KB get through the size limit, so the depth limit is what answers.
+    let hub = start_with("", &[("HUB_GATEWAY__MAX_BODY_BYTES", "1048576")]);
+    wait_ready(&hub).await;
+    let code = |v: &Value| v["code"].as_str().unwrap_or_default().to_string();
+
+    // Once enough to overflow the stack and abort the process, answers in flight included.
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"GBK\"?><gd>{}{}</gd>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
+    let path = "/v1/hotline12345/dispatch_xml";
+    let (s, v) = push(&hub, "hotline-test", path, xml.as_bytes(), now_ms(), &[]).await;
+    assert_eq!((s, code(&v)), (400, "INPUT_TOO_DEEP".into()), "{v}");
+    assert!(v["message_zh"].as_str().is_some(), "{v}");
+
+    let json = format!(
+        "{{\"gdbh\":{}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        json.as_bytes(),
+        now_ms(),
+        &[],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (400, "INPUT_TOO_DEEP".into()), "{v}");
+
+    // Still serving: a normal push is accepted, in XML and in JSON.
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        path,
+        &fixture("dispatch_xml/normal_gbk.input.xml"),
+        now_ms(),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let body = fixture("dispatch_json/normal.input.json");
+    let (s, v) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!(s, 200, "{v}");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_read() {
+    let hub = start();
+    wait_ready(&hub).await;
+    // 64 MB announced, 10 bytes sent, and nothing more until the answer is in: the 413 can
+    // only come from the declared length.
+    let head = format!(
+        "POST {DISPATCH} HTTP/1.1\r\nhost: gateway\r\ncontent-length: 67108864\r\n\r\n0123456789"
+    );
+    let (mut stream, answer) = raw_answer(&hub, head.as_bytes(), "BODY_TOO_LARGE").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("BODY_TOO_LARGE"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(
+        closed_by_peer(&mut stream).await,
+        "the connection is closed after the answer"
+    );
+
+    // The same for a signed push: the declared length is checked before anything else.
+    let head = signed_head(DISPATCH, "content-length: 67108864\r\n", "");
+    let (mut stream, answer) = raw_answer(&hub, head.as_bytes(), "BODY_TOO_LARGE").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(closed_by_peer(&mut stream).await);
+
+    // A chunked body is refused as soon as it crosses the limit (65536 here), with the rest
+    // of it never sent.
+    let mut head = signed_head(DISPATCH, "transfer-encoding: chunked\r\n", "").into_bytes();
+    for _ in 0..17 {
+        head.extend_from_slice(format!("1000\r\n{}\r\n", "x".repeat(4096)).as_bytes());
+    }
+    let (mut stream, answer) = raw_answer(&hub, &head, "BODY_TOO_LARGE").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(closed_by_peer(&mut stream).await);
+
+    // And the hub goes on serving.
+    let body = fixture("dispatch_json/normal.input.json");
+    let (s, v) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!(s, 200, "{v}");
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn slow_uploads_without_credentials_cannot_starve_a_signed_push() {
+    use tokio::io::AsyncWriteExt;
+    // Four requests in their expensive part at once; bodies read at once: 100 per source
+    // (every test connection comes from 127.0.0.1), 4 per app.
+    let hub = start_with(
+        "max_concurrent_requests = 4\nmax_uploads_per_source = 100\nmax_uploads_per_app = 4\n",
+        &[],
+    );
+    wait_ready(&hub).await;
+    let addr = hub.gateway.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    // 40 anonymous uploads announcing 1000 bytes and sending 10: refused at once (401), they
+    // hold nothing.
+    for _ in 0..40 {
+        let (stream, answer) = raw_answer(
+            &hub,
+            format!(
+                "POST {DISPATCH} HTTP/1.1\r\nhost: g\r\ncontent-length: 1000\r\n\r\n0123456789"
+            )
+            .as_bytes(),
+            "AUTH_HEADERS_MISSING",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        held.push(stream);
+    }
+    // 8 slow uploads claiming another partner's app id (its secret unknown): 4 are read, the
+    // others answer 429 at once; none holds the concurrency limit while it trickles in.
+    let mut slow = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        let mut head =
+            "POST /v1/elicense/x HTTP/1.1\r\nhost: g\r\ncontent-length: 1000\r\n".to_string();
+        let guessed = SigningCredential::HmacSm3 {
+            secret: b"a-guessed-secret-not-the-apps".to_vec(),
+        };
+        for (k, v) in guessed.sign_request(
+            "elicense-test",
+            "POST",
+            "/v1/elicense/x",
+            "",
+            b"x",
+            now_ms(),
+        ) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n0123456789");
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    // The ones over the app's bound are answered 429 without being read.
+    for stream in &mut slow {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 4096];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await
+        {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+            assert!(text.contains("app_uploads"), "{text}");
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        refused, 4,
+        "4 of the 8 slow uploads are read, the rest refused"
+    );
+
+    // With all of that going on, real partners' pushes are accepted, several at once.
+    let body = fixture("dispatch_json/normal.input.json");
+    let pushes = (0..3).map(|_| push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &[]));
+    for (s, v) in futures::future::join_all(pushes).await {
+        assert_eq!(s, 200, "{v}");
+    }
+    drop(slow);
+    drop(held);
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_headers_is_closed() {
+    let hub = start_with("header_timeout_ms = 500\n", &[]);
+    wait_ready(&hub).await;
+    // Nothing at all, then half a request head: both closed after the header timeout.
+    let (mut silent, answer) = raw_answer(&hub, b"", "never").await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert!(
+        closed_by_peer(&mut silent).await,
+        "a silent connection is closed"
+    );
+    let (mut half, _) = raw_answer(
+        &hub,
+        b"POST /v1/hotline12345/dispatch_json HTTP/1.1\r\nhost: g\r\n",
+        "never",
+    )
+    .await;
+    assert!(
+        closed_by_peer(&mut half).await,
+        "a half-sent head is closed"
+    );
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn a_flood_of_failed_authentications_is_audited_as_counts_with_bounded_subjects() {
+    let hub = start();
+    wait_ready(&hub).await;
+    let body = fixture("dispatch_json/normal.input.json");
+    let forged = SigningCredential::HmacSm3 {
+        secret: b"a-wrong-secret-of-enough-length".to_vec(),
+    };
+    // 60 forged signatures on a real route, 30 unknown app ids on a made-up 3000-character
+    // route: answered one by one, audited as a few records.
+    for _ in 0..60 {
+        let headers = forged.sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
+        let (s, _) = send(&hub, DISPATCH, &body, headers, &[]).await;
+        assert_eq!(s, 401);
+    }
+    let long = format!("/v1/{}/x", "p".repeat(3000));
+    for _ in 0..30 {
+        let (s, _) = push(&hub, "nobody", &long, &body, now_ms(), &[]).await;
+        assert_eq!(s, 401);
+    }
+    let config = hub.serving_config();
+    let Hub {
+        serving, _dir: dir, ..
+    } = hub;
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "{logs}");
+    let tail =
+        text(&support::hub(&["audit", "tail", "-n", "200", "--config", &config], &[]).stdout);
+    let lines =
+        |action: &str| -> Vec<&str> { tail.lines().filter(|l| l.contains(action)).collect() };
+    let forged_lines = lines("auth.signature_invalid");
+    // The first at once, the other 59 as one count at the end of the interval (or the stop).
+    assert_eq!(forged_lines.len(), 2, "{tail}");
+    assert!(
+        forged_lines[0].contains("hotline12345/dispatch_json"),
+        "{tail}"
+    );
+    assert!(forged_lines[1].contains("\"count\":59"), "{tail}");
+    let unknown = lines("auth.app_unknown");
+    assert_eq!(unknown.len(), 2, "{tail}");
+    assert!(
+        unknown.iter().all(|l| l.contains("unknown-route")),
+        "{tail}"
+    );
+    assert!(
+        !tail.contains("ppppp"),
+        "the caller's path is never a subject:\n{tail}"
+    );
+    let verify = support::hub(&["audit", "verify", "--config", &config], &[]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    drop(dir);
 }

@@ -273,3 +273,76 @@ async fn mutual_tls_requires_and_pins_the_apps_client_certificate() {
     let (status, logs) = stop_and_collect_logs(serving);
     assert!(status.success(), "{logs}");
 }
+
+/// Reads until the peer closes the connection (true) or 30 s pass (false).
+async fn closed_by_peer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> bool {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_tls_connection_without_a_handshake_or_without_headers_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("gw.crt"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("gw.key"), ck.signing_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let extra = format!(
+        "[gateway]\nlisten = \"127.0.0.1:{port}\"\nkey_ring = \"{}\"\n\
+         header_timeout_ms = 500\ntls_handshake_timeout_ms = 500\n\
+         [gateway.tls]\ncert = \"gw.crt\"\nkey = \"gw.key\"\n",
+        repo().join("ops/dev-keyring.toml").display()
+    );
+    let serving = start_serving_with(dir.path(), &kafka(), &extra);
+    wait_for_status(
+        &format!("{}/readyz", serving.admin),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // A TCP connection that never starts the handshake.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    assert!(
+        closed_by_peer(&mut silent).await,
+        "a connection without a handshake is closed"
+    );
+
+    // A completed handshake, then no request head.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("the handshake completes");
+    assert!(
+        closed_by_peer(&mut tls).await,
+        "a TLS connection that sends no request head is closed"
+    );
+
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "{logs}");
+}

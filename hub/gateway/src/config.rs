@@ -29,9 +29,29 @@ pub struct GatewaySection {
     /// How long a body may take to arrive; slower answers 408.
     #[serde(default = "default_read_timeout")]
     pub body_timeout_ms: u64,
-    /// Requests handled at once across all partners; more answer 503 with Retry-After.
+    /// Requests handled at once across all partners (signature check, decryption, mapping,
+    /// produce), taken after the body is read; more answer 503 with Retry-After.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_requests: usize,
+    /// Bodies read at once from one source address; more answer 429 (`detail.scope =
+    /// "source_uploads"`). Behind a proxy every request has the proxy's address: raise it.
+    #[serde(default = "default_uploads_per_source")]
+    pub max_uploads_per_source: usize,
+    /// Bodies read at once for one app id (named in the request's headers, before its signature
+    /// can be checked); more answer 429 (`detail.scope = "app_uploads"`).
+    #[serde(default = "default_uploads_per_app")]
+    pub max_uploads_per_app: usize,
+    /// Time a client has to send a request's headers; an idle kept-alive connection is closed
+    /// after as long (ms).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// Authentication refusals are audited once per source address and kind at once, then
+    /// counted, and written as one record per source and kind at the end of each interval (ms).
+    #[serde(default = "default_auth_audit_interval")]
+    pub auth_audit_interval_ms: u64,
+    /// Time a client has to complete the TLS handshake (ms).
+    #[serde(default = "default_handshake_timeout")]
+    pub tls_handshake_timeout_ms: u64,
     /// Key ring file for the field encryption of personal data (`docs/security.md`).
     pub key_ring: PathBuf,
     /// The KMS that unwraps the key ring's data keys (entries written `kms:<master>:<hex>`).
@@ -121,6 +141,21 @@ fn default_read_timeout() -> u64 {
 fn default_concurrency() -> usize {
     1024
 }
+fn default_uploads_per_source() -> usize {
+    64
+}
+fn default_uploads_per_app() -> usize {
+    256
+}
+fn default_header_timeout() -> u64 {
+    10_000
+}
+fn default_auth_audit_interval() -> u64 {
+    60_000
+}
+fn default_handshake_timeout() -> u64 {
+    10_000
+}
 fn default_rate() -> u32 {
     200
 }
@@ -158,6 +193,31 @@ impl Validate for GatewaySection {
             out.push(Invalid::new(
                 join_key(prefix, "max_concurrent_requests"),
                 "must be at least 1",
+            ));
+        }
+        for (key, value) in [
+            ("max_uploads_per_source", self.max_uploads_per_source),
+            ("max_uploads_per_app", self.max_uploads_per_app),
+        ] {
+            if value == 0 {
+                out.push(Invalid::new(join_key(prefix, key), "must be at least 1"));
+            }
+        }
+        for (key, value) in [
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
+        ] {
+            if !(100..=300_000).contains(&value) {
+                out.push(Invalid::new(
+                    join_key(prefix, key),
+                    "must be within 100..=300000",
+                ));
+            }
+        }
+        if !(1_000..=3_600_000).contains(&self.auth_audit_interval_ms) {
+            out.push(Invalid::new(
+                join_key(prefix, "auth_audit_interval_ms"),
+                "must be within 1000..=3600000",
             ));
         }
         for (i, r) in self.route_limits.iter().enumerate() {

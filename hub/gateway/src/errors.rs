@@ -42,6 +42,8 @@ pub enum ErrorCode {
     BusUnavailable,
     StateUnavailable,
     IdempotencyKeyReused,
+    InputTooDeep,
+    InputTooManyNodes,
 }
 
 impl ErrorCode {
@@ -74,6 +76,8 @@ impl ErrorCode {
         ErrorCode::BusUnavailable,
         ErrorCode::StateUnavailable,
         ErrorCode::IdempotencyKeyReused,
+        ErrorCode::InputTooDeep,
+        ErrorCode::InputTooManyNodes,
     ];
 
     /// The stable code string.
@@ -107,6 +111,8 @@ impl ErrorCode {
             ErrorCode::PersonalDataUnprotected => "PERSONAL_DATA_UNPROTECTED",
             ErrorCode::BusUnavailable => "BUS_UNAVAILABLE",
             ErrorCode::StateUnavailable => "STATE_UNAVAILABLE",
+            ErrorCode::InputTooDeep => "INPUT_TOO_DEEP",
+            ErrorCode::InputTooManyNodes => "INPUT_TOO_MANY_NODES",
         }
     }
 
@@ -138,7 +144,9 @@ impl ErrorCode {
             | ErrorCode::EncryptionUnsupported
             | ErrorCode::EncryptionKeyMissing
             | ErrorCode::DecryptionFailed
-            | ErrorCode::MappingInputUnreadable => StatusCode::BAD_REQUEST,
+            | ErrorCode::MappingInputUnreadable
+            | ErrorCode::InputTooDeep
+            | ErrorCode::InputTooManyNodes => StatusCode::BAD_REQUEST,
             ErrorCode::MappingFailed | ErrorCode::MappingOutputInvalid => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -236,6 +244,14 @@ impl ErrorCode {
                 "状态存储暂不可用，请稍后重试",
                 "the state store is unavailable; retry shortly",
             ),
+            ErrorCode::InputTooDeep => (
+                "报文嵌套层级过深",
+                "the payload nests deeper than the hub accepts",
+            ),
+            ErrorCode::InputTooManyNodes => (
+                "报文元素或字段过多",
+                "the payload has more elements or values than the hub accepts",
+            ),
         }
     }
 }
@@ -331,9 +347,11 @@ mod tests {
                 ErrorCode::BusUnavailable => 25,
                 ErrorCode::StateUnavailable => 26,
                 ErrorCode::IdempotencyKeyReused => 27,
+                ErrorCode::InputTooDeep => 28,
+                ErrorCode::InputTooManyNodes => 29,
             }
         };
-        assert_eq!(ErrorCode::ALL.len(), 28);
+        assert_eq!(ErrorCode::ALL.len(), 30);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(place(*c), i);
         }

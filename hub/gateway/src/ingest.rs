@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,9 +14,11 @@ use hub_state::{Receipt, ReceiptFingerprint, TraceEvent};
 use serde_json::{json, Value};
 use tracing::{info, warn, Instrument};
 
+use crate::admission::{declared_length, precheck};
 use crate::auth::authenticate;
 use crate::encryption::{open_body, Session, ENCRYPTION, ENCRYPT_RESPONSE};
 use crate::errors::{ApiError, ErrorCode};
+use crate::server::Peer;
 use crate::Gateway;
 
 /// Header a partner may send to make a push idempotent.
@@ -101,19 +103,8 @@ async fn ingest_in_hop(
     let started = Instant::now();
     let route = format!("{partner}/{mapping}");
     let mut sealer: Option<Session> = None;
-    let (response, outcome, size) = match gw.concurrency.try_acquire() {
-        Err(_) => {
-            let e = ApiError::new(ErrorCode::Overloaded, &id).retry_after(1);
-            let outcome = Outcome {
-                status: e.code.status(),
-                code: e.code.code(),
-                app: None,
-                trace: Vec::new(),
-            };
-            (e.into_response(), outcome, 0)
-        }
-        Ok(_permit) => handle(&gw, &id, &partner, &mapping, request, &mut sealer, &hop).await,
-    };
+    let (response, outcome, size) =
+        handle(&gw, &id, &partner, &mapping, request, &mut sealer, &hop).await;
     // The partner's own acknowledgement envelope, when its mappings declare one.
     let response = match gw.mappings.answer_of(&partner) {
         Some(envelope) => wrap_answer(envelope, response, &id).await,
@@ -172,12 +163,56 @@ async fn handle(
         (e.into_response(), outcome, size)
     };
 
+    // Before the body is read (`admission`): its declared length, the header part of
+    // authentication, and an upload slot of its source and its app. A refusal here closes the
+    // connection rather than reading a body nobody will use.
+    if declared_length(&parts.headers).is_some_and(|n| n > gw.config.max_body_bytes as u64) {
+        return refuse_unread(gw, ApiError::new(ErrorCode::BodyTooLarge, id), body);
+    }
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let claimed_app = match precheck(gw, id, &parts.headers, now_ms) {
+        Ok(app) => app,
+        Err(e) => {
+            audit_refusal(gw, &parts, &e, partner, mapping_name).await;
+            return refuse_unread(gw, e, body);
+        }
+    };
+    let source = parts.extensions.get::<Peer>().map(|p| p.0.ip());
+    let slot = match gw.uploads.acquire(
+        source,
+        &claimed_app.app_id,
+        gw.config.max_uploads_per_source,
+        gw.config.max_uploads_per_app,
+    ) {
+        Ok(slot) => slot,
+        Err(scope) => {
+            crate::metrics::uploads_refused(scope.as_str());
+            let e = ApiError::new(ErrorCode::RateLimited, id)
+                .with_detail(json!({ "scope": scope.as_str() }))
+                .retry_after(1);
+            return refuse_unread(gw, e, body);
+        }
+    };
     let body = match read_body(body, gw.config.max_body_bytes, gw.config.body_timeout_ms).await {
         Ok(b) => b,
-        Err(code) => return refuse(ApiError::new(code, id), None, 0),
+        Err(code) => {
+            // Part of the body may still be on its way: the connection is not reused.
+            let (mut response, outcome, size) = refuse(ApiError::new(code, id), None, 0);
+            close_connection(&mut response);
+            return (response, outcome, size);
+        }
     };
+    drop(slot);
     let size = body.len();
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    // The expensive part (signature, decryption, mapping, produce) runs under the global
+    // concurrency limit, taken only now: a slow or anonymous upload never holds it.
+    let Ok(_permit) = gw.concurrency.try_acquire() else {
+        return refuse(
+            ApiError::new(ErrorCode::Overloaded, id).retry_after(1),
+            None,
+            size,
+        );
+    };
     let client_cert = parts
         .extensions
         .get::<crate::tls::ClientCertificate>()
@@ -198,7 +233,7 @@ async fn handle(
     {
         Ok(c) => c,
         Err(e) => {
-            audit_refusal(gw, &parts.headers, &e, partner, mapping_name).await;
+            audit_refusal(gw, &parts, &e, partner, mapping_name).await;
             return refuse(e, None, size);
         }
     };
@@ -270,6 +305,8 @@ async fn handle(
         Err(NormalizeError::Mapping(e)) => {
             let code = match e.code {
                 "MAPPING_INPUT_UNREADABLE" => ErrorCode::MappingInputUnreadable,
+                hub_mapping::limits::INPUT_TOO_DEEP => ErrorCode::InputTooDeep,
+                hub_mapping::limits::INPUT_TOO_MANY_NODES => ErrorCode::InputTooManyNodes,
                 "MAPPING_OUTPUT_INVALID" => ErrorCode::MappingOutputInvalid,
                 _ => ErrorCode::MappingFailed,
             };
@@ -471,6 +508,49 @@ fn accepted(request_id: &str, message_id: &str, topic: &str, duplicate: bool) ->
         .into_response()
 }
 
+/// How long, and how many bytes, a body refused before it was read is still drained so that
+/// the answer reaches the client before the connection closes (a close with unread data would
+/// reset the connection, and the client could lose the answer with it).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Marks an answer as the connection's last.
+fn close_connection(response: &mut Response) {
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+}
+
+/// A refusal answered before the body was read: `Connection: close`, and the body drained for
+/// at most [`LINGER`] and `max_body_bytes` in the background, then the connection closes.
+fn refuse_unread(gw: &Gateway, e: ApiError, body: Body) -> (Response, Outcome, usize) {
+    let outcome = Outcome {
+        status: e.code.status(),
+        code: e.code.code(),
+        app: None,
+        trace: Vec::new(),
+    };
+    let mut response = e.into_response();
+    close_connection(&mut response);
+    let budget = gw.config.max_body_bytes;
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut seen = 0usize;
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(frame)) =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+            {
+                seen += frame.data_ref().map_or(0, |d| d.len());
+                if seen > budget {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+    (response, outcome, 0)
+}
+
 async fn read_body(body: Body, limit: usize, timeout_ms: u64) -> Result<Vec<u8>, ErrorCode> {
     match tokio::time::timeout(
         Duration::from_millis(timeout_ms),
@@ -484,10 +564,11 @@ async fn read_body(body: Body, limit: usize, timeout_ms: u64) -> Result<Vec<u8>,
     }
 }
 
-/// Authentication failures and replays are security events: they go to the audit chain.
+/// Authentication failures and replays are security events: they go to the audit chain,
+/// aggregated per source ([`crate::refusals`]).
 async fn audit_refusal(
     gw: &Gateway,
-    headers: &HeaderMap,
+    parts: &axum::http::request::Parts,
     e: &ApiError,
     partner: &str,
     mapping: &str,
@@ -502,18 +583,39 @@ async fn audit_refusal(
         ErrorCode::AuthClientCertMismatch => "auth.client_cert_mismatch",
         _ => return,
     };
-    let app = headers
+    let app = parts
+        .headers
         .get(hub_security::signing::header::APP_ID)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(64).collect::<String>())
+        .map(crate::refusals::bounded_app_id)
         .unwrap_or_default();
-    let detail = json!({ "app_id": app, "request_id": e.request_id });
-    if let Err(err) = gw
-        .state
-        .append_audit(&gw.actor, action, &format!("{partner}/{mapping}"), &detail)
-        .await
-    {
-        warn!(error = %err, "audit record not written");
+    // Only configured routes are named; anything else the caller typed is one fixed token.
+    let subject = match gw.mappings.get(partner, mapping) {
+        Some(_) => format!("{partner}/{mapping}"),
+        None => crate::refusals::UNKNOWN_ROUTE.to_string(),
+    };
+    let source = parts
+        .extensions
+        .get::<Peer>()
+        .map_or_else(|| "unknown".to_string(), |p| p.0.ip().to_string());
+    let first = gw.refusals.note(crate::refusals::Refusal {
+        source,
+        action,
+        subject: &subject,
+        app_id: app,
+        request_id: &e.request_id,
+        at_ms: chrono::Utc::now().timestamp_millis(),
+    });
+    // The first of its source and kind in the interval is written now; the others are counted
+    // and written as one record at the end of the interval (`refusals`).
+    if let Some((action, subject, detail)) = first {
+        if let Err(err) = gw
+            .state
+            .append_audit(&gw.actor, action, &subject, &detail)
+            .await
+        {
+            warn!(error = %err, "audit record not written");
+        }
     }
 }
 

@@ -3,11 +3,13 @@
 //!
 //! `POST /v1/{partner}/{mapping}` runs, in order:
 //!
-//! 1. body read with a size limit (413) and a time limit (408), under a global concurrency
-//!    limit (503);
-//! 2. authentication ([`auth`]): app id, signature method, time window, nonce format, the
-//!    signature over the canonical string (`docs/security.md`), then the nonce is claimed in
-//!    the state store shared by all replicas (409 on replay) and the app's rate limit (429);
+//! 1. before the body is read ([`admission`]): a declared length over the limit (413), the
+//!    header part of authentication (app id, signature method, time window, nonce format), an
+//!    upload slot of the source address and of the app (429);
+//! 2. body read with a size limit (413) and a time limit (408); then, under the global
+//!    concurrency limit (503), authentication ([`auth`]): the signature over the canonical
+//!    string (`docs/security.md`), then the nonce is claimed in the state store shared by all
+//!    replicas (409 on replay) and the app's rate limit (429);
 //! 3. an optional `X-Partner-Message-Id` makes the push idempotent: a retry gets the first
 //!    answer and produces no second event;
 //! 4. the partner's inbound mapping (VRL) and contract validation;
@@ -20,6 +22,7 @@
 //! A partner's own answer envelope, declared as an `answer` mapping, wraps every answer of its
 //! routes. The OpenAPI document is served at `GET /openapi.json`.
 
+mod admission;
 pub mod auth;
 pub mod config;
 pub mod encryption;
@@ -27,6 +30,8 @@ pub mod errors;
 mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod refusals;
+pub mod server;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -73,6 +78,9 @@ pub struct Gateway {
     /// `hub:<instance>`, the actor of the audit records the gateway writes.
     pub actor: String,
     concurrency: Semaphore,
+    uploads: Arc<admission::Uploads>,
+    /// Authentication refusals of the current interval, for the audit chain.
+    pub refusals: refusals::RefusalAudit,
     route_limits: HashMap<String, DefaultKeyedRateLimiter<()>>,
     schema_ids: HashMap<String, u32>,
 }
@@ -199,6 +207,8 @@ impl Gateway {
             state,
             actor,
             concurrency,
+            uploads: Arc::default(),
+            refusals: refusals::RefusalAudit::default(),
             route_limits,
             schema_ids,
         })

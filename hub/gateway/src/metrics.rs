@@ -84,6 +84,12 @@ pub(crate) fn traceparent_invalid(reason: &'static str) {
     metrics::counter!("hub_gateway_traceparent_invalid_total", "reason" => reason).increment(1);
 }
 
+/// A request refused before its body was read because its source address or its app already
+/// had as many bodies being read as allowed (`scope`: `source_uploads` or `app_uploads`).
+pub(crate) fn uploads_refused(scope: &'static str) {
+    metrics::counter!("hub_gateway_uploads_refused_total", "scope" => scope).increment(1);
+}
+
 /// A request refused because its nonce was used before (a replay). `partner` is the
 /// authenticated app's partner.
 pub(crate) fn replay_refused(partner: &str) {

@@ -14,9 +14,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -154,12 +151,14 @@ pub async fn watch(cert: Arc<ReloadingCert>, every: Duration, stop: Cancellation
 }
 
 /// Serves `router` over TLS until shutdown; each connection is a task of `lifecycle`, so the
-/// drain waits for the requests in flight.
+/// drain waits for the requests in flight. The handshake and each request's headers have
+/// their time limits (`limits`).
 pub async fn serve(
     listener: TcpListener,
     cert: Arc<ReloadingCert>,
     client_ca: Option<&Path>,
     router: Router,
+    limits: crate::server::ConnectionLimits,
     lifecycle: hub_bus::Lifecycle,
 ) -> Result<(), String> {
     let stop = lifecycle.token().clone();
@@ -206,7 +205,7 @@ pub async fn serve(
         let (acceptor, router, stop) = (acceptor.clone(), router.clone(), stop.clone());
         lifecycle.spawn(async move {
             let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(t)) => t,
                     Ok(Err(e)) => {
                         info!(peer = %peer, error = %e, "TLS handshake refused");
@@ -226,18 +225,7 @@ pub async fn serve(
                     .map(|leaf| hub_security::sm::sm3_hex(leaf.as_ref())),
             );
             let router = router.layer(axum::Extension(client));
-            let builder = Builder::new(TokioExecutor::new());
-            let conn =
-                builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(router));
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = stop.cancelled() => {
-                    // Finish the request in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            crate::server::serve_connection(tls, peer, router, limits, stop).await;
         });
     }
 }

@@ -16,6 +16,7 @@
 //! offending field path.
 
 mod fixtures;
+pub mod limits;
 mod program;
 mod target;
 pub mod xml;
@@ -29,6 +30,7 @@ use hub_contracts::{Catalog, RecordError};
 use serde::Deserialize;
 
 pub use fixtures::{run_fixtures, FixtureOutcome};
+pub use limits::InputLimits;
 pub use program::{CompileProblem, Program, RunError};
 
 /// Which way a mapping goes.
@@ -106,13 +108,15 @@ pub struct Mapping {
     /// `%` for every run: `{"tables": {…}}`, built once because converting the tables on every
     /// record cost more than the program itself.
     metadata: Arc<vrl::value::Value>,
+    /// How deep and how large a payload this mapping reads may be.
+    limits: InputLimits,
 }
 
 /// A mapping failure, with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappingError {
-    /// `MAPPING_INPUT_UNREADABLE`, `MAPPING_FAILED`, `MAPPING_OUTPUT_INVALID` or
-    /// `MAPPING_OUTPUT_UNENCODABLE`.
+    /// `MAPPING_INPUT_UNREADABLE`, `INPUT_TOO_DEEP`, `INPUT_TOO_MANY_NODES`, `MAPPING_FAILED`,
+    /// `MAPPING_OUTPUT_INVALID` or `MAPPING_OUTPUT_UNENCODABLE`.
     pub code: &'static str,
     /// `partner/name`.
     pub mapping: String,
@@ -295,6 +299,7 @@ impl MappingSet {
                     folder: folder.clone(),
                     program,
                     metadata: Arc::clone(&metadata),
+                    limits: InputLimits::default(),
                 });
             }
         }
@@ -331,6 +336,14 @@ impl MappingSet {
             Ok(Self { mappings })
         } else {
             Err(problems)
+        }
+    }
+
+    /// Sets how deep and how large the payloads every mapping reads may be (the default is
+    /// [`InputLimits::default`]).
+    pub fn set_input_limits(&mut self, limits: InputLimits) {
+        for m in &mut self.mappings {
+            m.limits = limits;
         }
     }
 
@@ -416,11 +429,29 @@ impl Mapping {
             .unwrap_or_default()
     }
 
+    /// A value that did not come through [`Mapping::read_input`] (an outbound record, an
+    /// answer) is measured before anything recurses over it.
+    fn guard_depth(&self, value: &serde_json::Value) -> Result<(), MappingError> {
+        let cap = limits::VALUE_DEPTH_GUARD;
+        if limits::json_depth(value, cap) > cap {
+            return Err(self.error(
+                limits::INPUT_TOO_DEEP,
+                None,
+                limits::Exceeded::Depth(cap).to_string(),
+            ));
+        }
+        Ok(())
+    }
+
     fn run(
         &self,
         input: serde_json::Value,
         xml_root: Option<&str>,
     ) -> Result<serde_json::Value, MappingError> {
+        if let Err(e) = self.guard_depth(&input) {
+            limits::drop_json(input);
+            return Err(e);
+        }
         // The tables are shared with every run, never copied; only this run's fields are its own.
         let mut overlay = vrl::value::ObjectMap::new();
         if let Some(root) = xml_root {
@@ -441,10 +472,17 @@ impl Mapping {
         body: &[u8],
     ) -> Result<(serde_json::Value, Option<String>), MappingError> {
         let unreadable = |m: String| self.error("MAPPING_INPUT_UNREADABLE", None, m);
+        let refused = |e: xml::InputError| match e {
+            xml::InputError::Limit(limit) => self.error(limit.code(), None, limit.to_string()),
+            other => unreadable(other.to_string()),
+        };
         match self.format {
             Format::Json => {
                 let text =
                     xml::decode(body, self.charset).map_err(|e| unreadable(e.to_string()))?;
+                // Measured before serde_json (which recurses) builds anything.
+                limits::check_json_text(text.as_bytes(), &self.limits)
+                    .map_err(|limit| self.error(limit.code(), None, limit.to_string()))?;
                 let v = serde_json::from_str(&text)
                     .map_err(|e| unreadable(xml::InputError::Json(e.to_string()).to_string()))?;
                 Ok((v, None))
@@ -457,7 +495,7 @@ impl Mapping {
                     None => self.charset,
                 };
                 let text = xml::decode(body, charset).map_err(|e| unreadable(e.to_string()))?;
-                let (root, v) = xml::to_value(&text).map_err(|e| unreadable(e.to_string()))?;
+                let (root, v) = xml::to_value_limited(&text, &self.limits).map_err(refused)?;
                 Ok((v, Some(root)))
             }
         }
@@ -551,6 +589,8 @@ impl Mapping {
 
     /// Outbound (and answer): a JSON value → partner bytes.
     pub fn outbound(&self, record: &serde_json::Value) -> Result<Vec<u8>, MappingError> {
+        // Cloning recurses too: measure first.
+        self.guard_depth(record)?;
         let payload = self.run(record.clone(), None)?;
         match self.format {
             Format::Json => {

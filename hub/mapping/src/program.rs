@@ -86,7 +86,18 @@ impl Program {
     ) -> Result<serde_json::Value, RunError> {
         let mut target = SharedMetadataTarget::new(VrlValue::from(input), metadata, overlay);
         let mut runtime = vrl::compiler::runtime::Runtime::default();
-        match runtime.resolve(&mut target, &self.program, &self.timezone) {
+        let resolved = runtime.resolve(&mut target, &self.program, &self.timezone);
+        // Converting the result back recurses: a result deeper than any payload may be is
+        // refused and taken apart without recursion.
+        let cap = crate::limits::VALUE_DEPTH_GUARD;
+        if crate::limits::vrl_depth(&target.value, cap) > cap {
+            crate::limits::drop_vrl(std::mem::replace(&mut target.value, VrlValue::Null));
+            return Err(RunError {
+                line: None,
+                message: format!("the result nests deeper than {cap} levels"),
+            });
+        }
+        match resolved {
             Ok(_) => serde_json::to_value(&target.value).map_err(|e| RunError {
                 line: None,
                 message: format!("the result is not representable as JSON: {e}"),

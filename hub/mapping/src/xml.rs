@@ -15,6 +15,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use serde_json::{Map, Value};
 
+use crate::limits::{Exceeded, InputLimits};
 use crate::Charset;
 
 /// Why a payload could not be read.
@@ -36,6 +37,9 @@ pub enum InputError {
     Json(String),
     #[error("the XML document has no root element")]
     NoRoot,
+    /// Too deep or too many nodes: refused before the tree is built any further.
+    #[error("{0}")]
+    Limit(Exceeded),
 }
 
 /// The encoding an XML prolog declares, if any (`<?xml version="1.0" encoding="GBK"?>`).
@@ -115,11 +119,40 @@ struct Frame {
     text: String,
 }
 
+/// Elements and attributes read so far, against the limit.
+struct Budget {
+    nodes: usize,
+    limits: InputLimits,
+}
+
+impl Budget {
+    fn take(&mut self) -> Result<(), InputError> {
+        self.nodes += 1;
+        if self.nodes > self.limits.max_nodes {
+            return Err(InputError::Limit(Exceeded::Nodes(self.limits.max_nodes)));
+        }
+        Ok(())
+    }
+
+    /// An element opened at `depth` (the root is 1).
+    fn open_at(&mut self, depth: usize) -> Result<(), InputError> {
+        if depth > self.limits.max_depth {
+            return Err(InputError::Limit(Exceeded::Depth(self.limits.max_depth)));
+        }
+        self.take()
+    }
+}
+
 impl Frame {
-    fn open(e: &BytesStart<'_>, reader: &Reader<&[u8]>) -> Result<Self, InputError> {
+    fn open(
+        e: &BytesStart<'_>,
+        reader: &Reader<&[u8]>,
+        budget: &mut Budget,
+    ) -> Result<Self, InputError> {
         let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
         let mut fields = Map::new();
         for a in e.attributes() {
+            budget.take()?;
             let a = a.map_err(|err| xml_error(reader, err.to_string()))?;
             let key = format!("@{}", String::from_utf8_lossy(a.key.as_ref()));
             let value = a
@@ -175,8 +208,24 @@ fn insert(parent: &mut Map<String, Value>, name: String, value: Value) {
     }
 }
 
-/// Parses XML text into a tree; returns the root element's name and content.
+/// Parses XML text into a tree, within the default [`InputLimits`]; returns the root element's
+/// name and content.
 pub fn to_value(text: &str) -> Result<(String, Value), InputError> {
+    to_value_limited(text, &InputLimits::default())
+}
+
+/// Parses XML text into a tree; returns the root element's name and content. An element deeper
+/// than `limits.max_depth`, or more elements and attributes than `limits.max_nodes`, stop the
+/// reading at once: the tree is never built deeper than the limit.
+pub fn to_value_limited(text: &str, limits: &InputLimits) -> Result<(String, Value), InputError> {
+    let mut budget = Budget {
+        nodes: 0,
+        limits: *limits,
+    };
+    to_value_within(text, &mut budget)
+}
+
+fn to_value_within(text: &str, budget: &mut Budget) -> Result<(String, Value), InputError> {
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<(String, Value)> = None;
@@ -186,9 +235,13 @@ pub fn to_value(text: &str) -> Result<(String, Value), InputError> {
             .map_err(|e| xml_error(&reader, e.to_string()))?;
         match event {
             Event::DocType(_) => return Err(InputError::Dtd),
-            Event::Start(e) => stack.push(Frame::open(&e, &reader)?),
+            Event::Start(e) => {
+                budget.open_at(stack.len() + 1)?;
+                stack.push(Frame::open(&e, &reader, budget)?);
+            }
             Event::Empty(e) => {
-                let (name, value) = Frame::open(&e, &reader)?.close();
+                budget.open_at(stack.len() + 1)?;
+                let (name, value) = Frame::open(&e, &reader, budget)?.close();
                 match stack.last_mut() {
                     Some(parent) => insert(&mut parent.fields, name, value),
                     None if root.is_none() => root = Some((name, value)),
@@ -381,5 +434,56 @@ mod tests {
         assert!(from_value("gd", &json!({"nr": "😀"}), Charset::Gbk)
             .unwrap_err()
             .contains("cannot be written in GBK"));
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused_before_the_tree_grows() {
+        // 100,000 levels: once enough to overflow the stack and abort the hub.
+        let deep = "<a>".repeat(100_000) + &"</a>".repeat(100_000);
+        assert_eq!(to_value(&deep), Err(InputError::Limit(Exceeded::Depth(64))));
+        let deep_empty = "<a>".repeat(100) + "<b/>" + &"</a>".repeat(100);
+        assert_eq!(
+            to_value(&deep_empty),
+            Err(InputError::Limit(Exceeded::Depth(64)))
+        );
+        // Exactly at the limit is fine, one more is not.
+        let limits = InputLimits {
+            max_depth: 5,
+            max_nodes: 100,
+        };
+        let at = "<a>".repeat(4) + "<b/>" + &"</a>".repeat(4);
+        assert!(to_value_limited(&at, &limits).is_ok());
+        let over = "<a>".repeat(5) + "<b/>" + &"</a>".repeat(5);
+        assert_eq!(
+            to_value_limited(&over, &limits),
+            Err(InputError::Limit(Exceeded::Depth(5)))
+        );
+        assert_eq!(
+            InputError::Limit(Exceeded::Depth(5)).to_string(),
+            "the payload nests deeper than 5 levels"
+        );
+    }
+
+    #[test]
+    fn elements_and_attributes_beyond_the_node_limit_are_refused() {
+        let limits = InputLimits {
+            max_depth: 64,
+            max_nodes: 10,
+        };
+        let wide = format!("<r>{}</r>", "<i/>".repeat(9));
+        assert!(to_value_limited(&wide, &limits).is_ok(), "10 elements");
+        let wider = format!("<r>{}</r>", "<i/>".repeat(10));
+        assert_eq!(
+            to_value_limited(&wider, &limits),
+            Err(InputError::Limit(Exceeded::Nodes(10)))
+        );
+        let attributes = format!(
+            "<r {}/>",
+            (0..10).map(|i| format!("a{i}=\"x\" ")).collect::<String>()
+        );
+        assert_eq!(
+            to_value_limited(&attributes, &limits),
+            Err(InputError::Limit(Exceeded::Nodes(10)))
+        );
     }
 }

@@ -104,7 +104,7 @@ mod operators;
 mod receipts;
 mod trace;
 mod writer;
-pub use audit::{AuditRecord, AuditVerdict, GENESIS};
+pub use audit::{AuditCheckpoint, AuditRecord, AuditVerdict, CheckpointKey, GENESIS};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use operators::{ConsoleSession, Operator};
 pub use receipts::{Receipt, ReceiptConflict, ReceiptFingerprint};

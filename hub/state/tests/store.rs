@@ -324,6 +324,100 @@ async fn an_edited_removed_or_truncated_audit_record_is_detected() {
 }
 
 #[tokio::test]
+async fn signed_checkpoints_keep_audit_verification_incremental_through_retention() {
+    use hub_state::CheckpointKey;
+    on_both(|store, url| async move {
+        let key = CheckpointKey::new(b"test-audit-checkpoint-key-0123".to_vec()).unwrap();
+        assert!(CheckpointKey::new(b"short".to_vec()).is_err());
+        assert_eq!(
+            store.checkpoint_audit(&key).await.unwrap(),
+            Ok(None),
+            "empty log"
+        );
+        append(&store, 5).await;
+        let cp = store
+            .checkpoint_audit(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!((cp.seq, cp.key_id.as_str()), (5, key.id()));
+        append(&store, 3).await;
+        let v = store.verify_audit_with(Some(&key)).await.unwrap();
+        assert_eq!(
+            (v.records, v.from_checkpoint),
+            (3, Some(5)),
+            "only 6–8 read"
+        );
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+
+        // Retention deletes what the checkpoint covers, never after it; verification from the
+        // checkpoint stays complete.
+        assert_eq!(store.purge_audit(&key, i64::MAX).await.unwrap(), 5);
+        let v = store.verify_audit_with(Some(&key)).await.unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.records, 3);
+        let p = store.verify_audit().await.unwrap().problems.join("\n");
+        assert!(
+            p.contains("records 1–5 were removed"),
+            "without the key: {p}"
+        );
+        // A second checkpoint replaces the first.
+        let cp = store
+            .checkpoint_audit(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(cp.seq, 8);
+        assert_eq!(store.purge_audit(&key, i64::MAX).await.unwrap(), 3);
+        append(&store, 4).await;
+        assert!(store
+            .verify_audit_with(Some(&key))
+            .await
+            .unwrap()
+            .problems
+            .is_empty());
+
+        // Tampering after the checkpoint is still named, record by record.
+        raw(&url, "UPDATE hub_audit SET detail = '{}' WHERE seq = 10").await;
+        raw(&url, "DELETE FROM hub_audit WHERE seq = 11").await;
+        let p = store
+            .verify_audit_with(Some(&key))
+            .await
+            .unwrap()
+            .problems
+            .join("\n");
+        assert!(p.contains("record 10 was edited"), "{p}");
+        assert!(
+            p.contains("record 12 follows record 10: records 11–11 were removed"),
+            "{p}"
+        );
+        // No checkpoint is signed over a broken chain.
+        assert!(store.checkpoint_audit(&key).await.unwrap().is_err());
+
+        // An altered checkpoint is named and not trusted; another key's signature neither.
+        raw(
+            &url,
+            "UPDATE hub_audit_checkpoints SET hash = 'x' WHERE seq = 8",
+        )
+        .await;
+        let v = store.verify_audit_with(Some(&key)).await.unwrap();
+        assert_eq!(v.from_checkpoint, None);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("checkpoint at record 8 does not verify")),
+            "{:?}",
+            v.problems
+        );
+        let other = CheckpointKey::new(b"another-audit-key-0123456789".to_vec()).unwrap();
+        assert_eq!(store.purge_audit(&other, i64::MAX).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_retried_push_finds_the_first_receipt() {
     use hub_state::Receipt;
     on_both(|store, _| async move {
