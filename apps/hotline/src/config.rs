@@ -251,6 +251,9 @@ pub struct KmsSection {
     pub url: String,
     pub app_id: String,
     pub hmac_secret: String,
+    /// Accept `http://` for a KMS on a loopback address (development and tests only).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 impl Validate for HotlineConfig {

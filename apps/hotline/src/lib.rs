@@ -108,8 +108,13 @@ pub async fn load_files(loaded: &Loaded<HotlineConfig>) -> Result<Files, StartEr
     let ring_path = loaded.resolve(&cfg.security.key_ring);
     let ring = match &cfg.security.kms {
         Some(k) => {
-            let kms = hub_security::kms::HttpKms::new(&k.url, &k.app_id, &k.hmac_secret)
-                .map_err(|e| StartError::Config(e.to_string()))?;
+            let kms = hub_security::kms::HttpKms::new(
+                &k.url,
+                &k.app_id,
+                &k.hmac_secret,
+                k.allow_plain_http,
+            )
+            .map_err(|e| StartError::Config(e.to_string()))?;
             hub_security::kms::load_key_ring(&ring_path, Some(&kms)).await
         }
         None => {

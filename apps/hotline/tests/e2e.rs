@@ -95,7 +95,9 @@ impl Hub {
         std::fs::write(
             &config,
             format!(
-                r#"[admin]
+                r#"[hub]
+profile = "development"
+[admin]
 listen = "127.0.0.1:{admin_port}"
 [bus]
 bootstrap_servers = "{bootstrap}"

@@ -1,13 +1,20 @@
 //! The operators' listener: `/healthz`, `/readyz`, `/metrics` (Prometheus text format, see
 //! `docs/metrics.md`), the message trace under `/api/v1/trace/{id}` (`docs/trace.md`) and the
-//! schema registry under `/registry` (the console joins later).
+//! schema registry under `/registry`, and the console under `/console` (its own sessions).
+//!
+//! `/healthz` and `/readyz` are open (probes). `/metrics`, `/registry/…` and
+//! `/api/v1/trace/…` need `[admin] token` (`Authorization: Bearer <token>`, or HTTP Basic with
+//! the token as password for registry clients that only speak Basic), answered 401
+//! `ADMIN_UNAUTHORIZED` otherwise; `metrics_open` and `registry_open` open the first two
+//! without it, on a loopback listener only.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -30,17 +37,82 @@ pub struct AdminState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The cluster, asked which consumer groups have read a traced message.
     pub bus: hub_bus::BusSection,
+    /// Who may read `/metrics`, `/registry` and the trace API (`[admin]`).
+    pub access: hub_config::sections::AdminSection,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
-    let registry = crate::registry_api::router(Arc::clone(&state.registry));
+    let access = Arc::new(state.access.clone());
+    let guard = || from_fn_with_state(Arc::clone(&access), require_token);
+    let mut registry = crate::registry_api::router(Arc::clone(&state.registry));
+    if !access.registry_open {
+        registry = registry.layer(guard());
+    }
+    let mut metrics_route = Router::new().route("/metrics", get(metrics));
+    if !access.metrics_open {
+        metrics_route = metrics_route.layer(guard());
+    }
+    let trace_route = Router::new()
+        .route("/api/v1/trace/{id}", get(trace))
+        .layer(guard());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/trace/{id}", get(trace))
+        .merge(metrics_route)
+        .merge(trace_route)
         .with_state(state)
         .nest("/registry", registry)
+}
+
+/// The `[admin] token` a request presents: `Authorization: Bearer <token>`, or HTTP Basic
+/// whose password is the token (any user name).
+fn presented_token(req: &Request) -> Option<String> {
+    use base64::Engine;
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        return text.split_once(':').map(|(_, p)| p.to_string());
+    }
+    None
+}
+
+/// Equal in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 401 `ADMIN_UNAUTHORIZED` unless the request carries the admin token.
+async fn require_token(
+    State(access): State<Arc<hub_config::sections::AdminSection>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let ok = match (&access.token, presented_token(&req)) {
+        (Some(expected), Some(given)) => same(expected, &given),
+        _ => false,
+    };
+    if ok {
+        return next.run(req).await;
+    }
+    metrics::counter!("hub_admin_unauthorized_total").increment(1);
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"hub-admin\"")],
+        Json(json!({
+            "code": "ADMIN_UNAUTHORIZED",
+            "message_zh": "需要管理令牌（Authorization: Bearer <[admin] token>）",
+            "message_en": "the admin token is required (Authorization: Bearer <[admin] token>)",
+        })),
+    )
+        .into_response()
 }
 
 /// The process is alive and answering. Says nothing about its dependencies on purpose: a

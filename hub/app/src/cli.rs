@@ -227,6 +227,7 @@ fn check(path: &Path) -> ExitCode {
                         catalog.contracts.len(),
                         catalog.topics().len()
                     );
+                    problems.extend(crate::profile::key_ring_problem(&loaded));
                     if let Some(g) = &loaded.config.gateway {
                         let ring = loaded.resolve(&g.key_ring);
                         if let Err(e) = hub_security::kms::check_key_ring_file(&ring) {

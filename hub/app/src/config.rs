@@ -229,6 +229,20 @@ pub struct HubSection {
     /// How long shutdown may take to finish in-flight work and flush the producer.
     #[serde(default = "default_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// `production` (the default) refuses to start with development keys or secrets, plain
+    /// HTTP on a non-loopback address, an insecure console cookie or a KMS over plain http;
+    /// `development` allows them (the local stack, the tests).
+    #[serde(default)]
+    pub profile: Profile,
+}
+
+/// `[hub] profile`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    #[default]
+    Production,
+    Development,
 }
 
 fn default_grace_ms() -> u64 {
@@ -240,6 +254,7 @@ impl Default for HubSection {
         Self {
             instance_id: None,
             shutdown_grace_ms: default_grace_ms(),
+            profile: Profile::default(),
         }
     }
 }
@@ -419,6 +434,126 @@ impl Validate for HubConfig {
                 join_key(prefix, "poller.lease_ttl_ms"),
                 format!("{} is outside 5000..=3600000", self.poller.lease_ttl_ms),
             ));
+        }
+        if self.hub.profile == Profile::Production {
+            out.extend(self.production_problems(prefix));
+        }
+        out
+    }
+}
+
+/// Markers of the development secrets that ship with the repository (public, in git): a
+/// secret containing one of them is refused in production.
+const DEVELOPMENT_SECRET_MARKERS: &[&str] = &[
+    "dev-only",
+    "change-me",
+    "do-not-use",
+    "test-only",
+    "test-secret",
+];
+
+fn is_development_secret(secret: &str) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    DEVELOPMENT_SECRET_MARKERS.iter().any(|m| lower.contains(m))
+}
+
+impl HubConfig {
+    /// What the production profile refuses in the configuration itself (the key ring file is
+    /// checked by [`crate::profile::key_ring_problem`]). Each message starts with its code.
+    fn production_problems(&self, prefix: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let key = |k: &str| join_key(prefix, k);
+        let refuse = |code: &str, what: String| {
+            format!("{code}: {what} (profile = \"production\"; set [hub] profile = \"development\" only on a development machine)")
+        };
+        if !self.admin.listen.ip().is_loopback() {
+            out.push(Invalid::new(
+                key("admin.listen"),
+                refuse("PROFILE_PLAIN_HTTP", format!("the admin listener serves plain HTTP and may listen only on a loopback address (put a TLS proxy in front), not {}", self.admin.listen)),
+            ));
+        }
+        if self
+            .admin
+            .token
+            .as_deref()
+            .is_some_and(is_development_secret)
+        {
+            out.push(Invalid::new(
+                key("admin.token"),
+                refuse(
+                    "PROFILE_DEVELOPMENT_SECRET",
+                    "a development token (public); use token_env or token_file".into(),
+                ),
+            ));
+        }
+        if self.console.enabled && !self.console.secure_cookie {
+            out.push(Invalid::new(
+                key("console.secure_cookie"),
+                refuse("PROFILE_INSECURE_COOKIE", "the console's session cookie must be Secure (operators reach the console through HTTPS)".into()),
+            ));
+        }
+        if let Some(g) = &self.gateway {
+            if g.plain_http && !g.listen.ip().is_loopback() {
+                out.push(Invalid::new(
+                    key("gateway.plain_http"),
+                    refuse("PROFILE_PLAIN_HTTP", format!("plain HTTP on {}, a non-loopback address; use [gateway.tls] or listen on loopback behind a TLS proxy", g.listen)),
+                ));
+            }
+            if let Some(k) = &g.kms {
+                if !k.url.to_ascii_lowercase().starts_with("https://") {
+                    out.push(Invalid::new(
+                        key("gateway.kms.url"),
+                        refuse(
+                            "PROFILE_KMS_PLAIN_HTTP",
+                            "the KMS must be reached over https".into(),
+                        ),
+                    ));
+                }
+                if is_development_secret(&k.hmac_secret) {
+                    out.push(Invalid::new(
+                        key("gateway.kms.hmac_secret"),
+                        refuse(
+                            "PROFILE_DEVELOPMENT_SECRET",
+                            "a development secret (public)".into(),
+                        ),
+                    ));
+                }
+            }
+            for (i, app) in g.apps.iter().enumerate() {
+                if app
+                    .hmac_secret
+                    .as_deref()
+                    .is_some_and(is_development_secret)
+                {
+                    out.push(Invalid::new(
+                        key(&format!("gateway.apps[{i}].hmac_secret")),
+                        refuse("PROFILE_DEVELOPMENT_SECRET", format!("app `{}` has a development secret (public); give it its own, e.g. hmac_secret_env or hmac_secret_file", app.app_id)),
+                    ));
+                }
+            }
+        }
+        for (name, p) in &self.partners {
+            if p.hmac_secret.as_deref().is_some_and(is_development_secret) {
+                out.push(Invalid::new(
+                    key(&format!("partners.{name}.hmac_secret")),
+                    refuse(
+                        "PROFILE_DEVELOPMENT_SECRET",
+                        "a development secret (public); use hmac_secret_env or hmac_secret_file"
+                            .into(),
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = &self.registry {
+            if r.password.as_deref().is_some_and(is_development_secret) {
+                out.push(Invalid::new(
+                    key("registry.password"),
+                    refuse(
+                        "PROFILE_DEVELOPMENT_SECRET",
+                        "a development secret (public)".into(),
+                    ),
+                ));
+            }
         }
         out
     }

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod operator_cli;
 pub mod partners;
+pub mod profile;
 pub mod registry_api;
 pub mod serve;
 pub mod trace;

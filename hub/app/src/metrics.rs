@@ -105,6 +105,9 @@ pub const EXPORTED: &[Metric] = &[
     m("hub_poller_runs_total", Counter, &["pull", "outcome"], "Pull job runs, by outcome (ok, lease_held or an error code)."),
     m("hub_poller_items_total", Counter, &["pull", "outcome"], "Items pulled, by outcome (produced, duplicate, dead_lettered)."),
     m("hub_poller_lag_seconds", Gauge, &["pull"], "How far a pull job's watermark is behind now."),
+    m("hub_poller_replays_total", Counter, &["pull"], "Dead-lettered items of a pull job replayed (opened and mapped again)."),
+    // Admin listener.
+    m("hub_admin_unauthorized_total", Counter, &[], "Requests to /metrics, /registry or the trace API refused for want of the admin token."),
 ];
 
 /// The metric named `name`, if the hub exports it.

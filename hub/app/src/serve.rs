@@ -34,6 +34,11 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         );
     }
 
+    if let Some(problem) = crate::profile::key_ring_problem(&loaded) {
+        error!(code = "PROFILE_DEVELOPMENT_KEYS", problem = %problem, "refusing to start");
+        return ExitCode::from(2);
+    }
+
     let contracts_dir = loaded.resolve(&cfg.contracts.dir);
     let catalog = match hub_contracts::load_dir(&contracts_dir) {
         Ok(c) => c,
@@ -214,6 +219,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         registry: Arc::new(hub_contracts::Registry::from_catalog(&catalog)),
         metrics: metrics_handle.clone(),
         bus: cfg.bus.clone(),
+        access: cfg.admin.clone(),
     });
     lifecycle.spawn(crate::metrics::sample(
         Arc::clone(&admin_state),
@@ -415,13 +421,32 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 instance_id: instance_id.clone(),
                 lease_ttl: Duration::from_millis(cfg.poller.lease_ttl_ms),
             });
-            match hub_poller::start_pulls(ctx, plan.pulls, &lifecycle) {
+            let jobs = plan.pulls.clone();
+            match hub_poller::start_pulls(Arc::clone(&ctx), plan.pulls, &lifecycle) {
                 Ok(names) => info!(jobs = ?names, "pull jobs scheduled"),
                 Err(e) => {
                     error!(error = %e, "cannot start the pull jobs");
                     return abort_start(&lifecycle, &producer, 2).await;
                 }
             }
+            // Replays of the jobs' dead letters, read once the replay topic exists.
+            let (lc, ready, bus) = (
+                lifecycle.clone(),
+                Arc::clone(&topics_ready),
+                cfg.bus.clone(),
+            );
+            lifecycle.spawn(async move {
+                while !ready.load(Ordering::Acquire) {
+                    tokio::select! {
+                        () = lc.token().cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+                if let Err(e) = hub_poller::start_replays(ctx, &bus, &jobs, &lc) {
+                    error!(code = e.code(), error = %e, "cannot read the pull jobs' replays; stopping");
+                    lc.stop();
+                }
+            });
         }
     }
     info!(admin = %cfg.admin.listen, "hub running");
@@ -502,7 +527,12 @@ async fn load_keys(
 ) -> Option<hub_security::field::KeyRing> {
     let key_ring_path = loaded.resolve(&gcfg.key_ring);
     let key_ring = match &gcfg.kms {
-        Some(k) => match hub_security::kms::HttpKms::new(&k.url, &k.app_id, &k.hmac_secret) {
+        Some(k) => match hub_security::kms::HttpKms::new(
+            &k.url,
+            &k.app_id,
+            &k.hmac_secret,
+            k.allow_plain_http,
+        ) {
             Ok(kms) => hub_security::kms::load_key_ring(&key_ring_path, Some(&kms)).await,
             Err(e) => Err(e),
         },

@@ -426,6 +426,140 @@ async fn audit_verify_starts_from_the_signed_checkpoint_and_names_edits_after_it
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("record 8 was edited"),
+/// The example configuration as a production deployment would start from it: the profile
+/// line removed, paths made absolute, in `dir` with a copy of the development key ring beside
+/// it. `secrets` replaces the two clear secrets and leaves the cookie at its default (Secure).
+fn production_copy(dir: &std::path::Path, secrets: Option<(&str, &str)>) -> std::path::PathBuf {
+    let repo = repo();
+    let mut text = std::fs::read_to_string(repo.join("ops/hub.example.toml"))
+        .unwrap()
+        .replace("profile = \"development\"\n", "")
+        .replace("\"../", &format!("\"{}/", repo.display()));
+    if let Some((app, partner)) = secrets {
+        text = text
+            .replace("secure_cookie = false\n", "")
+            .replace(
+                "hmac_secret = \"dev-only-hotline-secret-change-me\"",
+                &format!("hmac_secret_env = \"{app}\""),
+            )
+            .replace(
+                "hmac_secret = \"dev-only-12345-secret-change-me\"",
+                &format!("hmac_secret_file = \"{partner}\""),
+            )
+            .replace(
+                "token = \"dev-only-admin-token-change-me\"",
+                &format!("token_env = \"{app}\""),
+            );
+    }
+    std::fs::copy(
+        repo.join("ops/dev-keyring.toml"),
+        dir.join("dev-keyring.toml"),
+    )
+    .unwrap();
+    let path = dir.join("hub.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_production_profile_refuses_development_keys_secrets_plain_http_and_insecure_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = production_copy(dir.path(), None);
+    let check = |env: &[(&str, &str)]| {
+        let out = hub(&["check", "--config", config.to_str().unwrap()], env);
+        (out.status.code(), text(&out.stderr))
+    };
+    let (code, stderr) = check(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    // (The key ring is checked once the configuration itself is clean: the next test.)
+    for expected in [
+        "key `admin.token`: PROFILE_DEVELOPMENT_SECRET",
+        "key `gateway.apps[0].hmac_secret`: PROFILE_DEVELOPMENT_SECRET",
+        "key `partners.hotline12345.hmac_secret`: PROFILE_DEVELOPMENT_SECRET",
+        "key `console.secure_cookie`: PROFILE_INSECURE_COOKIE",
+    ] {
+        assert!(stderr.contains(expected), "`{expected}` in:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("dev-only-hotline-secret") && !stderr.contains("dev-only-12345"),
+        "a secret's value in the problems: {stderr}"
+    );
+    // Plain HTTP off loopback (gateway and admin), and a KMS over plain http.
+    let (code, stderr) = check(&[
+        ("HUB_GATEWAY__LISTEN", "0.0.0.0:9480"),
+        ("HUB_ADMIN__LISTEN", "0.0.0.0:9470"),
+        ("HUB_GATEWAY__KMS__URL", "http://10.1.2.3:8200"),
+        ("HUB_GATEWAY__KMS__APP_ID", "hub"),
+        (
+            "HUB_GATEWAY__KMS__HMAC_SECRET",
+            "a-real-looking-kms-secret-123",
+        ),
+    ]);
+    assert_eq!(code, Some(1));
+    for expected in [
+        "key `gateway.plain_http`: PROFILE_PLAIN_HTTP",
+        "key `admin.listen`: PROFILE_PLAIN_HTTP",
+        "key `admin.metrics_open`: ADMIN_OPEN_OFF_LOOPBACK",
+        "key `admin.registry_open`: ADMIN_OPEN_OFF_LOOPBACK",
+        "key `gateway.kms.url`: PROFILE_KMS_PLAIN_HTTP",
+        "KMS_PLAIN_HTTP: plain http to a KMS is allowed only on a loopback address",
+    ] {
+        assert!(stderr.contains(expected), "`{expected}` in:\n{stderr}");
+    }
+    // `serve` refuses the same before starting anything (exit 2).
+    let out = hub(&["serve", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("PROFILE_DEVELOPMENT_SECRET"));
+    // The example itself says it is a development stack, and passes.
+    let example = repo().join("ops/hub.example.toml");
+    let out = hub(&["check", "--config", example.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn production_secrets_come_from_the_environment_or_a_file_and_only_the_key_ring_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("partner.secret");
+    std::fs::write(&secret_file, "partner-secret-from-a-protected-file\n").unwrap();
+    let config = production_copy(
+        dir.path(),
+        Some(("HUB_TEST_APP_SECRET", secret_file.to_str().unwrap())),
+    );
+    let env = [("HUB_TEST_APP_SECRET", "app-secret-from-the-environment-42")];
+    let out = hub(&["check", "--config", config.to_str().unwrap()], &env);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.matches("PROFILE_").count(),
+        1,
+        "only the development key ring is left: {stderr}"
+    );
+    assert!(stderr.contains("PROFILE_DEVELOPMENT_KEYS"), "{stderr}");
+    // `serve` refuses the development key ring before it starts anything.
+    let out = hub(&["serve", "--config", config.to_str().unwrap()], &env);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("PROFILE_DEVELOPMENT_KEYS"), "{stderr}");
+    for secret in [
+        "app-secret-from-the-environment-42",
+        "partner-secret-from-a-protected-file",
+    ] {
+        assert!(!stderr.contains(secret), "a secret in the log: {stderr}");
+    }
+    // With a key ring of its own, the production configuration passes.
+    let key = hex::encode(hub_security::sm::random::<16>());
+    std::fs::write(
+        dir.path().join("dev-keyring.toml"),
+        format!("current = \"k1\"\n[keys]\nk1 = \"{key}\"\n"),
+    )
+    .unwrap();
+    let out = hub(&["check", "--config", config.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A missing variable is named, with where it was asked for.
+    let out = hub(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("`HUB_TEST_APP_SECRET` is not set"),
         "{}",
         text(&out.stderr)
     );

@@ -195,10 +195,10 @@ async fn operators_use_the_console_in_a_real_browser() {
     let config = write_config(
         dir.path(),
         &format!(
-            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[bus]\nbootstrap_servers = \"{}\"\n\
+            "[hub]\nprofile = \"development\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\nmetrics_open = true\nregistry_open = true\n[bus]\nbootstrap_servers = \"{}\"\n\
              [state]\nurl = \"sqlite://state/hub.db\"\n[contracts]\ndir = \"{}\"\n\
              [mappings]\ndir = \"{}\"\n[adapters]\ndir = \"{}\"\n[log]\nformat = \"json\"\n\
-             [console]\nsession_idle_minutes = 15\nsession_max_hours = 2\n\
+             [console]\nsession_idle_minutes = 15\nsession_max_hours = 2\nsecure_cookie = false\n\
              [gateway]\nlisten = \"127.0.0.1:{gateway}\"\nplain_http = true\nkey_ring = \"{}\"\n\
              [[gateway.apps]]\napp_id = \"hotline-console\"\npartner = \"hotline12345\"\nhmac_secret = \"{APP_SECRET}\"\n\
              [egress]\ncommit_interval_ms = 200\ngroup_prefix = \"console-test-{p}\"\n\

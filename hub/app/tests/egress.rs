@@ -49,7 +49,7 @@ fn config(
     write_config(
         dir,
         &format!(
-            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[bus]\nbootstrap_servers = \"{}\"\n\
+            "[hub]\nprofile = \"development\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\nmetrics_open = true\nregistry_open = true\n[bus]\nbootstrap_servers = \"{}\"\n\
              [state]\nurl = \"sqlite://state/hub.db\"\n[contracts]\ndir = \"{}\"\n\
              [mappings]\ndir = \"{}\"\n[adapters]\ndir = \"{}\"\n[log]\nformat = \"json\"\n\
              [gateway]\nlisten = \"127.0.0.1:{gateway}\"\nplain_http = true\nkey_ring = \"{}\"\n\
@@ -221,7 +221,14 @@ async fn every_message_ends_delivered_once_or_dead_lettered_with_its_reason() {
     platform.plan(&t(4), vec![Fault::Slow(Duration::from_millis(1_500))]);
     platform.plan(&t(5), vec![Fault::Reset]);
     platform.plan(&t(6), vec![Fault::Code("2001")]);
-    platform.plan(&t(7), vec![Fault::Code("1004")]);
+    // A refusal whose message quotes the caller back: it must be masked wherever it is kept.
+    platform.plan(
+        &t(7),
+        vec![Fault::CodeSaying(
+            "1004",
+            "来电人13800138000（身份证31010119900101123X）信息不符",
+        )],
+    );
     platform.always.lock().unwrap().insert(t(8), 502);
     // Ticket 11's first event fails twice: its later events must wait for it.
     platform.plan(&t(11), vec![Fault::Status(500), Fault::Status(500)]);
@@ -335,6 +342,23 @@ async fn every_message_ends_delivered_once_or_dead_lettered_with_its_reason() {
     assert!(
         !text(&out.stdout).contains("王五"),
         "no clear personal data in `dlq show`"
+    );
+    // The partner's text is masked in the reason as in partner_answer (Kafka, state, CLI).
+    for clear in ["13800138000", "31010119900101123X"] {
+        assert!(!text(&out.stdout).contains(clear), "{clear} in `dlq show`");
+        assert!(
+            !shown["reason"].as_str().unwrap().contains(clear),
+            "{clear} in the reason"
+        );
+    }
+    assert!(
+        shown["reason"].as_str().unwrap().contains("138****8000"),
+        "the masked answer is still there to read: {shown}"
+    );
+    let log = std::fs::read_to_string(cfg.with_file_name("hub.log")).unwrap_or_default();
+    assert!(
+        !log.contains("13800138000"),
+        "the partner's answer in clear in the hub's log"
     );
     assert_eq!(
         shown["original_headers"]["hub-message-id"],

@@ -257,6 +257,45 @@ async fn a_signed_dispatch_lands_on_kafka_sealed_framed_and_enveloped() {
 }
 
 #[tokio::test]
+async fn a_personal_field_that_only_looks_sealed_is_sealed_before_kafka() {
+    let hub = start();
+    wait_ready(&hub).await;
+    let mut doc: Value =
+        serde_json::from_slice(&fixture("dispatch_json/normal.input.json")).unwrap();
+    // Clear text behind the sealed prefix: it must not pass as already sealed.
+    let disguised = "sm4gcm:v1:dev-2026-11:13900139000";
+    doc["lxdh"] = json!(disguised);
+    doc["gdbh"] = json!(format!("GD{}", now_ms()));
+    let body = serde_json::to_vec(&doc).unwrap();
+    let (status, answer) = push(&hub, "hotline-test", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let message_id = answer["message_id"].as_str().unwrap().to_string();
+    let found = find_on_kafka("hotline.ticket.dispatched.v1", &message_id).await;
+    assert_eq!(found.len(), 1);
+    let value = found[0].payload.as_ref().unwrap();
+    assert!(
+        !String::from_utf8_lossy(value).contains("13900139000"),
+        "the disguised phone number is on Kafka in clear text"
+    );
+    let catalog = hub_contracts::load_dir(&repo().join("contracts/schemas")).unwrap();
+    let contract = catalog.contract("hotline.ticket.dispatched.v1").unwrap();
+    let record =
+        hub_pipeline::read_record(&catalog, contract, contract.schema_id(), value).unwrap();
+    let sealed = record["caller_phone"].as_str().unwrap();
+    let ring = KeyRing::from_file(&repo().join("ops/dev-keyring.toml")).unwrap();
+    assert_eq!(
+        FieldCipher::new(ring)
+            .open("hotline.ticket.dispatched.v1/caller_phone", sealed)
+            .unwrap(),
+        disguised,
+        "sealed once more, it opens to what the partner sent"
+    );
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+    assert!(!logs.contains("13900139000"));
+}
+
+#[tokio::test]
 async fn every_refusal_answers_its_status_and_code() {
     let hub = start();
     wait_ready(&hub).await;
@@ -776,6 +815,32 @@ async fn encrypted_bodies_are_accepted_and_answers_encrypted_on_request() {
         &body,
         now_ms(),
         &[("x-hub-encryption", "SM4-GCM")],
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (200, Some("ACCEPTED")), "{v}");
+
+    // 2b. A wrapped key written as sm-crypto writes it (C1 without 0x04) whose x coordinate
+    // starts with byte 0x04: decided by length, not misread as prefixed.
+    let fresh = hub_security::sm::random::<16>();
+    let wrapped = loop {
+        let c = hub_security::sm::sm2_encrypt(&hub_key.public_key(), &fresh).unwrap();
+        if c[1] == 4 {
+            break c[1..].to_vec();
+        }
+    };
+    let nonce = hub_security::sm::random::<12>();
+    let mut fresh_body = nonce.to_vec();
+    fresh_body.extend(sm4_gcm_encrypt(&fresh, &nonce, b"", &plain).unwrap());
+    let (s, v) = push(
+        &hub,
+        "hotline-test",
+        DISPATCH,
+        &fresh_body,
+        now_ms(),
+        &[
+            ("x-hub-encryption", "SM4-GCM"),
+            ("x-hub-encryption-key", hex::encode(&wrapped).as_str()),
+        ],
     )
     .await;
     assert_eq!((s, v["code"].as_str()), (200, Some("ACCEPTED")), "{v}");

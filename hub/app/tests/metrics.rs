@@ -294,3 +294,65 @@ async fn metrics_show_a_push_with_bounded_labels_and_only_described_names() {
     let (status, _) = stop_and_collect_logs(serving);
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn metrics_registry_and_trace_need_the_admin_token_unless_opened_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    // The tests' hubs open /metrics and /registry on loopback; this one does not.
+    let serving = start_serving_env(
+        dir.path(),
+        &kafka(),
+        "",
+        &[
+            ("HUB_ADMIN__METRICS_OPEN", "false"),
+            ("HUB_ADMIN__REGISTRY_OPEN", "false"),
+        ],
+    );
+    let admin = serving.admin.clone();
+    wait_for_status(&format!("{admin}/healthz"), 200, Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/metrics",
+        "/registry/subjects",
+        "/api/v1/trace/GD20261122000123",
+    ] {
+        let r = client.get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path} without a token");
+        assert!(r.headers().contains_key("www-authenticate"));
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "ADMIN_UNAUTHORIZED", "{path}");
+        let r = client
+            .get(format!("{admin}{path}"))
+            .bearer_auth("not-the-admin-token-0123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path} with a wrong token");
+    }
+    let r = client
+        .get(format!("{admin}/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("hub_admin_unauthorized_total"));
+    // A Confluent client that only speaks HTTP Basic sends the token as its password.
+    let r = client
+        .get(format!("{admin}/registry/subjects"))
+        .basic_auth("schema-reader", Some(ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Probes stay open.
+    let r = client.get(format!("{admin}/readyz")).send().await.unwrap();
+    assert_ne!(r.status().as_u16(), 401);
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "{logs}");
+    assert!(!logs.contains(ADMIN_TOKEN), "the admin token in the logs");
+}

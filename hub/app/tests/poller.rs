@@ -42,7 +42,7 @@ fn config(dir: &Path, base_url: &str, state_url: &str) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[admin]\nlisten = \"127.0.0.1:{}\"\n[bus]\nbootstrap_servers = \"{}\"\n\
+            "[hub]\nprofile = \"development\"\n[admin]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{ADMIN_TOKEN}\"\nmetrics_open = true\nregistry_open = true\n[bus]\nbootstrap_servers = \"{}\"\n\
              [state]\nurl = \"{state_url}\"\n[contracts]\ndir = \"{}\"\n\
              [mappings]\ndir = \"{}\"\n[adapters]\ndir = \"{}\"\n[log]\nformat = \"json\"\n\
              [poller]\nlease_ttl_ms = 5000\n\
@@ -326,4 +326,154 @@ async fn while_kafka_is_away_a_pull_waits_without_spinning_and_then_loses_nothin
     }
     assert_eq!(*platform.bad_signatures.lock().unwrap(), 0);
     drop(hub);
+}
+
+/// The one line of `hub dlq list --json` about `object`, once there is one.
+async fn dead_letter_about(cfg: &Path, object: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = hub(
+            &[
+                "dlq",
+                "list",
+                "--json",
+                "--about",
+                object,
+                "--config",
+                cfg.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let rows: Vec<Value> = text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if let Some(row) = rows.into_iter().find(|r| r["status"] == "pending") {
+            return row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter about {object} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_item_is_dead_lettered_sealed_and_replays_once_the_mapping_is_fixed() {
+    use hub_security::field::{FieldCipher, KeyRing};
+    let platform = Platform::new(SECRET);
+    let base = platform.serve().await;
+    let p = prefix();
+    seed(&platform, &p, 2);
+    let refused = format!("{p}0001");
+    {
+        // A district code the tables do not know (the mapping refuses it), and a caller whose
+        // phone and name must not reach Kafka in clear through the dead letter.
+        let mut items = platform.items.lock().unwrap();
+        let item = &mut items
+            .iter_mut()
+            .find(|(_, v)| v["gdbh"] == refused.as_str())
+            .unwrap()
+            .1;
+        item["qh"] = json!("310199");
+        item["lxdh"] = json!("13700137000");
+        item["ldrxm"] = json!("赵六六");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    support::isolate::copy_dir(&repo().join("mappings"), &mappings);
+    let cfg = config(dir.path(), &base, "sqlite://state/hub.db");
+    let text_of = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("\"{}\"", repo().join("mappings").display()),
+        &format!("\"{}\"", mappings.display()),
+    );
+    std::fs::write(&cfg, text_of).unwrap();
+
+    let hub_process = start(&cfg, &[]);
+    on_kafka(&p, 1, Duration::from_secs(60)).await;
+    let dl = dead_letter_about(&cfg, &refused, Duration::from_secs(60)).await;
+    assert_eq!(dl["route"], "hotline12345/pull.new_tickets");
+    let id = dl["id"].as_str().unwrap().to_string();
+
+    // `dlq show` and the dead-letter record itself hold the item sealed, not in clear.
+    let out = hub(
+        &["dlq", "show", &id, "--config", cfg.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    for clear in ["13700137000", "赵六六"] {
+        assert!(!text(&out.stdout).contains(clear), "{clear} in `dlq show`");
+    }
+    assert_eq!(shown["original_headers"]["hub-payload-sealed"], "sm4gcm:v1");
+    let at = shown["dead_letter"].as_str().unwrap();
+    let (topic, rest) = at.split_once('[').unwrap();
+    let (partition, offset) = rest.split_once("]@").unwrap();
+    let record = hub_bus::fetch_record(
+        &bus_section("poller-test"),
+        topic,
+        partition.parse().unwrap(),
+        offset.parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let raw = record.payload.unwrap();
+    for clear in ["13700137000", "赵六六"] {
+        assert!(
+            !String::from_utf8_lossy(&raw).contains(clear),
+            "{clear} on Kafka in clear"
+        );
+    }
+    let catalog = hub_contracts::load_dir(&repo().join("contracts/schemas")).unwrap();
+    let decoded = hub_egress::deadletter::decode(
+        catalog.contract(hub_egress::DEAD_LETTER_TOPIC).unwrap(),
+        &raw,
+    )
+    .unwrap();
+    let ring = KeyRing::from_file(&repo().join("ops/dev-keyring.toml")).unwrap();
+    let item = hub_egress::deadletter::open_payload(
+        &FieldCipher::new(ring),
+        "pull/hotline12345/pull.new_tickets",
+        &decoded.original_payload,
+    )
+    .unwrap();
+    let item: Value = serde_json::from_slice(&item).unwrap();
+    assert_eq!(
+        item["lxdh"], "13700137000",
+        "the sealed item opens to the partner's item"
+    );
+
+    // The mapping is fixed (the district becomes known) and the hub restarted: the replay
+    // brings the item to its topic, once.
+    drop(hub_process);
+    let districts = mappings.join("tables/districts.json");
+    let mut table: serde_json::Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(&districts).unwrap()).unwrap();
+    table.insert("310199".into(), json!("测试区"));
+    std::fs::write(&districts, serde_json::to_string(&table).unwrap()).unwrap();
+    let _hub = start(&cfg, &[]);
+    let out = hub(
+        &["dlq", "replay", &id, "--config", cfg.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let seen = on_kafka(&p, 2, Duration::from_secs(60)).await;
+    assert_eq!(
+        seen.get(&refused).map(Vec::len),
+        Some(1),
+        "the replayed item, once: {seen:?}"
+    );
+    let log = std::fs::read_to_string(cfg.with_extension("log")).unwrap_or_default();
+    for clear in ["13700137000", "赵六六"] {
+        assert!(!log.contains(clear), "{clear} in the hub's log");
+    }
 }

@@ -125,7 +125,7 @@ async fn a_message_is_traced_from_its_push_or_delivery_to_its_end() {
     let config = write_config(
         dir.path(),
         &format!(
-            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[bus]\nbootstrap_servers = \"{}\"\n\
+            "[hub]\nprofile = \"development\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\nmetrics_open = true\nregistry_open = true\n[bus]\nbootstrap_servers = \"{}\"\n\
              [state]\nurl = \"sqlite://state/hub.db\"\n[contracts]\ndir = \"{}\"\n\
              [mappings]\ndir = \"{}\"\n[adapters]\ndir = \"{}\"\n[log]\nformat = \"json\"\n\
              [trace]\nretention_days = 7\n\
@@ -243,8 +243,19 @@ async fn a_message_is_traced_from_its_push_or_delivery_to_its_end() {
         .unwrap();
         reader.commit(&tpl, CommitMode::Sync).unwrap();
     }
+    // Without the admin token the trace API (which also lists the broker's consumer groups)
+    // answers nothing.
+    let anonymous = client
+        .get(format!("{}/api/v1/trace/{message_id}", serving.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let refusal: serde_json::Value = anonymous.json().await.unwrap();
+    assert_eq!(refusal["code"], "ADMIN_UNAUTHORIZED");
     let api = client
         .get(format!("{}/api/v1/trace/{message_id}", serving.admin))
+        .bearer_auth(ADMIN_TOKEN)
         .timeout(Duration::from_secs(30))
         .send()
         .await
@@ -345,6 +356,7 @@ async fn a_message_is_traced_from_its_push_or_delivery_to_its_end() {
     assert!(stderr.contains("TRACE_NOT_FOUND"), "{stderr}");
     let missing = client
         .get(format!("{}/api/v1/trace/GD-NO-SUCH-TICKET", serving.admin))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap();

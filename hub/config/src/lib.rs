@@ -193,6 +193,17 @@ where
     if !problems.is_empty() {
         return Err(ConfigErrors(problems));
     }
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut unresolved = Vec::new();
+    resolve_secrets(&mut table, "", base, vars, &mut unresolved);
+    if !unresolved.is_empty() {
+        return Err(ConfigErrors(
+            unresolved
+                .into_iter()
+                .map(|i| locator.problem(&overrides, &i.key, i.message))
+                .collect(),
+        ));
+    }
 
     let value = toml::Value::Table(table);
     let config: T = serde_path_to_error::deserialize(value).map_err(|e| {
@@ -212,6 +223,107 @@ where
         problems.sort_by_key(|p| p.origin.sort_key());
         Err(ConfigErrors(problems))
     }
+}
+
+/// Keys that hold secrets. Each may instead be written `<key>_env = "VARIABLE"` (the value of
+/// that environment variable) or `<key>_file = "PATH"` (the file's content without its trailing
+/// line break; a relative path is relative to the configuration file's folder), so a secret
+/// need not be in the configuration file. The value is never logged or echoed in a problem.
+pub const SECRET_KEYS: &[&str] = &[
+    "hmac_secret",
+    "password",
+    "client_secret",
+    "secret_key",
+    "token",
+];
+
+/// Replaces every `<secret>_env` / `<secret>_file` in `table` (recursively, arrays of tables
+/// included) by `<secret>` with the value it points to.
+fn resolve_secrets(
+    table: &mut toml::Table,
+    at: &str,
+    base: &Path,
+    vars: &[(String, String)],
+    problems: &mut Vec<Invalid>,
+) {
+    for name in SECRET_KEYS {
+        let env_key = format!("{name}_env");
+        let file_key = format!("{name}_file");
+        let from_env = table.remove(&env_key);
+        let from_file = table.remove(&file_key);
+        let (source_key, value) = match (from_env, from_file) {
+            (None, None) => continue,
+            (Some(_), Some(_)) => {
+                problems.push(Invalid::new(
+                    join_key(at, &env_key),
+                    format!("choose one of `{env_key}` and `{file_key}`"),
+                ));
+                continue;
+            }
+            (Some(v), None) => (env_key, resolve_env(v, vars)),
+            (None, Some(v)) => (file_key, resolve_file(v, base)),
+        };
+        if table.contains_key(*name) {
+            problems.push(Invalid::new(
+                join_key(at, &source_key),
+                format!("`{name}` is also set: write the secret one way only"),
+            ));
+            continue;
+        }
+        match value {
+            Ok(secret) => {
+                table.insert(name.to_string(), toml::Value::String(secret));
+            }
+            Err(message) => problems.push(Invalid::new(join_key(at, &source_key), message)),
+        }
+    }
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        match table.get_mut(&key) {
+            Some(toml::Value::Table(t)) => {
+                resolve_secrets(t, &join_key(at, &key), base, vars, problems);
+            }
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        let here = format!("{}[{i}]", join_key(at, &key));
+                        resolve_secrets(t, &here, base, vars, problems);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn resolve_env(v: toml::Value, vars: &[(String, String)]) -> Result<String, String> {
+    let toml::Value::String(var) = v else {
+        return Err("must be the name of an environment variable".into());
+    };
+    match vars.iter().find(|(k, _)| *k == var) {
+        Some((_, value)) if !value.is_empty() => Ok(value.clone()),
+        Some(_) => Err(format!("environment variable `{var}` is empty")),
+        None => Err(format!("environment variable `{var}` is not set")),
+    }
+}
+
+fn resolve_file(v: toml::Value, base: &Path) -> Result<String, String> {
+    let toml::Value::String(p) = v else {
+        return Err("must be the path of a file holding the secret".into());
+    };
+    let path = if Path::new(&p).is_absolute() {
+        PathBuf::from(&p)
+    } else {
+        base.join(&p)
+    };
+    // The error names the file and the reason, never any of its content.
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read `{}`: {}", path.display(), e.kind()))?;
+    let secret = text.trim_end_matches(['\r', '\n']).to_string();
+    if secret.is_empty() {
+        return Err(format!("`{}` is empty", path.display()));
+    }
+    Ok(secret)
 }
 
 /// serde_path_to_error prints `?` for the root and `[i]` for indices; we want `a.b[2].c`.

@@ -337,12 +337,36 @@ impl Validate for LogSection {
     }
 }
 
-/// `[admin]`: the operators' listener (health, readiness, later metrics and the console).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// `[admin]`: the operators' listener (health, readiness, metrics, registry, trace, console).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// Bearer token that opens `/metrics`, `/registry/…` and `/api/v1/trace/…` (scrapers,
+    /// registry clients, scripts); at least 16 characters. Write it `token_env` or `token_file`
+    /// to keep it out of the file. Absent: those endpoints answer 401 unless opened below.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Serve `/metrics` without the token. Only on a loopback listener.
+    #[serde(default)]
+    pub metrics_open: bool,
+    /// Serve the read-only schema registry (`/registry/…`) without the token. Only on a
+    /// loopback listener.
+    #[serde(default)]
+    pub registry_open: bool,
+}
+
+impl std::fmt::Debug for AdminSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never in Debug output.
+        f.debug_struct("AdminSection")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("metrics_open", &self.metrics_open)
+            .field("registry_open", &self.registry_open)
+            .finish()
+    }
 }
 
 fn default_admin_listen() -> SocketAddr {
@@ -353,12 +377,36 @@ impl Default for AdminSection {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            token: None,
+            metrics_open: false,
+            registry_open: false,
         }
     }
 }
 
 impl Validate for AdminSection {
-    fn validate(&self, _prefix: &str) -> Vec<Invalid> {
-        Vec::new()
+    fn validate(&self, prefix: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        if self.token.as_ref().is_some_and(|t| t.chars().count() < 16) {
+            out.push(Invalid::new(
+                join_key(prefix, "token"),
+                "must be at least 16 characters",
+            ));
+        }
+        for (open, key) in [
+            (self.metrics_open, "metrics_open"),
+            (self.registry_open, "registry_open"),
+        ] {
+            if open && !self.listen.ip().is_loopback() {
+                out.push(Invalid::new(
+                    join_key(prefix, key),
+                    format!(
+                        "ADMIN_OPEN_OFF_LOOPBACK: an endpoint without the token is allowed only on a loopback listener, not {}",
+                        self.listen
+                    ),
+                ));
+            }
+        }
+        out
     }
 }

@@ -208,3 +208,122 @@ fn the_otlp_keys_are_optional_and_checked() {
         "{err:?}"
     );
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithSecrets {
+    #[serde(default)]
+    apps: Vec<SecretApp>,
+    #[serde(default)]
+    registry: Option<SecretRegistry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretApp {
+    app_id: String,
+    hmac_secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretRegistry {
+    password: Option<String>,
+}
+
+impl Validate for WithSecrets {
+    fn validate(&self, _: &str) -> Vec<Invalid> {
+        Vec::new()
+    }
+}
+
+fn parse_secrets(
+    text: &str,
+    path: &Path,
+    env: &[(&str, &str)],
+) -> Result<WithSecrets, Vec<String>> {
+    let vars: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    parse_str::<WithSecrets>(text, path, "HUB", &vars)
+        .map(|(c, _)| c)
+        .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn secrets_come_from_the_environment_or_a_file_outside_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    std::fs::write(
+        dir.path().join("secrets/registry"),
+        "registry-pass-from-file\n",
+    )
+    .unwrap();
+    let config = dir.path().join("hub.toml");
+    let text = "[[apps]]\napp_id = \"a\"\nhmac_secret_env = \"PARTNER_A_SECRET\"\n\
+                [[apps]]\napp_id = \"b\"\nhmac_secret = \"written-in-the-file\"\n\
+                [registry]\npassword_file = \"secrets/registry\"\n";
+    let c = parse_secrets(
+        text,
+        &config,
+        &[("PARTNER_A_SECRET", "from-the-environment-123")],
+    )
+    .unwrap();
+    assert_eq!(c.apps[0].app_id, "a");
+    assert_eq!(
+        c.apps[0].hmac_secret.as_deref(),
+        Some("from-the-environment-123")
+    );
+    assert_eq!(
+        c.apps[1].hmac_secret.as_deref(),
+        Some("written-in-the-file")
+    );
+    assert_eq!(
+        c.registry.unwrap().password.as_deref(),
+        Some("registry-pass-from-file"),
+        "relative to the config's folder, without the trailing line break"
+    );
+}
+
+#[test]
+fn a_missing_or_ambiguous_secret_source_is_a_located_problem_that_never_echoes_a_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    let err = parse_secrets(
+        "[[apps]]\napp_id = \"a\"\nhmac_secret_env = \"NOT_SET_ANYWHERE\"\n",
+        &config,
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(err[0].contains("apps[0].hmac_secret_env"), "{err:?}");
+    assert!(err[0].contains("`NOT_SET_ANYWHERE` is not set"), "{err:?}");
+
+    let err = parse_secrets(
+        "[[apps]]\napp_id = \"a\"\nhmac_secret = \"clear-secret-value\"\nhmac_secret_env = \"S\"\n\
+         [registry]\npassword_file = \"empty\"\n",
+        &config,
+        &[("S", "other-secret-value")],
+    )
+    .unwrap_err();
+    assert_eq!(err.len(), 2, "{err:?}");
+    let all = err.join("\n");
+    assert!(all.contains("write the secret one way only"), "{all}");
+    assert!(all.contains("is empty"), "{all}");
+    assert!(
+        !all.contains("clear-secret-value") && !all.contains("other-secret-value"),
+        "{all}"
+    );
+
+    let err = parse_secrets(
+        "[registry]\npassword_file = \"/nonexistent/hub-secret\"\npassword_env = \"X\"\n",
+        &config,
+        &[],
+    )
+    .unwrap_err();
+    assert!(err[0].contains("choose one"), "{err:?}");
+    let err = parse_secrets("[registry]\npassword_file = \"nope\"\n", &config, &[]).unwrap_err();
+    assert!(err[0].contains("cannot read"), "{err:?}");
+}

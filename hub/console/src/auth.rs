@@ -103,28 +103,45 @@ pub fn same(a: &str, b: &str) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Login attempts allowed: per operator name and per client address.
+/// Login attempts allowed per client address, on this replica: a cheap flood guard in front
+/// of the password hashing. It never depends on the name tried, so nobody can use it to keep
+/// an operator out; the throttle that follows an operator's name is per (source, name) and
+/// shared by every replica ([`failure_backoff_ms`], in the state store).
 pub(crate) struct LoginLimits {
-    by_name: DefaultKeyedRateLimiter<String>,
     by_address: DefaultKeyedRateLimiter<IpAddr>,
 }
 
-/// Login attempts per name per minute (a burst of this many, then one every 60/n s).
-pub const ATTEMPTS_PER_NAME_PER_MINUTE: u32 = 5;
 /// Login attempts per client address per minute.
 pub const ATTEMPTS_PER_ADDRESS_PER_MINUTE: u32 = 20;
+/// Failed logins of one source for one name that cost no wait.
+pub const FREE_FAILURES: i64 = 3;
+/// The longest wait after failed logins (15 minutes).
+pub const MAX_BACKOFF_MS: i64 = 15 * 60_000;
+/// Failed logins are forgotten an hour after the last one.
+pub const FAILURE_MEMORY_MS: i64 = 3_600_000;
+
+/// How long a source waits after its `failures`-th failed login for one name: nothing for
+/// the first [`FREE_FAILURES`], then 2 s, 4 s, 8 s, … up to [`MAX_BACKOFF_MS`].
+pub fn failure_backoff_ms(failures: i64) -> i64 {
+    if failures <= FREE_FAILURES {
+        return 0;
+    }
+    let doublings = u32::try_from(failures - FREE_FAILURES)
+        .unwrap_or(u32::MAX)
+        .min(20);
+    (1_000_i64 << doublings).min(MAX_BACKOFF_MS)
+}
 
 impl LoginLimits {
     pub(crate) fn new() -> Self {
         let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).expect("non-zero"));
         Self {
-            by_name: RateLimiter::keyed(quota(ATTEMPTS_PER_NAME_PER_MINUTE)),
             by_address: RateLimiter::keyed(quota(ATTEMPTS_PER_ADDRESS_PER_MINUTE)),
         }
     }
 
-    /// Charges one attempt; `Err(seconds to wait)` when either limit is used up.
-    fn charge(&self, name: &str, address: Option<IpAddr>) -> Result<(), u64> {
+    /// Charges one attempt; `Err(seconds to wait)` when the address's limit is used up.
+    fn charge(&self, address: Option<IpAddr>) -> Result<(), u64> {
         let wait = |n: governor::NotUntil<governor::clock::QuantaInstant>| {
             let clock = governor::clock::DefaultClock::default();
             n.wait_time_from(governor::clock::Clock::now(&clock))
@@ -132,10 +149,10 @@ impl LoginLimits {
                 .ceil()
                 .max(1.0) as u64
         };
-        if let Some(ip) = address {
-            self.by_address.check_key(&ip).map_err(wait)?;
+        match address {
+            Some(ip) => self.by_address.check_key(&ip).map_err(wait),
+            None => Ok(()),
         }
-        self.by_name.check_key(&name.to_string()).map_err(wait)
     }
 }
 
@@ -262,21 +279,40 @@ pub async fn login(
 ) -> Result<LoginOutcome, ApiError> {
     let shown = shown_name(name);
     let ip = address.map(|a| a.to_string()).unwrap_or_default();
-    if let Err(wait) = console.limits.charge(&shown, address) {
-        console
-            .deps
-            .state
+    let source = if ip.is_empty() {
+        "unknown"
+    } else {
+        ip.as_str()
+    };
+    let state = &console.deps.state;
+    let now = chrono::Utc::now().timestamp_millis();
+    let blocked = match console.limits.charge(address) {
+        Err(wait) => Some((wait, "address")),
+        Ok(()) => state
+            .login_blocked_until(source, &shown)
+            .await
+            .map_err(ApiError::state)?
+            .map(|until| {
+                (
+                    u64::try_from((until - now + 999) / 1_000)
+                        .unwrap_or(1)
+                        .max(1),
+                    "backoff",
+                )
+            }),
+    };
+    if let Some((wait, scope)) = blocked {
+        state
             .append_audit(
                 &format!("console-login:{ip}"),
                 "console.login_limited",
                 &shown,
-                &json!({ "address": ip }),
+                &json!({ "address": ip, "scope": scope, "retry_after_s": wait }),
             )
             .await
             .map_err(ApiError::state)?;
         return Ok(LoginOutcome::Limited(wait));
     }
-    let state = &console.deps.state;
     let account = state.operator(name).await.map_err(ApiError::state)?;
     // The same work whatever fails: an unknown or disabled name is checked against a decoy.
     let (hash, usable) = match &account {
@@ -293,17 +329,25 @@ pub async fn login(
             Some(a) if a.disabled => "disabled",
             Some(_) => "wrong_password",
         };
+        let failures = state
+            .record_login_failure(source, &shown, FAILURE_MEMORY_MS, failure_backoff_ms)
+            .await
+            .map_err(ApiError::state)?;
         state
             .append_audit(
                 &format!("console-login:{ip}"),
                 "console.login_failed",
                 &shown,
-                &json!({ "address": ip, "reason": reason }),
+                &json!({ "address": ip, "reason": reason, "failures": failures }),
             )
             .await
             .map_err(ApiError::state)?;
         return Ok(LoginOutcome::Refused);
     };
+    state
+        .clear_login_failures(source, &shown)
+        .await
+        .map_err(ApiError::state)?;
     let mut random = [0u8; 32];
     getrandom::fill(&mut random).expect("the operating system's random source works");
     let token = hex::encode(random);
@@ -401,13 +445,24 @@ mod tests {
     }
 
     #[test]
-    fn login_attempts_are_limited_per_name() {
+    fn login_attempts_are_limited_per_address_never_per_name_alone() {
         let limits = LoginLimits::new();
-        for _ in 0..ATTEMPTS_PER_NAME_PER_MINUTE {
-            assert!(limits.charge("alice", None).is_ok());
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..ATTEMPTS_PER_ADDRESS_PER_MINUTE {
+            assert!(limits.charge(Some(a)).is_ok());
         }
-        let wait = limits.charge("alice", None).unwrap_err();
-        assert!(wait >= 1);
-        assert!(limits.charge("bob", None).is_ok());
+        assert!(limits.charge(Some(a)).unwrap_err() >= 1);
+        assert!(limits.charge(Some("10.0.0.2".parse().unwrap())).is_ok());
+    }
+
+    #[test]
+    fn failed_logins_back_off_exponentially_up_to_a_cap() {
+        assert_eq!(failure_backoff_ms(1), 0);
+        assert_eq!(failure_backoff_ms(FREE_FAILURES), 0);
+        assert_eq!(failure_backoff_ms(FREE_FAILURES + 1), 2_000);
+        assert_eq!(failure_backoff_ms(FREE_FAILURES + 2), 4_000);
+        assert_eq!(failure_backoff_ms(FREE_FAILURES + 9), 512_000);
+        assert_eq!(failure_backoff_ms(FREE_FAILURES + 10), MAX_BACKOFF_MS);
+        assert_eq!(failure_backoff_ms(i64::MAX), MAX_BACKOFF_MS);
     }
 }

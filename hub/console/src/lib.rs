@@ -43,13 +43,18 @@ pub struct ConsoleSection {
     /// A session ends this long after login, used or not.
     #[serde(default = "default_max_hours")]
     pub session_max_hours: u32,
-    /// Mark the session cookie `Secure`: set it when operators reach the admin listener
-    /// through HTTPS (a TLS-terminating proxy); browsers then never send it over plain HTTP.
-    #[serde(default)]
+    /// Mark the session cookie `Secure` (the default): browsers then never send it over plain
+    /// HTTP. Operators reach the admin listener through HTTPS (a TLS-terminating proxy); only a
+    /// development machine on loopback sets it false (the production profile refuses false).
+    #[serde(default = "default_secure_cookie")]
     pub secure_cookie: bool,
 }
 
 fn default_enabled() -> bool {
+    true
+}
+
+fn default_secure_cookie() -> bool {
     true
 }
 
@@ -67,7 +72,7 @@ impl Default for ConsoleSection {
             enabled: default_enabled(),
             session_idle_minutes: default_idle(),
             session_max_hours: default_max_hours(),
-            secure_cookie: false,
+            secure_cookie: default_secure_cookie(),
         }
     }
 }
@@ -272,6 +277,24 @@ async fn sample_metrics(console: Arc<Console>, stop: tokio_util::sync::Cancellat
             if let Err(e) = console.deps.state.purge_console_sessions(before).await {
                 tracing::warn!(code = e.code(), error = %e, "expired console sessions not purged");
             }
+            let forgotten = chrono::Utc::now().timestamp_millis() - auth::FAILURE_MEMORY_MS;
+            if let Err(e) = console.deps.state.purge_login_failures(forgotten).await {
+                tracing::warn!(code = e.code(), error = %e, "old failed logins not purged");
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConsoleSection;
+
+    #[test]
+    fn the_session_cookie_is_secure_unless_a_development_config_says_otherwise() {
+        assert!(ConsoleSection::default().secure_cookie);
+        let written: ConsoleSection = serde_json::from_str(r#"{"enabled": true}"#).unwrap();
+        assert!(written.secure_cookie, "an unset key means Secure");
+        let dev: ConsoleSection = serde_json::from_str(r#"{"secure_cookie": false}"#).unwrap();
+        assert!(!dev.secure_cookie);
     }
 }

@@ -18,6 +18,48 @@ use crate::header;
 /// The dead-letter topic (the `hub/message_deadlettered.v1` contract).
 pub const DEAD_LETTER_TOPIC: &str = "hub.message.deadlettered.v1";
 
+/// The value of the [`header::PAYLOAD_SEALED`] header: the payload is the UTF-8 text of one
+/// SM4-GCM field ciphertext (`sm4gcm:v1:<key id>:…`) of the original bytes.
+pub const SEALED_PAYLOAD_SCHEME: &str = "sm4gcm:v1";
+
+/// Seals a raw payload that cannot be sealed field by field (a pulled partner item, in the
+/// partner's own shape) as a whole, for `context` (its source, `pull/<partner>/pull.<job>`).
+/// The payload must be UTF-8 (the poller's items are JSON).
+pub fn seal_payload(
+    cipher: &hub_security::field::FieldCipher,
+    context: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, hub_security::CryptoError> {
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| hub_security::CryptoError::Format("the payload is not UTF-8".into()))?;
+    Ok(cipher.seal(context, text)?.into_bytes())
+}
+
+/// `headers` with [`header::PAYLOAD_SEALED`] added, for a record whose payload
+/// [`seal_payload`] sealed.
+pub fn mark_sealed(headers: rdkafka::message::OwnedHeaders) -> rdkafka::message::OwnedHeaders {
+    headers.insert(rdkafka::message::Header {
+        key: header::PAYLOAD_SEALED,
+        value: Some(SEALED_PAYLOAD_SCHEME.as_bytes()),
+    })
+}
+
+/// Is the payload of `d` sealed as a whole ([`mark_sealed`])?
+pub fn is_payload_sealed(d: &Delivery) -> bool {
+    header_value(d, header::PAYLOAD_SEALED) == Some(SEALED_PAYLOAD_SCHEME.as_bytes())
+}
+
+/// Opens what [`seal_payload`] sealed for `context`.
+pub fn open_payload(
+    cipher: &hub_security::field::FieldCipher,
+    context: &str,
+    sealed: &[u8],
+) -> Result<Vec<u8>, hub_security::CryptoError> {
+    let text = std::str::from_utf8(sealed)
+        .map_err(|_| hub_security::CryptoError::Format("the sealed payload is not UTF-8".into()))?;
+    Ok(cipher.open(context, text)?.into_bytes())
+}
+
 /// Why a record is given up.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -55,7 +97,7 @@ pub fn headers_of(d: &Delivery) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The value of header `name` of a record, if it has one.
-pub(crate) fn header_value<'a>(d: &'a Delivery, name: &str) -> Option<&'a [u8]> {
+pub fn header_value<'a>(d: &'a Delivery, name: &str) -> Option<&'a [u8]> {
     d.headers
         .as_ref()
         .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))

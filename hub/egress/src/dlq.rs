@@ -149,12 +149,15 @@ pub async fn show(
     }))
 }
 
-/// Sealed personal values are shown as `sm4gcm:v1:<key id>:…` only.
+/// Sealed personal values are shown as `sm4gcm:v1:<key id>:…` only; a value that merely starts
+/// like one (clear text behind the prefix) is not shown at all.
 fn mask_sealed(v: &mut Value) {
     match v {
         Value::String(s) if hub_security::field::FieldCipher::is_sealed(s) => {
-            let keep: String = s.split(':').take(3).collect::<Vec<_>>().join(":");
-            *s = format!("{keep}:…（已加密 / sealed）");
+            *s = match hub_security::field::FieldCipher::sealed_label(s) {
+                Some(label) => format!("{label}:…（已加密 / sealed）"),
+                None => "…（格式不符，已隐藏 / malformed, hidden）".to_string(),
+            };
         }
         Value::Array(items) => items.iter_mut().for_each(mask_sealed),
         Value::Object(o) => o.values_mut().for_each(mask_sealed),

@@ -40,6 +40,9 @@ pub mod header {
     pub const REPLAY_ROUTE: &str = "hub-replay-route";
     /// The dead letter it replays.
     pub const REPLAY_OF: &str = "hub-replay-of";
+    /// On a dead letter's original: the payload is sealed as a whole
+    /// ([`crate::deadletter::seal_payload`]); the value names the scheme.
+    pub const PAYLOAD_SEALED: &str = "hub-payload-sealed";
 }
 
 /// The replay topic as the hub creates it at start.

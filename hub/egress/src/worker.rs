@@ -387,15 +387,9 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
                 Ok(a) => {
                     let v = classify(&route.spec.answer, a);
                     let (code, message) = business_fields(&route.spec.answer, &a.body);
-                    let text = format!(
-                        "HTTP {} code={} message={}",
-                        a.status,
-                        code.unwrap_or_else(|| "-".into()),
-                        message.unwrap_or_else(|| "-".into())
-                    );
-                    (v, text)
+                    (v, answer_summary(a.status, code, message))
                 }
-                Err(no) => (no.verdict(), format!("{no:?}")),
+                Err(no) => (no.verdict(), hub_security::mask::free_text(&format!("{no:?}"), 500)),
             };
             client.breaker.record(verdict.partner_ok(), probe);
             gauge!("hub_egress_breaker_open", "partner" => route.spec.partner.clone())
@@ -412,7 +406,7 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
                 Verdict::Permanent { reason, code } => {
                     let mut f = failure(reason, format!("the partner refused the message: {answer_text}"), attempts);
                     f.partner_code = code;
-                    f.partner_answer = Some(hub_security::mask::free_text(&answer_text, 500));
+                    f.partner_answer = Some(answer_text);
                     return give_up(route, &d, f, token).await;
                 }
                 Verdict::Retry { reason, code, after } => {
@@ -430,7 +424,7 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
                             attempts,
                         );
                         f.partner_code = code;
-                        f.partner_answer = Some(hub_security::mask::free_text(&answer_text, 500));
+                        f.partner_answer = Some(answer_text);
                         return give_up(route, &d, f, token).await;
                     }
                     counter!("hub_egress_retries_total", "route" => route.name.clone(), "reason" => reason).increment(1);
@@ -444,6 +438,19 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
     }
     .instrument(span)
     .await
+}
+
+/// What the dead letter, its index and the logs say of a partner's answer: status, business
+/// code and message, masked and cut once here (`hub_security::mask::free_text`), because the
+/// partner's message is free text that can quote a citizen's phone or ID number back. Both the
+/// dead letter's `reason` and its `partner_answer` are built from this, never from the raw text.
+fn answer_summary(status: u16, code: Option<String>, message: Option<String>) -> String {
+    let text = format!(
+        "HTTP {status} code={} message={}",
+        code.unwrap_or_else(|| "-".into()),
+        message.unwrap_or_else(|| "-".into())
+    );
+    hub_security::mask::free_text(&text, 500)
 }
 
 /// The message trace's `delivered` step: route, attempts, partner code, duration, and which

@@ -87,8 +87,13 @@ pub struct KmsSection {
     pub url: String,
     /// The hub's app id at the KMS.
     pub app_id: String,
-    /// HMAC-SM3 secret the hub signs its KMS calls with.
+    /// HMAC-SM3 secret the hub signs its KMS calls with, and with which the KMS signs its
+    /// answers.
     pub hmac_secret: String,
+    /// Accept `http://` for a KMS on a loopback address (development and tests only); https
+    /// is required otherwise (`KMS_PLAIN_HTTP`).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 /// One partner system.
@@ -219,6 +224,11 @@ impl Validate for GatewaySection {
                 join_key(prefix, "auth_audit_interval_ms"),
                 "must be within 1000..=3600000",
             ));
+        }
+        if let Some(kms) = &self.kms {
+            if let Err(e) = hub_security::kms::check_kms_url(&kms.url, kms.allow_plain_http) {
+                out.push(Invalid::new(join_key(prefix, "kms.url"), e.to_string()));
+            }
         }
         for (i, r) in self.route_limits.iter().enumerate() {
             if r.route.split('/').count() != 2 || r.route.starts_with('/') {

@@ -61,8 +61,10 @@ pub fn open_body(
                 .ok()
                 .and_then(|h| hex::decode(h.trim()).ok())
                 .ok_or(ErrorCode::DecryptionFailed)?;
+            // An SM4 key: 113 bytes with C1's 0x04 prefix, 112 without (by length, never by
+            // the first byte, which is x's first byte once in 256 unprefixed ciphertexts).
             hub_key
-                .decrypt(&wrapped)
+                .decrypt_key(&wrapped, 16)
                 .ok()
                 .and_then(|k| <[u8; 16]>::try_from(k).ok())
                 .ok_or(ErrorCode::DecryptionFailed)?

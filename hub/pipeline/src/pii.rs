@@ -9,17 +9,18 @@ use hub_security::field::FieldCipher;
 use hub_security::CryptoError;
 use serde_json::Value;
 
-/// Seals, in place, every personal field the contract declares. Nulls stay null; a value
-/// already sealed is left alone. Returns how many values were sealed.
+/// Seals, in place, every personal field the contract declares. Nulls stay null. Every string
+/// is sealed, including one that already looks sealed (`sm4gcm:v1:…`): the record comes from
+/// a partner or a person, who can write that prefix in front of clear text, and a value left
+/// alone because of its prefix would reach Kafka, the dead letters and `hub dlq show` in
+/// clear. A value that really was sealed is sealed once more and opens to its sealed form.
+/// Returns how many values were sealed.
 pub fn seal_record(
     cipher: &FieldCipher,
     contract: &Contract,
     record: &mut Value,
 ) -> Result<usize, CryptoError> {
     each_personal_value(contract, record, |context, s| {
-        if FieldCipher::is_sealed(s) {
-            return Ok(false);
-        }
         *s = cipher.seal(context, s)?;
         Ok(true)
     })
@@ -55,9 +56,8 @@ pub fn mask_record(contract: &Contract, record: &mut Value) -> usize {
     for (path, kind) in kinds {
         let segments: Vec<&str> = path.split('.').collect();
         let _ = visit(record, &segments, &mut |s| {
-            *s = if FieldCipher::is_sealed(s) {
-                let keep: Vec<&str> = s.split(':').take(3).collect();
-                format!("{}:…（已加密 / sealed）", keep.join(":"))
+            *s = if let Some(label) = FieldCipher::sealed_label(s) {
+                format!("{label}:…（已加密 / sealed）")
             } else {
                 hub_security::mask::by_kind(&kind, s)
             };

@@ -81,6 +81,9 @@ pub enum RunError {
     State(#[from] hub_state::StateError),
     #[error("PULL_STOPPED: shutdown during the run")]
     Stopped,
+    /// An item could not be sealed for its dead letter: it is not written in clear.
+    #[error("PERSONAL_DATA_UNPROTECTED: {0}")]
+    Unprotected(String),
 }
 
 impl RunError {
@@ -95,6 +98,7 @@ impl RunError {
             RunError::Bus(e) => e.code(),
             RunError::State(e) => e.code(),
             RunError::Stopped => "PULL_STOPPED",
+            RunError::Unprotected(_) => "PERSONAL_DATA_UNPROTECTED",
         }
     }
 }
@@ -274,7 +278,7 @@ async fn run_windows(
             report.pages += 1;
             let count = items.len();
             for item in items {
-                put_item(ctx, job, mapping, &item, &mut report).await?;
+                put_item(ctx, job, mapping, &item, &mut report, None).await?;
             }
             failpoint("poller.after_page_produced");
             let finished = count < spec.page_size as usize;
@@ -432,6 +436,10 @@ fn text_at(item: &Value, pointer: &str) -> Option<String> {
     }
 }
 
+/// Where a dead letter of an item comes from: the replay record it was read from, when it
+/// is a replay (so a replay that fails again is a new dead letter, not the replayed one).
+type ReplaySource<'a> = Option<&'a Delivery>;
+
 /// Produces one item, unless an earlier run already did.
 async fn put_item(
     ctx: &PullContext,
@@ -439,6 +447,7 @@ async fn put_item(
     mapping: &Mapping,
     item: &Value,
     report: &mut RunReport,
+    replay: ReplaySource<'_>,
 ) -> Result<(), RunError> {
     let route = job.route();
     let pulled_at = chrono::Utc::now().timestamp_millis();
@@ -469,7 +478,8 @@ async fn put_item(
     ) {
         Ok(n) => n,
         Err(e) => {
-            dead_letter_item(ctx, job, &item_id, &item_key, bytes, &e).await?;
+            let failure = normalize_failure(&e);
+            dead_letter_item(ctx, job, &item_id, &item_key, bytes, failure, replay).await?;
             report.dead_lettered += 1;
             counter!("hub_poller_items_total", "pull" => route, "outcome" => "dead_lettered")
                 .increment(1);
@@ -541,15 +551,39 @@ async fn put_item(
     Ok(())
 }
 
-/// An item the mapping refuses goes to the dead-letter topic with its bytes; its "source" is
-/// the pull and the item's id (offset: a stable hash of it, so a repeated page finds it).
+/// Why the mapping refused an item, as a dead letter says it.
+fn normalize_failure(e: &NormalizeError) -> hub_egress::deadletter::Failure {
+    let code = match e {
+        NormalizeError::Mapping(m) => m.code.to_string(),
+        NormalizeError::NoContract(_) => "NORMALIZE_NO_CONTRACT".into(),
+        NormalizeError::Unprotected(_) => "PERSONAL_DATA_UNPROTECTED".into(),
+        NormalizeError::Invalid(_) => "MAPPING_OUTPUT_INVALID".into(),
+    };
+    hub_egress::deadletter::Failure {
+        reason_code: code,
+        reason: e.to_string(),
+        partner_code: None,
+        partner_answer: None,
+        attempts: 1,
+    }
+}
+
+/// The context an item is sealed under in its dead letter (and opened under on replay).
+fn sealing_context(job: &PullJob) -> String {
+    format!("pull/{}", job.route())
+}
+
+/// An item the mapping refuses goes to the dead-letter topic with its bytes, sealed; its
+/// "source" is the pull and the item's id (offset: a stable hash of it, so a repeated page
+/// finds it), or the replay record it came back on.
 async fn dead_letter_item(
     ctx: &PullContext,
     job: &PullJob,
     item_id: &str,
     item_key: &str,
     bytes: Vec<u8>,
-    e: &NormalizeError,
+    failure: hub_egress::deadletter::Failure,
+    replay: ReplaySource<'_>,
 ) -> Result<(), RunError> {
     let dl_contract = ctx
         .catalog
@@ -566,27 +600,24 @@ async fn dead_letter_item(
         now_shanghai(),
     );
     envelope.traceparent = hub_telemetry::current().map(|t| t.to_string());
+    // The raw item is the partner's own shape, whose personal fields no contract names: it
+    // leaves the poller only sealed as a whole, under the key ring, so the dead-letter topic,
+    // the replay topic and `hub dlq show` never hold it in clear.
+    let sealed = hub_egress::deadletter::seal_payload(&ctx.cipher, &sealing_context(job), &bytes)
+        .map_err(|e| RunError::Unprotected(e.to_string()))?;
+    let headers = hub_egress::deadletter::mark_sealed(envelope.to_headers());
+    let (topic, partition, offset) = match replay {
+        Some(r) => (r.topic.clone(), r.partition, r.offset),
+        None => (sealing_context(job), -1, offset),
+    };
     let d = Delivery {
-        topic: format!("pull/{}", job.route()),
-        partition: -1,
+        topic,
+        partition,
         offset,
         key: Some(item_id.as_bytes().to_vec()),
-        headers: Some(envelope.to_headers()),
-        payload: Some(bytes),
+        headers: Some(headers),
+        payload: Some(sealed),
         envelope: Ok(envelope),
-    };
-    let code = match e {
-        NormalizeError::Mapping(m) => m.code.to_string(),
-        NormalizeError::NoContract(_) => "NORMALIZE_NO_CONTRACT".into(),
-        NormalizeError::Unprotected(_) => "PERSONAL_DATA_UNPROTECTED".into(),
-        NormalizeError::Invalid(_) => "MAPPING_OUTPUT_INVALID".into(),
-    };
-    let failure = hub_egress::deadletter::Failure {
-        reason_code: code,
-        reason: e.to_string(),
-        partner_code: None,
-        partner_answer: None,
-        attempts: 1,
     };
     hub_egress::deadletter::dead_letter(
         dl_contract,
@@ -598,10 +629,157 @@ async fn dead_letter_item(
         &failure,
     )
     .await
-    .map_err(|e| match e {
+    .map_err(dead_letter_error)?;
+    Ok(())
+}
+
+fn dead_letter_error(e: hub_egress::deadletter::DeadLetterError) -> RunError {
+    match e {
         hub_egress::deadletter::DeadLetterError::Bus(b) => RunError::Bus(b),
         hub_egress::deadletter::DeadLetterError::State(s) => RunError::State(s),
         other => RunError::Config(other.to_string()),
-    })?;
+    }
+}
+
+/// Starts, for every job, the reader of its replays: a dead letter of the job replayed
+/// (`hub dlq replay`, the console) comes back on the replay topic with the job's route; the
+/// item is opened, mapped again (with the mappings as they are now) and produced like a pulled
+/// item, or dead-lettered again if it is still refused. Call it once the topics exist.
+pub fn start_replays(
+    ctx: Arc<PullContext>,
+    bus: &hub_bus::BusSection,
+    jobs: &[PullJob],
+    lifecycle: &Lifecycle,
+) -> Result<(), RunError> {
+    for job in jobs {
+        let group = format!("hub-poller.{}.{}", job.partner, job.spec.name);
+        let consumer = hub_bus::Consumer::new(bus, &group, &[hub_egress::REPLAY_TOPIC])?;
+        let span = info_span!("pull_replay", job = %job.route());
+        lifecycle.spawn(
+            replay_loop(
+                Arc::clone(&ctx),
+                job.clone(),
+                consumer,
+                lifecycle.token().clone(),
+            )
+            .instrument(span),
+        );
+    }
+    Ok(())
+}
+
+async fn replay_loop(
+    ctx: Arc<PullContext>,
+    job: PullJob,
+    consumer: hub_bus::Consumer,
+    token: CancellationToken,
+) {
+    let route = job.route();
+    loop {
+        let next = tokio::select! {
+            () = token.cancelled() => return,
+            r = consumer.next() => r,
+        };
+        let d = match next {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(code = e.code(), error = %e, "reading replays failed; will retry");
+                if !wait(&token, Duration::from_millis(500)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let ours = hub_egress::deadletter::header_value(&d, hub_egress::header::REPLAY_ROUTE)
+            == Some(route.as_bytes());
+        if ours {
+            // Until it is produced or dead-lettered again: Kafka or the state store being away
+            // is waited out, never a reason to drop the replay.
+            loop {
+                match replay_item(&ctx, &job, &d).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        warn!(code = e.code(), error = %e, "replay failed; will retry");
+                        if !wait(&token, Duration::from_secs(1)).await {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(e) = consumer.commit(&d).await {
+            warn!(code = e.code(), error = %e, "replay offset not committed; it may be read again");
+        }
+    }
+}
+
+async fn wait(token: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        () = token.cancelled() => false,
+        () = tokio::time::sleep(d) => true,
+    }
+}
+
+/// One replayed item: opened, and put like a pulled item (a receipt makes a second replay of
+/// an item already produced a no-op).
+async fn replay_item(ctx: &PullContext, job: &PullJob, d: &Delivery) -> Result<(), RunError> {
+    let mapping = ctx
+        .mappings
+        .get(&job.partner, &job.spec.mapping)
+        .ok_or_else(|| RunError::Config(format!("mapping `{}` is not loaded", job.spec.mapping)))?;
+    let payload = d.payload.clone().unwrap_or_default();
+    let opened = if hub_egress::deadletter::is_payload_sealed(d) {
+        hub_egress::deadletter::open_payload(&ctx.cipher, &sealing_context(job), &payload)
+            .map_err(|e| e.to_string())
+    } else {
+        // Dead letters written before items were sealed.
+        Ok(payload)
+    };
+    let item = opened.and_then(|b| {
+        serde_json::from_slice::<Value>(&b).map_err(|e| format!("the item is not JSON: {e}"))
+    });
+    let item = match item {
+        Ok(item) => item,
+        Err(why) => return unreadable_replay(ctx, job, d, why).await,
+    };
+    counter!("hub_poller_replays_total", "pull" => job.route()).increment(1);
+    let mut report = RunReport::default();
+    match put_item(ctx, job, mapping, &item, &mut report, Some(d)).await {
+        Err(RunError::Page(why)) => unreadable_replay(ctx, job, d, why).await,
+        other => other,
+    }
+}
+
+/// A replay that cannot be read (a key gone from the ring, an item without its id) is
+/// dead-lettered again as it came, still sealed: never dropped.
+async fn unreadable_replay(
+    ctx: &PullContext,
+    job: &PullJob,
+    d: &Delivery,
+    why: String,
+) -> Result<(), RunError> {
+    warn!(code = "PULL_REPLAY_UNREADABLE", error = %why, "a replayed item cannot be read");
+    let dl_contract = ctx
+        .catalog
+        .contract(hub_egress::DEAD_LETTER_TOPIC)
+        .ok_or_else(|| RunError::Config("the dead-letter contract is not loaded".into()))?;
+    let failure = hub_egress::deadletter::Failure {
+        reason_code: "PULL_REPLAY_UNREADABLE".into(),
+        reason: hub_security::mask::free_text(&why, 300),
+        partner_code: None,
+        partner_answer: None,
+        attempts: 1,
+    };
+    hub_egress::deadletter::dead_letter(
+        dl_contract,
+        ctx.schema_id(dl_contract),
+        &ctx.producer,
+        &ctx.state,
+        &job.route(),
+        d,
+        &failure,
+    )
+    .await
+    .map_err(dead_letter_error)?;
     Ok(())
 }

@@ -21,10 +21,12 @@
 //! * **back-pressure**: when Kafka (or the partner) is unavailable the run stops where it is,
 //!   without saving the cursor, and the next tick starts from the same page;
 //! * items the inbound mapping refuses are dead-lettered (route `<partner>/pull.<job>`) with
-//!   the item's bytes, and the run goes on.
+//!   the item's bytes sealed as a whole under the key ring (the raw item is the partner's shape,
+//!   whose personal fields no contract names), and the run goes on; a replayed dead letter
+//!   comes back on the replay topic, is opened and put like a pulled item ([`start_replays`]).
 
 mod cursor;
 mod job;
 
 pub use cursor::Cursor;
-pub use job::{run_once, start_pulls, PullContext, PullJob, RunError, RunReport};
+pub use job::{run_once, start_pulls, start_replays, PullContext, PullJob, RunError, RunReport};

@@ -103,6 +103,36 @@ pub(crate) fn parse_ring(text: &str) -> Result<(String, Vec<(String, RingEntry)>
     Ok((file.current, entries))
 }
 
+/// The marker line of a development key ring (`ops/dev-keyring.toml`): its keys are public.
+pub const DEVELOPMENT_MARKER: &str = "DEVELOPMENT ONLY";
+
+/// Keys published with the project (the development ring, the examples in `docs/`): anyone can
+/// read them, so a ring holding one protects nothing.
+const PUBLIC_KEYS: &[&str] = &[
+    "5cf2082bb24e3d4d657062eddda7925d",
+    "0123456789abcdeffedcba9876543210",
+    "000102030405060708090a0b0c0d0e0f",
+];
+
+/// Why a key ring file's text is a development ring, if it is one: it carries
+/// [`DEVELOPMENT_MARKER`], or a plain key that was published. Never names key bytes.
+pub fn development_ring(text: &str) -> Option<String> {
+    if text.contains(DEVELOPMENT_MARKER) {
+        return Some(format!("the file is marked `{DEVELOPMENT_MARKER}`"));
+    }
+    let (_, entries) = parse_ring(text).ok()?;
+    let public: Vec<&str> = entries
+        .iter()
+        .filter_map(|(id, e)| match e {
+            RingEntry::Plain(k) if PUBLIC_KEYS.contains(&hex::encode(k).as_str()) => {
+                Some(id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    (!public.is_empty()).then(|| format!("key(s) {} are published keys", public.join(", ")))
+}
+
 /// Reads a key ring file's text.
 pub(crate) fn read_ring_file(path: &Path) -> Result<String, CryptoError> {
     std::fs::read_to_string(path)
@@ -177,6 +207,16 @@ impl FieldCipher {
     /// Is this value already a field ciphertext?
     pub fn is_sealed(value: &str) -> bool {
         value.starts_with(PREFIX)
+    }
+
+    /// `sm4gcm:v1:<key id>` of a well-formed field ciphertext (a valid key id and a base64url
+    /// payload long enough for nonce and tag), for screens that show which key sealed a value;
+    /// `None` for anything else, including clear text written with the prefix in front, which
+    /// must then be masked as clear text.
+    pub fn sealed_label(value: &str) -> Option<String> {
+        let (id, b64) = value.strip_prefix(PREFIX)?.split_once(':')?;
+        let blob = URL_SAFE_NO_PAD.decode(b64).ok()?;
+        (valid_key_id(id) && blob.len() >= 12 + 16).then(|| format!("{PREFIX}{id}"))
     }
 
     /// Encrypts `plaintext` for the field named by `context`, with the current key.

@@ -121,21 +121,46 @@ impl Sm2PrivateKey {
         sig.to_bytes().into()
     }
 
-    /// Decrypts SM2 ciphertext in C1C3C2 order (an optional leading 0x04 on C1 is accepted).
+    /// Decrypts SM2 ciphertext in C1C3C2 order, C1 uncompressed with or without its leading
+    /// 0x04 (Python gmssl and npm sm-crypto omit it by default).
+    ///
+    /// The first byte cannot tell the two forms apart: without the prefix, C1 starts with the
+    /// x coordinate, whose first byte is 0x04 once in 256 ciphertexts. So a ciphertext starting
+    /// with 0x04 is read as prefixed and, if that does not decrypt, as unprefixed; C3 (an SM3
+    /// over the plaintext and the shared point) authenticates whichever reading succeeds.
     pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let key = sm2::pke::DecryptingKey::new_with_mode(
             self.secret.to_nonzero_scalar(),
             sm2::pke::Mode::C1C3C2,
         );
-        let with_prefix;
-        let input = if ciphertext.first() == Some(&4) {
-            ciphertext
+        let unprefixed = || key.decrypt(&[&[4u8][..], ciphertext].concat());
+        let result = if ciphertext.first() == Some(&4) {
+            key.decrypt(ciphertext).or_else(|_| unprefixed())
         } else {
-            // Python gmssl and sm-crypto omit the 0x04 point prefix of C1.
-            with_prefix = [&[4u8][..], ciphertext].concat();
-            &with_prefix
+            unprefixed()
         };
-        key.decrypt(input).map_err(|_| CryptoError::Decrypt)
+        result.map_err(|_| CryptoError::Decrypt)
+    }
+
+    /// Decrypts an SM2-wrapped key of `key_len` bytes (C1C3C2), deciding by the length alone
+    /// whether C1 carries its 0x04 prefix (65 + 32 + `key_len` bytes) or not (64 + 32 +
+    /// `key_len`); any other length is refused.
+    pub fn decrypt_key(&self, ciphertext: &[u8], key_len: usize) -> Result<Vec<u8>, CryptoError> {
+        let key = sm2::pke::DecryptingKey::new_with_mode(
+            self.secret.to_nonzero_scalar(),
+            sm2::pke::Mode::C1C3C2,
+        );
+        let plain = if ciphertext.len() == 65 + 32 + key_len && ciphertext[0] == 4 {
+            key.decrypt(ciphertext)
+        } else if ciphertext.len() == 64 + 32 + key_len {
+            key.decrypt(&[&[4u8][..], ciphertext].concat())
+        } else {
+            return Err(CryptoError::Decrypt);
+        };
+        plain
+            .ok()
+            .filter(|p| p.len() == key_len)
+            .ok_or(CryptoError::Decrypt)
     }
 }
 

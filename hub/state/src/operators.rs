@@ -210,4 +210,84 @@ impl StateStore {
         .await;
         observed("purge_console_sessions", result)
     }
+
+    /// Until when (ms) `source` must wait before its next login attempt as `operator`; `None`
+    /// when it need not wait.
+    pub async fn login_blocked_until(
+        &self,
+        source: &str,
+        operator: &str,
+    ) -> Result<Option<i64>, StateError> {
+        let result: Result<_, StateError> = async {
+            let sql = "SELECT blocked_until_ms FROM hub_login_failures \
+                       WHERE source = $1 AND operator = $2 AND blocked_until_ms > $3";
+            let now = now_ms();
+            let until: Option<i64> = on_pool!(self, p => sqlx::query_scalar(sql)
+                .bind(source).bind(operator).bind(now).fetch_optional(p).await?);
+            Ok(until)
+        }
+        .await;
+        observed("login_blocked_until", result)
+    }
+
+    /// Counts one more failed login of `source` as `operator` (from one again when the last
+    /// failure is older than `memory_ms`) and blocks the pair until `block(failures)` ms from
+    /// now. Every replica counts in the same row. Returns the failures counted.
+    pub async fn record_login_failure(
+        &self,
+        source: &str,
+        operator: &str,
+        memory_ms: i64,
+        block: impl Fn(i64) -> i64,
+    ) -> Result<i64, StateError> {
+        let result: Result<_, StateError> = async {
+            let now = now_ms();
+            let sql = "INSERT INTO hub_login_failures \
+                       (source, operator, failures, last_failure_ms, blocked_until_ms) \
+                       VALUES ($1, $2, 1, $3, 0) \
+                       ON CONFLICT (source, operator) DO UPDATE SET \
+                       failures = CASE WHEN hub_login_failures.last_failure_ms < $4 THEN 1 \
+                                  ELSE hub_login_failures.failures + 1 END, \
+                       last_failure_ms = $3 \
+                       RETURNING failures";
+            let failures: i64 = on_pool!(self, p => sqlx::query_scalar(sql)
+                .bind(source).bind(operator).bind(now).bind(now - memory_ms)
+                .fetch_one(p).await?);
+            let until = now.saturating_add(block(failures).max(0));
+            let sql = "UPDATE hub_login_failures SET blocked_until_ms = $1 \
+                       WHERE source = $2 AND operator = $3";
+            on_pool!(self, p => sqlx::query(sql).bind(until).bind(source).bind(operator)
+                .execute(p).await?.rows_affected());
+            Ok(failures)
+        }
+        .await;
+        observed("record_login_failure", result)
+    }
+
+    /// Forgets the failed logins of `source` as `operator` (after a successful login).
+    pub async fn clear_login_failures(
+        &self,
+        source: &str,
+        operator: &str,
+    ) -> Result<(), StateError> {
+        let result: Result<_, StateError> = async {
+            let sql = "DELETE FROM hub_login_failures WHERE source = $1 AND operator = $2";
+            on_pool!(self, p => sqlx::query(sql).bind(source).bind(operator).execute(p).await?.rows_affected());
+            Ok(())
+        }
+        .await;
+        observed("clear_login_failures", result)
+    }
+
+    /// Deletes failed-login rows whose last failure is before `before_ms` and that block
+    /// nothing any more.
+    pub async fn purge_login_failures(&self, before_ms: i64) -> Result<u64, StateError> {
+        let result: Result<_, StateError> = async {
+            let sql = "DELETE FROM hub_login_failures WHERE last_failure_ms < $1 AND blocked_until_ms < $2";
+            let now = now_ms();
+            Ok(on_pool!(self, p => sqlx::query(sql).bind(before_ms).bind(now).execute(p).await?.rows_affected()))
+        }
+        .await;
+        observed("purge_login_failures", result)
+    }
 }

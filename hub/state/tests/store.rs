@@ -85,7 +85,7 @@ async fn migrations_apply_once_on_both_backends() {
     on_both(|store, _| async move {
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7]
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
         );
         store.heartbeat("hub-a", "0.1.0").await.unwrap();
         store.heartbeat("hub-a", "0.1.1").await.unwrap();
@@ -107,7 +107,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
     assert_eq!(
         b.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
     );
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
@@ -1016,6 +1016,106 @@ async fn expired_nonces_and_old_receipts_are_purged_in_slices() {
             count(&url, "SELECT COUNT(*) FROM hub_ingress_receipts").await,
             0
         );
+#[tokio::test]
+async fn failed_logins_are_counted_per_source_and_name_across_replicas() {
+    on_both(|store, url| async move {
+        // A second replica on the same store.
+        let dir = tempfile::tempdir().unwrap();
+        let other = StateStore::connect(
+            &StateSection {
+                url,
+                max_connections: 2,
+            },
+            dir.path(),
+        )
+        .await
+        .unwrap();
+        let block = |n: i64| if n >= 3 { 60_000 } else { 0 };
+        assert_eq!(
+            store
+                .login_blocked_until("10.0.0.9", "admin")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .record_login_failure("10.0.0.9", "admin", 3_600_000, block)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            other
+                .record_login_failure("10.0.0.9", "admin", 3_600_000, block)
+                .await
+                .unwrap(),
+            2,
+            "the other replica counts in the same row"
+        );
+        assert_eq!(
+            other
+                .login_blocked_until("10.0.0.9", "admin")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .record_login_failure("10.0.0.9", "admin", 3_600_000, block)
+                .await
+                .unwrap(),
+            3
+        );
+        assert!(other
+            .login_blocked_until("10.0.0.9", "admin")
+            .await
+            .unwrap()
+            .is_some());
+        // The operator from another source, and another name from the same source: not blocked.
+        assert_eq!(
+            other
+                .login_blocked_until("10.0.0.7", "admin")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            other
+                .login_blocked_until("10.0.0.9", "zhang")
+                .await
+                .unwrap(),
+            None
+        );
+        // Old failures are forgotten; a success clears the row.
+        assert_eq!(
+            store
+                .record_login_failure("10.0.0.9", "admin", -1, block)
+                .await
+                .unwrap(),
+            1,
+            "a failure older than the memory starts again from one"
+        );
+        other
+            .clear_login_failures("10.0.0.9", "admin")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .login_blocked_until("10.0.0.9", "admin")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .record_login_failure("10.0.0.9", "admin", 3_600_000, block)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.purge_login_failures(i64::MAX).await.unwrap(), 1);
+        other.close().await;
     })
     .await;
 }

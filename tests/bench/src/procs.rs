@@ -176,9 +176,13 @@ fn config_text(
         r#"# Written by hub-bench for one benchmark run.
 [hub]
 shutdown_grace_ms = 30000
+# The development key ring and secrets of the repository (refused by the production profile).
+profile = "development"
 
 [admin]
 listen = "127.0.0.1:{admin}"
+# The harness scrapes /metrics without a token (loopback only).
+metrics_open = true
 
 [bus]
 bootstrap_servers = "{bootstrap}"

@@ -1,6 +1,8 @@
 //! A KMS simulator for the tests: a real HTTP server speaking the API `hub_security::kms`
 //! documents (`POST /v1/wrap`, `POST /v1/unwrap`), holding SM4 master keys, and verifying the
-//! caller's signature with the hub's own scheme. Prints `LISTENING <addr>` once it accepts.
+//! caller's signature with the hub's own scheme, and signing every successful answer
+//! (`X-Kms-Answer-Signature`, bound to the request's nonce) as the client requires. Prints
+//! `LISTENING <addr>` once it accepts.
 //!
 //! usage: kms-sim --app-id hub --secret S --master ID=HEX [--master …]
 
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use clap::Parser;
@@ -33,6 +36,7 @@ struct Args {
 
 struct Kms {
     app_id: String,
+    secret: Vec<u8>,
     credential: VerifyingCredential,
     masters: BTreeMap<String, [u8; 16]>,
 }
@@ -41,6 +45,25 @@ type Answer = (StatusCode, Json<Value>);
 
 fn refuse(status: StatusCode, code: &str) -> Answer {
     (status, Json(json!({ "code": code })))
+}
+
+/// A 200 answer signed for the request (its path and nonce) with the caller's secret.
+fn signed(kms: &Kms, headers: &HeaderMap, uri: &Uri, value: &Value) -> Response {
+    let body = value.to_string();
+    let nonce = headers
+        .get(header::NONCE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let signature = hub_security::kms::sign_answer(&kms.secret, uri.path(), nonce, body.as_bytes());
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "application/json".to_string()),
+            (hub_security::kms::ANSWER_SIGNATURE, signature),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 impl Kms {
@@ -99,45 +122,54 @@ impl Kms {
     }
 }
 
-async fn wrap(State(kms): State<Arc<Kms>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Answer {
+async fn wrap(State(kms): State<Arc<Kms>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
     let (request, id, master) = match kms.authorize(&headers, &uri, &body) {
         Ok(r) => r,
-        Err(a) => return a,
+        Err(a) => return a.into_response(),
     };
     let Some(plain) = request["plaintext"]
         .as_str()
         .and_then(|h| hex::decode(h).ok())
     else {
-        return refuse(StatusCode::BAD_REQUEST, "KMS_BAD_REQUEST");
+        return refuse(StatusCode::BAD_REQUEST, "KMS_BAD_REQUEST").into_response();
     };
     let nonce: [u8; 12] = random();
     let mut out = nonce.to_vec();
     out.extend(sm4_gcm_encrypt(&master, &nonce, id.as_bytes(), &plain).expect("a 16-byte key"));
-    (
-        StatusCode::OK,
-        Json(json!({ "ciphertext": hex::encode(out) })),
+    signed(
+        &kms,
+        &headers,
+        &uri,
+        &json!({ "ciphertext": hex::encode(out) }),
     )
 }
 
-async fn unwrap(State(kms): State<Arc<Kms>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Answer {
+async fn unwrap(
+    State(kms): State<Arc<Kms>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let (request, id, master) = match kms.authorize(&headers, &uri, &body) {
         Ok(r) => r,
-        Err(a) => return a,
+        Err(a) => return a.into_response(),
     };
     let Some(sealed) = request["ciphertext"]
         .as_str()
         .and_then(|h| hex::decode(h).ok())
         .filter(|b| b.len() > 28)
     else {
-        return refuse(StatusCode::BAD_REQUEST, "KMS_BAD_REQUEST");
+        return refuse(StatusCode::BAD_REQUEST, "KMS_BAD_REQUEST").into_response();
     };
     let nonce: [u8; 12] = sealed[..12].try_into().expect("checked length");
     match sm4_gcm_decrypt(&master, &nonce, id.as_bytes(), &sealed[12..]) {
-        Ok(plain) => (
-            StatusCode::OK,
-            Json(json!({ "plaintext": hex::encode(plain) })),
+        Ok(plain) => signed(
+            &kms,
+            &headers,
+            &uri,
+            &json!({ "plaintext": hex::encode(plain) }),
         ),
-        Err(_) => refuse(StatusCode::BAD_REQUEST, "KMS_DECRYPT_FAILED"),
+        Err(_) => refuse(StatusCode::BAD_REQUEST, "KMS_DECRYPT_FAILED").into_response(),
     }
 }
 
@@ -156,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let kms = Arc::new(Kms {
         app_id: args.app_id,
+        secret: args.secret.clone().into_bytes(),
         credential: VerifyingCredential::HmacSm3 {
             secret: args.secret.into_bytes(),
         },

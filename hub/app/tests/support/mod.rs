@@ -14,6 +14,9 @@ pub mod isolate;
 pub mod partner;
 
 pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
+/// The `[admin] token` of the tests' hubs (`/api/v1/trace`; `/metrics` and `/registry` are
+/// opened on their loopback listeners).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -87,7 +90,7 @@ pub fn start_serving_env(
     let path = write_config(
         dir,
         &format!(
-            "[admin]\nlisten = \"127.0.0.1:{port}\"\n[bus]\nbootstrap_servers = \"{bootstrap}\"\n\
+            "[hub]\nprofile = \"development\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{ADMIN_TOKEN}\"\nmetrics_open = true\nregistry_open = true\n[bus]\nbootstrap_servers = \"{bootstrap}\"\n\
              [state]\nurl = \"sqlite://state/hub.db\"\n[contracts]\ndir = \"{}\"\n\
              [mappings]\ndir = \"{}\"\n[log]\nformat = \"json\"\n{extra}",
             contracts.display(),

@@ -31,6 +31,8 @@ pub enum Fault {
     Reset,
     /// 200 with this business code.
     Code(&'static str),
+    /// 200 with this business code and this message (a refusal that quotes personal data).
+    CodeSaying(&'static str, &'static str),
 }
 
 /// What the platform took.
@@ -217,17 +219,21 @@ async fn action(
         )
             .into_response(),
         Some(Fault::Reset) => panic!("simulated connection reset (the connection is dropped)"),
-        Some(Fault::Code(code)) => {
-            let a = answer(code, "业务拒绝");
-            if code != "2001" && code != "2002" {
-                p.answered
-                    .lock()
-                    .unwrap()
-                    .insert(key.clone(), (200, a.clone()));
-            }
-            Json(a).into_response()
-        }
+        Some(Fault::Code(code)) => coded(&p, &key, code, "业务拒绝"),
+        Some(Fault::CodeSaying(code, msg)) => coded(&p, &key, code, msg),
     }
+}
+
+/// A 200 answer with a business `code`; remembered for the idempotency key unless busy.
+fn coded(p: &Platform, key: &str, code: &str, msg: &str) -> Response {
+    let a = answer(code, msg);
+    if code != "2001" && code != "2002" {
+        p.answered
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (200, a.clone()));
+    }
+    Json(a).into_response()
 }
 
 fn parse_local(s: &str) -> i64 {
