@@ -96,11 +96,13 @@ macro_rules! on_pool {
 
 mod audit;
 mod dead_letters;
+mod file_pickups;
 mod operators;
 mod receipts;
 mod trace;
 pub use audit::{AuditRecord, AuditVerdict, GENESIS};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
+pub use file_pickups::FilePickup;
 pub use operators::{ConsoleSession, Operator};
 pub use receipts::Receipt;
 pub use trace::{SinkOptions, StoredTraceEvent, TraceEvent, TraceResult, TraceSink};

@@ -83,7 +83,7 @@ async fn migrations_apply_once_on_both_backends() {
     on_both(|store, _| async move {
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            vec![1, 2, 3, 4, 5, 6]
+            vec![1, 2, 3, 4, 5, 6, 11]
         );
         store.heartbeat("hub-a", "0.1.0").await.unwrap();
         store.heartbeat("hub-a", "0.1.1").await.unwrap();
@@ -104,7 +104,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
     assert_eq!(
         b.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6]
+        vec![1, 2, 3, 4, 5, 6, 11]
     );
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
@@ -604,4 +604,68 @@ async fn operators_and_console_sessions_on_both_backends() {
         assert_eq!(ids, ["r-3", "r-1"]);
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_remote_batch_file_is_claimed_once_even_by_concurrent_runners() {
+    on_both(|store, _| async move {
+        let id = "sm3:66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0";
+        assert_eq!(
+            store.file_pickup("recon", "a.csv", 10, 1700).await.unwrap(),
+            None
+        );
+        let claims = futures_claims(&store, id).await;
+        assert_eq!(claims.iter().filter(|c| **c).count(), 1, "{claims:?}");
+        let p = store
+            .file_pickup("recon", "a.csv", 10, 1700)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.file_id.as_str(), p.state.as_str()), (id, "claimed"));
+        store
+            .advance_file_pickup("recon", "a.csv", 10, 1700, "handled")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .file_pickup("recon", "a.csv", 10, 1700)
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            "handled"
+        );
+        // A replaced file (other size or time) and another job's file are new files.
+        assert!(store
+            .claim_file_pickup("recon", "a.csv", 11, 1700, id)
+            .await
+            .unwrap());
+        assert!(store
+            .claim_file_pickup("recon", "a.csv", 10, 1701, id)
+            .await
+            .unwrap());
+        assert!(store
+            .claim_file_pickup("other", "a.csv", 10, 1700, id)
+            .await
+            .unwrap());
+    })
+    .await;
+}
+
+async fn futures_claims(store: &StateStore, id: &str) -> Vec<bool> {
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = store.clone();
+        let id = id.to_string();
+        tasks.push(tokio::spawn(async move {
+            s.claim_file_pickup("recon", "a.csv", 10, 1700, &id)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
 }
