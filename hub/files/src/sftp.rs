@@ -505,7 +505,12 @@ pub struct PickupReport {
     pub already_picked: usize,
     /// Files that failed this time (retried on the next run), with why.
     pub failed: Vec<(String, FileError)>,
+    /// Another replica holds the job's lease: this run did nothing (or stopped early).
+    pub not_leader: bool,
 }
+
+/// How long a pickup run holds its job's lease without renewing it (renewed before each file).
+const LEASE_TTL: Duration = Duration::from_secs(600);
 
 /// Picks batch files up from a partner's SFTP folder, once and only once.
 ///
@@ -518,10 +523,13 @@ pub struct PickupReport {
 ///    fails is retried on the next run;
 /// 3. `handled` and a done folder configured: moved there, then `moved`.
 ///
-/// Several replicas may run the same job: the claim is atomic, and the hub's lease
-/// (`hub_leases`) should keep one replica on a job at a time.
+/// Several replicas may run the same job: a run holds the job's lease (`hub_leases`, name
+/// `sftp-pickup/<job>`, renewed before each file) so one replica works on a job at a time, and
+/// the claim itself is atomic.
 pub struct Pickup {
     pub job: String,
+    /// This replica's name for the lease (the hub's instance id).
+    pub holder: String,
     pub sftp: SftpSection,
     pub base_dir: PathBuf,
     pub store: FileStore,
@@ -530,7 +538,8 @@ pub struct Pickup {
 }
 
 impl Pickup {
-    /// One run: connect, pick up what is new, disconnect.
+    /// One run: take the job's lease, connect, pick up what is new, disconnect, give the
+    /// lease back.
     pub async fn run_once<F, Fut>(&self, mut handler: F) -> Result<PickupReport, FileError>
     where
         F: FnMut(PickedFile) -> Fut,
@@ -542,10 +551,39 @@ impl Pickup {
                 "the SFTP section has no inbox",
             )
         })?;
-        let client = SftpClient::connect(&self.sftp, &self.base_dir).await?;
+        let lease = format!("sftp-pickup/{}", self.job);
         let mut report = PickupReport::default();
-        let listed = client.list(inbox).await;
-        let files = match listed {
+        if !self.lease(&lease).await? {
+            report.not_leader = true;
+            return Ok(report);
+        }
+        let result = self
+            .run_leased(&lease, inbox, &mut handler, &mut report)
+            .await;
+        let _ = self.state.release_lease(&lease, &self.holder).await;
+        result.map(|()| report)
+    }
+
+    async fn lease(&self, lease: &str) -> Result<bool, FileError> {
+        self.state
+            .acquire_lease(lease, &self.holder, LEASE_TTL)
+            .await
+            .map_err(|e| FileError::new(FileErrorCode::StoreUnavailable, e.to_string()))
+    }
+
+    async fn run_leased<F, Fut>(
+        &self,
+        lease: &str,
+        inbox: &str,
+        handler: &mut F,
+        report: &mut PickupReport,
+    ) -> Result<(), FileError>
+    where
+        F: FnMut(PickedFile) -> Fut,
+        Fut: std::future::Future<Output = Result<(), FileError>>,
+    {
+        let client = SftpClient::connect(&self.sftp, &self.base_dir).await?;
+        let files = match client.list(inbox).await {
             Ok(f) => f,
             Err(e) => {
                 client.close().await;
@@ -553,19 +591,25 @@ impl Pickup {
             }
         };
         for rf in files {
-            match self
-                .one(&client, inbox, &rf, &mut handler, &mut report)
-                .await
-            {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::warn!(job = %self.job, code = e.code(), error = %e.detail, "SFTP pickup of one file failed; retried next run");
-                    report.failed.push((rf.name.clone(), e));
+            // Renewed before each file; lost (another replica took over after an expiry): stop.
+            match self.lease(lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    report.not_leader = true;
+                    break;
                 }
+                Err(e) => {
+                    client.close().await;
+                    return Err(e);
+                }
+            }
+            if let Err(e) = self.one(&client, inbox, &rf, handler, report).await {
+                tracing::warn!(job = %self.job, code = e.code(), error = %e.detail, "SFTP pickup of one file failed; retried next run");
+                report.failed.push((rf.name.clone(), e));
             }
         }
         client.close().await;
-        Ok(report)
+        Ok(())
     }
 
     async fn one<F, Fut>(

@@ -165,6 +165,7 @@ async fn pickup(sshd: &Sshd, work: &Path, done: bool) -> Pickup {
     .unwrap();
     Pickup {
         job: "finance-recon".into(),
+        holder: "hub-test".into(),
         sftp: sshd.section(done),
         base_dir: work.to_path_buf(),
         store,
@@ -224,9 +225,27 @@ async fn a_batch_file_is_picked_up_once_and_only_once_across_restarts() {
         assert_eq!(r.already_picked, 1);
         job.state.close().await;
     }
-    // And again: nothing new. Then a new day's file arrives: only it.
+    // And again: nothing new. Then a new day's file arrives: only it, and only for the replica
+    // that holds the job's lease.
     {
         let job = pickup(&sshd, work.path(), false).await;
+        assert!(job
+            .state
+            .acquire_lease(
+                "sftp-pickup/finance-recon",
+                "hub-other",
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap());
+        std::fs::write(sshd.path("inbox/recon_20261203.csv"), csv(3)).unwrap();
+        let r = job.run_once(recorder(&seen, None)).await.unwrap();
+        assert!(r.not_leader && r.handed_over.is_empty(), "{r:?}");
+        job.state
+            .release_lease("sftp-pickup/finance-recon", "hub-other")
+            .await
+            .unwrap();
+        std::fs::remove_file(sshd.path("inbox/recon_20261203.csv")).unwrap();
         let r = job.run_once(recorder(&seen, None)).await.unwrap();
         assert!(r.handed_over.is_empty());
         assert_eq!(r.already_picked, 2);
