@@ -226,6 +226,11 @@ impl FilesSection {
         }
     }
 
+    /// The age after which [`FileStore::remove_orphans`] treats a leftover as abandoned.
+    pub fn orphan_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.orphan_grace_minutes.saturating_mul(60))
+    }
+
     /// Opens the store the section describes; `base_dir` is the configuration file's folder.
     /// `cipher` is the hub's key ring (personal files are refused without one).
     pub fn open(
@@ -308,6 +313,24 @@ mod tests {
         assert_eq!(s, FilesSection::default());
         assert!(s.validate("files").is_empty());
         assert_eq!(s.dir, PathBuf::from("var/files"));
+    }
+
+    #[test]
+    fn a_local_section_opens_under_the_configuration_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: FilesSection =
+            toml::from_str("max_bytes = 1000\nallowed_types = [\"text/csv\"]\n").unwrap();
+        let store = s.open(dir.path(), None).unwrap();
+        assert!(dir.path().join("var/files").is_dir());
+        assert_eq!(store.limits().max_bytes, 1000);
+        assert_eq!(store.limits().allowed, [MediaType::Csv]);
+        assert_eq!(s.orphan_grace(), std::time::Duration::from_secs(3600));
+        let s3: FilesSection = toml::from_str(
+            "backend = \"s3\"\n[s3]\nbucket = \"b\"\naccess_key_id = \"a\"\nsecret_access_key_file = \"missing\"\n",
+        )
+        .unwrap();
+        let e = s3.open(dir.path(), None).unwrap_err();
+        assert_eq!(e.code, FileErrorCode::ConfigInvalid);
     }
 
     #[test]

@@ -96,15 +96,22 @@ async fn sshd() -> Sshd {
         .arg("-f")
         .arg(d.join("sshd_config"))
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
         .spawn()
         .expect("sshd starts");
+    let mut up = false;
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(
+        up,
+        "sshd did not listen on {port}: {}",
+        std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+    );
     let fingerprint = fingerprint(&d.join("host_key.pub"));
     Sshd {
         child,
@@ -379,4 +386,62 @@ async fn a_wrong_host_key_or_user_key_is_refused_with_its_code() {
         .err()
         .unwrap();
     assert_eq!(e.code, FileErrorCode::SftpConnectFailed, "{e}");
+}
+
+#[tokio::test]
+async fn a_crash_after_the_handover_repeats_it_with_the_same_pickup_id() {
+    let sshd = sshd().await;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(sshd.path("inbox/recon_20261201.csv"), csv(1)).unwrap();
+    let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = |ids: &Arc<Mutex<Vec<String>>>| {
+        let ids = ids.clone();
+        move |p: hub_files::sftp::PickedFile| {
+            ids.lock().unwrap().push(p.pickup_id);
+            std::future::ready(Ok::<(), FileError>(()))
+        }
+    };
+    let job = pickup(&sshd, work.path(), false).await;
+    assert_eq!(
+        job.run_once(record(&ids)).await.unwrap().handed_over.len(),
+        1
+    );
+    // The process died after the handler succeeded and before the ledger said so.
+    let meta = std::fs::metadata(sshd.path("inbox/recon_20261201.csv")).unwrap();
+    let mtime = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    job.state
+        .advance_file_pickup(
+            "finance-recon",
+            "recon_20261201.csv",
+            meta.len() as i64,
+            mtime,
+            "claimed",
+        )
+        .await
+        .unwrap();
+    job.state.close().await;
+    let job = pickup(&sshd, work.path(), false).await;
+    assert_eq!(
+        job.run_once(record(&ids)).await.unwrap().handed_over.len(),
+        1
+    );
+    assert_eq!(
+        job.run_once(record(&ids)).await.unwrap().handed_over.len(),
+        0
+    );
+    let ids = ids.lock().unwrap().clone();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        ids[0], ids[1],
+        "the repeat carries the same pickup id, for the handler to recognise"
+    );
+    assert_eq!(
+        ids[0],
+        format!("finance-recon/recon_20261201.csv/{}/{mtime}", meta.len())
+    );
 }
