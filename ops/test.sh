@@ -32,6 +32,26 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 fi
 export HUB_TEST_PYTHON="$venv/bin/python"
 
+# The S3-compatible server the file store's tests store into (moto's server mode,
+# tests/python/s3-requirements.txt), in its own cached virtual environment so its many
+# dependencies never move the versions above; rebuilt when its requirements change.
+s3venv=${HUB_CACHE_DIR:-$HOME/.cache/shanghai-hub}/s3-venv
+s3stamp="$s3venv/requirements.sha256"
+s3want=$(sha256sum tests/python/s3-requirements.txt | cut -d' ' -f1)
+if [ ! -x "$s3venv/bin/moto_server" ] || [ "$(cat "$s3stamp" 2>/dev/null)" != "$s3want" ]; then
+  echo "test.sh: preparing the S3 test server (moto) in $s3venv"
+  python3 -m venv --clear "$s3venv"
+  "$s3venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/s3-requirements.txt
+  echo "$s3want" >"$s3stamp"
+fi
+export HUB_TEST_MOTO_SERVER="$s3venv/bin/moto_server"
+
+# The SFTP tests start Debian's OpenSSH server themselves (hub/files/tests/sftp.rs).
+if [ ! -x /usr/sbin/sshd ]; then
+  echo "test.sh: the SFTP tests need OpenSSH's server: apt-get install openssh-server" >&2
+  exit 1
+fi
+
 # The console's browser test (hub/app/tests/console.rs drives tests/console with Playwright)
 # uses Debian's Chromium; its npm packages are installed here, again when the lock changes.
 if [ ! -x /usr/bin/chromium ]; then

@@ -100,12 +100,14 @@ macro_rules! on_pool {
 
 mod audit;
 mod dead_letters;
+mod file_pickups;
 mod operators;
 mod receipts;
 mod trace;
 mod writer;
 pub use audit::{AuditCheckpoint, AuditRecord, AuditVerdict, CheckpointKey, GENESIS};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
+pub use file_pickups::FilePickup;
 pub use operators::{ConsoleSession, Operator};
 pub use receipts::{Receipt, ReceiptConflict, ReceiptFingerprint};
 pub use trace::{SinkOptions, StoredTraceEvent, TraceEvent, TraceResult, TraceSink};

@@ -8,6 +8,24 @@ use std::time::Duration;
 use hub_state::{BackendKind, StateSection, StateStore};
 use sqlx::Connection;
 
+/// The versions of the migrations shipped in `migrations/`, which both dialects must have alike.
+fn shipped_migrations() -> Vec<i64> {
+    let versions = |dialect: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dialect);
+        let mut v: Vec<i64> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .map(|n| n.split('_').next().unwrap().parse().unwrap())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let sqlite = versions("sqlite");
+    assert_eq!(sqlite, versions("postgres"), "every migration exists for both dialects");
+    sqlite
+}
+
 fn admin_url() -> String {
     std::env::var("HUB_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -85,7 +103,7 @@ async fn migrations_apply_once_on_both_backends() {
     on_both(|store, _| async move {
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
+            shipped_migrations()
         );
         store.heartbeat("hub-a", "0.1.0").await.unwrap();
         store.heartbeat("hub-a", "0.1.1").await.unwrap();
@@ -107,7 +125,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
     assert_eq!(
         b.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
+        shipped_migrations()
     );
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
@@ -816,6 +834,46 @@ async fn a_failed_batch_is_reported_to_every_waiter_and_the_writer_carries_on() 
         raw(&url, "ALTER TABLE hub_nonces_away RENAME TO hub_nonces").await;
         assert!(store
             .claim_nonce("app", "f-0", Duration::from_secs(60))
+#[tokio::test]
+async fn a_remote_batch_file_is_claimed_once_even_by_concurrent_runners() {
+    on_both(|store, _| async move {
+        let id = "sm3:66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0";
+        assert_eq!(
+            store.file_pickup("recon", "a.csv", 10, 1700).await.unwrap(),
+            None
+        );
+        let claims = futures_claims(&store, id).await;
+        assert_eq!(claims.iter().filter(|c| **c).count(), 1, "{claims:?}");
+        let p = store
+            .file_pickup("recon", "a.csv", 10, 1700)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.file_id.as_str(), p.state.as_str()), (id, "claimed"));
+        store
+            .advance_file_pickup("recon", "a.csv", 10, 1700, "handled")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .file_pickup("recon", "a.csv", 10, 1700)
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            "handled"
+        );
+        // A replaced file (other size or time) and another job's file are new files.
+        assert!(store
+            .claim_file_pickup("recon", "a.csv", 11, 1700, id)
+            .await
+            .unwrap());
+        assert!(store
+            .claim_file_pickup("recon", "a.csv", 10, 1701, id)
+            .await
+            .unwrap());
+        assert!(store
+            .claim_file_pickup("other", "a.csv", 10, 1700, id)
             .await
             .unwrap());
     })
@@ -1118,4 +1176,20 @@ async fn failed_logins_are_counted_per_source_and_name_across_replicas() {
         other.close().await;
     })
     .await;
+async fn futures_claims(store: &StateStore, id: &str) -> Vec<bool> {
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = store.clone();
+        let id = id.to_string();
+        tasks.push(tokio::spawn(async move {
+            s.claim_file_pickup("recon", "a.csv", 10, 1700, &id)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
 }
