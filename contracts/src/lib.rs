@@ -157,12 +157,20 @@ pub struct Catalog {
     pub contracts: Vec<Contract>,
     /// Superseded versions by topic (`contracts/history/`), oldest first.
     pub history: BTreeMap<String, Vec<history::HistoricVersion>>,
+    /// Topic → position in `contracts`, built at load (every message looks its contract up).
+    index: std::collections::HashMap<String, usize>,
 }
 
 impl Catalog {
     /// The contract of `topic`, if one is loaded.
     pub fn contract(&self, topic: &str) -> Option<&Contract> {
-        self.contracts.iter().find(|c| c.declaration.topic == topic)
+        // The index is checked against the contract it points to, and a miss is searched for,
+        // so a catalog whose public list was changed after load still answers correctly.
+        self.index
+            .get(topic)
+            .and_then(|&i| self.contracts.get(i))
+            .filter(|c| c.declaration.topic == topic)
+            .or_else(|| self.contracts.iter().find(|c| c.declaration.topic == topic))
     }
 
     /// The topics the contracts declare, one entry per topic, sorted by name.
@@ -244,7 +252,16 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, Vec<Problem>> {
         }
     }
     if problems.is_empty() {
-        Ok(Catalog { contracts, history })
+        let index = contracts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.declaration.topic.clone(), i))
+            .collect();
+        Ok(Catalog {
+            contracts,
+            history,
+            index,
+        })
     } else {
         Err(problems)
     }

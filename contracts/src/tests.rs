@@ -35,6 +35,26 @@ fn the_schema_id_kept_at_load_is_the_fingerprint_of_the_schema() {
     }
 }
 
+#[test]
+fn contracts_are_found_by_topic_even_after_the_list_is_changed() {
+    let mut catalog = load_dir(&schemas_dir()).expect("shipped contracts load");
+    for c in &catalog.contracts {
+        let found = catalog.contract(&c.declaration.topic).expect("found");
+        assert_eq!(found.full_name, c.full_name);
+    }
+    assert!(catalog.contract("no.such.topic.v1").is_none());
+    // The index was built at load; a changed public list must still be answered correctly.
+    let removed = catalog.contracts.remove(0);
+    assert!(catalog.contract(&removed.declaration.topic).is_none());
+    let last = catalog.contracts.last().expect("more than one").clone();
+    assert_eq!(
+        catalog
+            .contract(&last.declaration.topic)
+            .map(|c| &c.full_name),
+        Some(&last.full_name)
+    );
+}
+
 const GOOD: &str = r#"{
   "type": "record", "name": "Sample", "namespace": "cn.gov.sh.test.v1",
   "doc": "样例 / sample",

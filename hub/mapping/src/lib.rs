@@ -21,7 +21,7 @@ mod program;
 mod target;
 pub mod xml;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -168,6 +168,9 @@ impl fmt::Display for Problem {
 #[derive(Clone, Default)]
 pub struct MappingSet {
     pub mappings: Vec<Mapping>,
+    /// partner → mapping name → position in `mappings`, built at load (every request looks its
+    /// mapping up).
+    index: HashMap<String, HashMap<String, usize>>,
 }
 
 impl MappingSet {
@@ -333,7 +336,15 @@ impl MappingSet {
             }
         }
         if problems.is_empty() {
-            Ok(Self { mappings })
+            let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
+            for (i, m) in mappings.iter().enumerate() {
+                index
+                    .entry(m.partner.clone())
+                    .or_default()
+                    .entry(m.name.clone())
+                    .or_insert(i);
+            }
+            Ok(Self { mappings, index })
         } else {
             Err(problems)
         }
@@ -355,9 +366,15 @@ impl MappingSet {
     }
 
     pub fn get(&self, partner: &str, name: &str) -> Option<&Mapping> {
-        self.mappings
-            .iter()
-            .find(|m| m.partner == partner && m.name == name)
+        // Checked against the mapping it points to, and a miss is searched for, so a set whose
+        // public list was changed after load still answers correctly.
+        let is = |m: &&Mapping| m.partner == partner && m.name == name;
+        self.index
+            .get(partner)
+            .and_then(|by_name| by_name.get(name))
+            .and_then(|&i| self.mappings.get(i))
+            .filter(is)
+            .or_else(|| self.mappings.iter().find(is))
     }
 }
 
