@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 pub enum ErrorCode {
     AuthHeadersMissing,
     AuthMethodUnsupported,
-    AuthAppUnknown,
-    AuthMethodNotAllowed,
+    AuthHeaderUnsigned,
+    AuthSignedHeadersInvalid,
     AuthPartnerMismatch,
     AuthTimestampOutOfWindow,
     AuthNonceInvalid,
@@ -47,8 +47,8 @@ impl ErrorCode {
     pub const ALL: &'static [ErrorCode] = &[
         ErrorCode::AuthHeadersMissing,
         ErrorCode::AuthMethodUnsupported,
-        ErrorCode::AuthAppUnknown,
-        ErrorCode::AuthMethodNotAllowed,
+        ErrorCode::AuthHeaderUnsigned,
+        ErrorCode::AuthSignedHeadersInvalid,
         ErrorCode::AuthPartnerMismatch,
         ErrorCode::AuthTimestampOutOfWindow,
         ErrorCode::AuthNonceInvalid,
@@ -79,8 +79,8 @@ impl ErrorCode {
         match self {
             ErrorCode::AuthHeadersMissing => "AUTH_HEADERS_MISSING",
             ErrorCode::AuthMethodUnsupported => "AUTH_METHOD_UNSUPPORTED",
-            ErrorCode::AuthAppUnknown => "AUTH_APP_UNKNOWN",
-            ErrorCode::AuthMethodNotAllowed => "AUTH_METHOD_NOT_ALLOWED",
+            ErrorCode::AuthHeaderUnsigned => "AUTH_HEADER_UNSIGNED",
+            ErrorCode::AuthSignedHeadersInvalid => "AUTH_SIGNED_HEADERS_INVALID",
             ErrorCode::AuthPartnerMismatch => "AUTH_PARTNER_MISMATCH",
             ErrorCode::AuthTimestampOutOfWindow => "AUTH_TIMESTAMP_OUT_OF_WINDOW",
             ErrorCode::AuthNonceInvalid => "AUTH_NONCE_INVALID",
@@ -111,8 +111,8 @@ impl ErrorCode {
         match self {
             ErrorCode::AuthHeadersMissing
             | ErrorCode::AuthMethodUnsupported
-            | ErrorCode::AuthAppUnknown
-            | ErrorCode::AuthMethodNotAllowed
+            | ErrorCode::AuthHeaderUnsigned
+            | ErrorCode::AuthSignedHeadersInvalid
             | ErrorCode::AuthTimestampOutOfWindow
             | ErrorCode::AuthNonceInvalid
             | ErrorCode::AuthSignatureInvalid
@@ -148,10 +148,13 @@ impl ErrorCode {
                 "不支持的签名方法",
                 "the signature method is not HMAC-SM3 or SM2-SM3",
             ),
-            ErrorCode::AuthAppUnknown => ("未知的应用标识", "unknown app id"),
-            ErrorCode::AuthMethodNotAllowed => (
-                "该应用未配置此签名方法的凭据",
-                "this app has no credential for that signature method",
+            ErrorCode::AuthHeaderUnsigned => (
+                "请求头须纳入签名（X-Hub-Signed-Headers）",
+                "a header that steers the request (message id, correlation id, encryption) is not signed: name it in X-Hub-Signed-Headers",
+            ),
+            ErrorCode::AuthSignedHeadersInvalid => (
+                "X-Hub-Signed-Headers 格式不正确或所列请求头缺失",
+                "X-Hub-Signed-Headers is malformed or names a header that is not sent",
             ),
             ErrorCode::AuthPartnerMismatch => (
                 "该应用无权调用此合作方的接口",
@@ -165,7 +168,10 @@ impl ErrorCode {
                 "随机数格式不正确",
                 "the nonce must be 16-64 characters of A-Z a-z 0-9 - _",
             ),
-            ErrorCode::AuthSignatureInvalid => ("签名验证失败", "the signature does not verify"),
+            ErrorCode::AuthSignatureInvalid => (
+                "签名验证失败",
+                "the signature does not verify (or the app id is not known)",
+            ),
             ErrorCode::AuthReplay => (
                 "重复的请求（随机数已使用）",
                 "replayed request: the nonce was already used",
@@ -239,6 +245,9 @@ pub struct ApiError {
     pub detail: Option<Value>,
     pub request_id: String,
     pub retry_after_secs: Option<u64>,
+    /// Why, for the audit record and the metrics only (never answered): e.g.
+    /// `auth.app_unknown` behind an `AUTH_SIGNATURE_INVALID` answer.
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -248,7 +257,14 @@ impl ApiError {
             detail: None,
             request_id: request_id.to_string(),
             retry_after_secs: None,
+            reason: None,
         }
+    }
+
+    /// The reason kept for the audit record and metrics, not answered.
+    pub fn because(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     pub fn with_detail(mut self, detail: Value) -> Self {
@@ -296,8 +312,8 @@ mod tests {
             match c {
                 ErrorCode::AuthHeadersMissing => 0,
                 ErrorCode::AuthMethodUnsupported => 1,
-                ErrorCode::AuthAppUnknown => 2,
-                ErrorCode::AuthMethodNotAllowed => 3,
+                ErrorCode::AuthHeaderUnsigned => 2,
+                ErrorCode::AuthSignedHeadersInvalid => 3,
                 ErrorCode::AuthPartnerMismatch => 4,
                 ErrorCode::AuthTimestampOutOfWindow => 5,
                 ErrorCode::AuthNonceInvalid => 6,
