@@ -87,14 +87,6 @@ impl PartnerClient {
                 )
             }
         };
-        let signer = auth
-            .signer(OutboundCredentials {
-                app_id: section.app_id.clone(),
-                secret: section.hmac_secret.as_ref().map(|s| s.as_bytes().to_vec()),
-                sm2_private_key,
-                certificate_der,
-            })
-            .map_err(|e| fail(format!("[auth] scheme {}: {e}", auth.scheme())))?;
         let sm4_key = match &section.sm4_key {
             None => None,
             Some(k) => Some(
@@ -136,6 +128,16 @@ impl PartnerClient {
             .build()
             .map_err(|e| fail(format!("HTTP client: {e}")))?;
         let base_url = section.base_url.trim_end_matches('/').to_string();
+        let signer = auth
+            .signer(OutboundCredentials {
+                app_id: section.app_id.clone(),
+                secret: section.hmac_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+                sm2_private_key,
+                certificate_der,
+                base_url: base_url.clone(),
+                http: Some(http.clone()),
+            })
+            .map_err(|e| fail(format!("[auth] scheme {}: {e}", auth.scheme())))?;
         let host = reqwest::Url::parse(&base_url)
             .ok()
             .and_then(|u| {
@@ -162,6 +164,21 @@ impl PartnerClient {
             ),
             section: section.clone(),
         })
+    }
+
+    async fn send(&self, request: OutboundRequest) -> Result<reqwest::Response, NoAnswer> {
+        let url = if request.query.is_empty() {
+            format!("{}{}", self.base_url, request.path)
+        } else {
+            format!("{}{}?{}", self.base_url, request.path, request.query)
+        };
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|e| NoAnswer::Transport(e.to_string()))?;
+        let mut builder = self.http.request(method, &url).body(request.body);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder.send().await.map_err(no_answer)
     }
 
     /// The scheme the calls are signed with.
@@ -223,23 +240,24 @@ impl PartnerClient {
         };
         // The scheme signs whatever it needs (for hub-v1 every header above, so nobody on the
         // path can change the idempotency key or the encryption mode).
+        let unsigned = request.clone();
         let now_ms = chrono::Utc::now().timestamp_millis();
         self.signer
             .sign(&mut request, now_ms)
             .await
             .map_err(|e| NoAnswer::Transport(e.to_string()))?;
-        let url = if request.query.is_empty() {
-            format!("{}{}", self.base_url, request.path)
-        } else {
-            format!("{}{}?{}", self.base_url, request.path, request.query)
-        };
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|e| NoAnswer::Transport(e.to_string()))?;
-        let mut builder = self.http.request(method, &url).body(request.body);
-        for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+        let mut response = self.send(request).await?;
+        // A 401 to a token-bearing scheme: the token is dropped, fetched again, and the call
+        // sent once more (a second 401 is the partner's answer).
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED
+            && self.signer.unauthorized().await
+        {
+            let mut again = unsigned;
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            if self.signer.sign(&mut again, now_ms).await.is_ok() {
+                response = self.send(again).await?;
+            }
         }
-        let response = builder.send().await.map_err(no_answer)?;
         let status = response.status().as_u16();
         let retry_after = retry_after(
             response

@@ -67,10 +67,18 @@ impl Seen {
     }
 }
 
-/// Reads one HTTP/1.1 request (Content-Length bodies) and answers `{"code":"0"}`.
+/// What a stand-in answers to a request: status and JSON body.
+type Responder = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
+
+fn ok() -> Responder {
+    Arc::new(|_| (200, "{\"code\":\"0\"}".to_string()))
+}
+
+/// Reads one HTTP/1.1 request (Content-Length bodies) and answers with `respond`.
 async fn serve_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     mut stream: S,
     seen: &Mutex<Vec<Seen>>,
+    respond: &Responder,
 ) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -108,28 +116,33 @@ async fn serve_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    seen.lock().unwrap().push(Seen {
+    let request = Seen {
         method,
         target,
         headers,
         body,
-    });
-    let answer = b"{\"code\":\"0\"}";
+    };
+    let (status, answer) = respond(&request);
+    seen.lock().unwrap().push(request);
     let _ = stream
         .write_all(
             format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 answer.len()
             )
             .as_bytes(),
         )
         .await;
-    let _ = stream.write_all(answer).await;
+    let _ = stream.write_all(answer.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
 
 /// A plain-HTTP stand-in partner; returns its base URL and what it saw.
 async fn partner() -> (String, Arc<Mutex<Vec<Seen>>>) {
+    partner_with(ok()).await
+}
+
+async fn partner_with(respond: Responder) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -137,7 +150,7 @@ async fn partner() -> (String, Arc<Mutex<Vec<Seen>>>) {
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
-            serve_one(tcp, &s).await;
+            serve_one(tcp, &s, &respond).await;
         }
     });
     (format!("http://{addr}"), seen)
@@ -338,7 +351,7 @@ async fn tls_partner(server: (String, String), client_ca: &str) -> (String, Arc<
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             if let Ok(tls) = acceptor.accept(tcp).await {
-                serve_one(tls, &s).await;
+                serve_one(tls, &s, &ok()).await;
             }
         }
     });
@@ -399,4 +412,117 @@ async fn mutual_tls_presents_the_hubs_certificate_and_pins_the_partners_ca() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("server_ca_file"), "{e}");
+}
+
+#[tokio::test]
+async fn oauth2_tokens_are_fetched_once_shared_and_renewed_on_a_401() {
+    use base64::Engine as _;
+    // The partner: a token endpoint (RFC 6749 §4.4) and an API that takes its current token.
+    let issued = Arc::new(Mutex::new(Vec::<String>::new()));
+    let revoked = Arc::new(Mutex::new(false));
+    let (iss, rev) = (Arc::clone(&issued), Arc::clone(&revoked));
+    let respond: Responder = Arc::new(move |r: &Seen| {
+        if r.path() == "/oauth/token" {
+            // Hand-checked: Basic base64("hub-app:hub-secret-0123456789"), a form body.
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode("hub-app:hub-secret-0123456789");
+            if r.header("authorization") != Some(format!("Basic {basic}").as_str())
+                || r.body != b"grant_type=client_credentials&scope=notice.write"
+            {
+                return (401, "{\"error\":\"invalid_client\"}".into());
+            }
+            let mut iss = iss.lock().unwrap();
+            let token = format!("tok-{}", iss.len() + 1);
+            iss.push(token.clone());
+            *rev.lock().unwrap() = false;
+            return (200, format!("{{\"access_token\":\"{token}\",\"token_type\":\"bearer\",\"expires_in\":3600}}"));
+        }
+        let current = iss.lock().unwrap().last().cloned().unwrap_or_default();
+        if *rev.lock().unwrap()
+            || r.header("authorization") != Some(format!("Bearer {current}").as_str())
+        {
+            return (401, "{\"code\":\"401\"}".into());
+        }
+        (200, "{\"code\":\"0\"}".into())
+    });
+    let (url, seen) = partner_with(respond).await;
+    let auth = spec("[auth]\nscheme = \"oauth2-client-credentials\"\ntoken_url = \"/oauth/token\"\nscope = \"notice.write\"");
+    let client = Arc::new(
+        PartnerClient::new("p", &section(&url, ""), std::path::Path::new("."), &auth).unwrap(),
+    );
+    // Several calls at once share one token.
+    let mut calls = Vec::new();
+    for i in 0..4 {
+        let c = Arc::clone(&client);
+        calls.push(tokio::spawn(async move {
+            c.call(
+                "POST",
+                &format!("/api/n/{i}"),
+                "",
+                b"{}".to_vec(),
+                "application/json",
+                &[],
+            )
+            .await
+            .unwrap()
+            .status
+        }));
+    }
+    for c in calls {
+        assert_eq!(c.await.unwrap(), 200);
+    }
+    assert_eq!(issued.lock().unwrap().len(), 1, "one token for all routes");
+    // The partner revokes it: the next call gets a 401, fetches a new token and succeeds.
+    *revoked.lock().unwrap() = true;
+    let answer = client
+        .call(
+            "POST",
+            "/api/n/5",
+            "",
+            b"{}".to_vec(),
+            "application/json",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(issued.lock().unwrap().len(), 2, "renewed once on the 401");
+    let api_calls = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path() != "/oauth/token")
+        .count();
+    assert_eq!(
+        api_calls, 6,
+        "4 calls, then one refused and its single retry"
+    );
+    // A client secret the partner refuses: no token, no call, and no secret in the error.
+    let bad = PartnerClient::new(
+        "p",
+        &toml::from_str(&format!(
+            "base_url = \"{url}\"\napp_id = \"hub-app\"\nhmac_secret = \"a-wrong-secret-0123456\"\ntimeout_ms = 5000"
+        ))
+        .unwrap(),
+        std::path::Path::new("."),
+        &auth,
+    )
+    .unwrap();
+    let e = bad
+        .call(
+            "POST",
+            "/api/n/9",
+            "",
+            b"{}".to_vec(),
+            "application/json",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    let text = format!("{e:?}");
+    assert!(
+        text.contains("AUTH_TOKEN_UNAVAILABLE") && text.contains("invalid_client"),
+        "{text}"
+    );
+    assert!(!text.contains("a-wrong-secret"), "{text}");
 }

@@ -190,6 +190,154 @@ async fn an_app_key_sign_partner_pushes_through_the_gateway() {
     assert!(!logs.contains(SECRET), "the secret is never logged");
 }
 
+#[tokio::test]
+async fn an_oauth2_partner_gets_a_token_and_pushes_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    adapters_with(
+        dir.path(),
+        "[auth]\nscheme = \"oauth2-client-credentials\"\n",
+    );
+    let port = free_port();
+    let extra = format!(
+        "[gateway]\nlisten = \"127.0.0.1:{port}\"\nplain_http = true\nkey_ring = \"{}\"\n\
+         [[gateway.apps]]\napp_id = \"hotline-client\"\npartner = \"hotline12345\"\nhmac_secret = \"{SECRET}\"\n\
+         [[gateway.apps]]\napp_id = \"elicense-client\"\npartner = \"elicense\"\nhmac_secret = \"{SECRET}\"\n",
+        repo().join("ops/dev-keyring.toml").display(),
+    );
+    let serving = start_serving_env(dir.path(), &kafka(), &extra, &[]);
+    wait_for_status(
+        &format!("{}/readyz", serving.admin),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+    let gateway = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let token_request = |form: String, basic: Option<(&str, &str)>| {
+        let mut req = client
+            .post(format!("{gateway}/v1/oauth2/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // RFC 6749 §4.4 with HTTP Basic client authentication.
+    let (s, v) = token_request(
+        "grant_type=client_credentials".into(),
+        Some(("hotline-client", SECRET)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["expires_in"], 3600);
+    let token = v["access_token"].as_str().unwrap().to_string();
+    // A wrong secret, an unknown client and a client of a partner without the scheme answer alike.
+    let (s1, v1) = token_request(
+        "grant_type=client_credentials".into(),
+        Some(("hotline-client", "wrong-secret-0123456789")),
+    )
+    .await;
+    let (s2, v2) = token_request(
+        format!("grant_type=client_credentials&client_id=nobody&client_secret={SECRET}"),
+        None,
+    )
+    .await;
+    let (s3, v3) = token_request(
+        "grant_type=client_credentials".into(),
+        Some(("elicense-client", SECRET)),
+    )
+    .await;
+    assert_eq!(
+        (s1, &v1),
+        (
+            401,
+            &json!({"error": "invalid_client", "error_description": "客户端认证失败 / client authentication failed"})
+        )
+    );
+    assert_eq!((s2, &v2), (s1, &v1));
+    assert_eq!((s3, &v3), (s1, &v1));
+    let (s, v) = token_request(
+        "grant_type=password".into(),
+        Some(("hotline-client", SECRET)),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+
+    let body = std::fs::read(
+        repo().join("mappings/hotline12345/fixtures/dispatch_json/normal.input.json"),
+    )
+    .unwrap();
+    let push = |auth: String| {
+        let req = client
+            .post(format!("{gateway}{PATH}"))
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .body(body.clone());
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, hub_answer(r.json().await.unwrap_or(Value::Null)))
+        }
+    };
+    let (s, v) = push(format!("Bearer {token}")).await;
+    assert_eq!((s, v["code"].as_str()), (200, Some("ACCEPTED")), "{v}");
+    // A token is good for several requests until it expires.
+    let (s, _) = push(format!("Bearer {token}")).await;
+    assert_eq!(s, 200);
+    // Forged, foreign-keyed and expired tokens are refused.
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('0') { '1' } else { '0' });
+    let (s, v) = push(format!("Bearer {forged}")).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (401, Some("AUTH_SIGNATURE_INVALID")),
+        "{v}"
+    );
+    let foreign = hub_protocols::oauth2::issue(
+        "hotline-client",
+        b"not-the-clients-secret",
+        chrono::Utc::now().timestamp_millis() + 60_000,
+    );
+    let (s, v) = push(format!("Bearer {foreign}")).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (401, Some("AUTH_SIGNATURE_INVALID")),
+        "{v}"
+    );
+    let expired = hub_protocols::oauth2::issue(
+        "hotline-client",
+        SECRET.as_bytes(),
+        chrono::Utc::now().timestamp_millis() - 1,
+    );
+    let (s, v) = push(format!("Bearer {expired}")).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (401, Some("AUTH_TOKEN_EXPIRED")),
+        "{v}"
+    );
+    let (s, v) = push(String::new()).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (401, Some("AUTH_HEADERS_MISSING")),
+        "{v}"
+    );
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "{logs}");
+    assert!(!logs.contains(&token), "tokens are never logged");
+}
+
 #[test]
 fn check_names_file_line_and_key_of_a_bad_auth_section() {
     let dir = tempfile::tempdir().unwrap();

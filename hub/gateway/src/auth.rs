@@ -128,19 +128,19 @@ pub async fn authenticate<'g>(
     // The nonce is remembered for twice the window: a timestamp may be up to one window in the
     // past or the future, so a replay is caught for as long as its timestamp is acceptable.
     let keep = Duration::from_millis(gw.config.timestamp_window_ms.saturating_mul(2));
-    let Some(nonce) = nonce else {
-        return Err(fail(ErrorCode::AuthNonceInvalid));
-    };
-    let claiming = std::time::Instant::now();
-    let claimed = gw.state.claim_nonce(app_id, &nonce, keep).await;
-    hub_pipeline::stage_done("nonce_claim", claiming);
-    match claimed {
-        Ok(true) => {}
-        Ok(false) => {
-            crate::metrics::replay_refused(partner);
-            return Err(fail(ErrorCode::AuthReplay));
+    // A scheme without a nonce (a bearer token, valid until it expires) claims none.
+    if let Some(nonce) = nonce {
+        let claiming = std::time::Instant::now();
+        let claimed = gw.state.claim_nonce(app_id, &nonce, keep).await;
+        hub_pipeline::stage_done("nonce_claim", claiming);
+        match claimed {
+            Ok(true) => {}
+            Ok(false) => {
+                crate::metrics::replay_refused(partner);
+                return Err(fail(ErrorCode::AuthReplay));
+            }
+            Err(_) => return Err(fail(ErrorCode::StateUnavailable).retry_after(1)),
         }
-        Err(_) => return Err(fail(ErrorCode::StateUnavailable).retry_after(1)),
     }
     if let Err(not_until) = app.limiter.check_key(&()) {
         let wait = not_until.wait_time_from(governor::clock::Clock::now(
@@ -246,6 +246,7 @@ fn code_of(r: Refusal) -> ErrorCode {
         Refusal::Signature => ErrorCode::AuthSignatureInvalid,
         Refusal::HeaderUnsigned => ErrorCode::AuthHeaderUnsigned,
         Refusal::SignedHeadersInvalid => ErrorCode::AuthSignedHeadersInvalid,
+        Refusal::TokenExpired => ErrorCode::AuthTokenExpired,
     }
 }
 

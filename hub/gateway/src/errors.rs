@@ -25,6 +25,7 @@ pub enum ErrorCode {
     AuthReplay,
     AuthClientCertRequired,
     AuthClientCertMismatch,
+    AuthTokenExpired,
     RateLimited,
     Overloaded,
     BodyTooLarge,
@@ -56,6 +57,7 @@ impl ErrorCode {
         ErrorCode::AuthReplay,
         ErrorCode::AuthClientCertRequired,
         ErrorCode::AuthClientCertMismatch,
+        ErrorCode::AuthTokenExpired,
         ErrorCode::RateLimited,
         ErrorCode::Overloaded,
         ErrorCode::BodyTooLarge,
@@ -88,6 +90,7 @@ impl ErrorCode {
             ErrorCode::AuthReplay => "AUTH_REPLAY",
             ErrorCode::AuthClientCertRequired => "AUTH_CLIENT_CERT_REQUIRED",
             ErrorCode::AuthClientCertMismatch => "AUTH_CLIENT_CERT_MISMATCH",
+            ErrorCode::AuthTokenExpired => "AUTH_TOKEN_EXPIRED",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::BodyTooLarge => "BODY_TOO_LARGE",
@@ -116,7 +119,8 @@ impl ErrorCode {
             | ErrorCode::AuthTimestampOutOfWindow
             | ErrorCode::AuthNonceInvalid
             | ErrorCode::AuthSignatureInvalid
-            | ErrorCode::AuthClientCertRequired => StatusCode::UNAUTHORIZED,
+            | ErrorCode::AuthClientCertRequired
+            | ErrorCode::AuthTokenExpired => StatusCode::UNAUTHORIZED,
             ErrorCode::AuthPartnerMismatch | ErrorCode::AuthClientCertMismatch => {
                 StatusCode::FORBIDDEN
             }
@@ -183,6 +187,10 @@ impl ErrorCode {
             ErrorCode::AuthClientCertMismatch => (
                 "客户端证书与该应用登记的不符",
                 "the client certificate is not the one registered for this app",
+            ),
+            ErrorCode::AuthTokenExpired => (
+                "访问令牌已过期，请重新获取",
+                "the access token has expired: get a new one from /v1/oauth2/token",
             ),
             ErrorCode::RateLimited => (
                 "请求过于频繁，请稍后重试",
@@ -321,25 +329,26 @@ mod tests {
                 ErrorCode::AuthReplay => 8,
                 ErrorCode::AuthClientCertRequired => 9,
                 ErrorCode::AuthClientCertMismatch => 10,
-                ErrorCode::RateLimited => 11,
-                ErrorCode::Overloaded => 12,
-                ErrorCode::BodyTooLarge => 13,
-                ErrorCode::BodyTimeout => 14,
-                ErrorCode::RouteNotFound => 15,
-                ErrorCode::PartnerMessageIdInvalid => 16,
-                ErrorCode::IngestInProgress => 17,
-                ErrorCode::EncryptionUnsupported => 18,
-                ErrorCode::EncryptionKeyMissing => 19,
-                ErrorCode::DecryptionFailed => 20,
-                ErrorCode::MappingInputUnreadable => 21,
-                ErrorCode::MappingFailed => 22,
-                ErrorCode::MappingOutputInvalid => 23,
-                ErrorCode::PersonalDataUnprotected => 24,
-                ErrorCode::BusUnavailable => 25,
-                ErrorCode::StateUnavailable => 26,
+                ErrorCode::AuthTokenExpired => 11,
+                ErrorCode::RateLimited => 12,
+                ErrorCode::Overloaded => 13,
+                ErrorCode::BodyTooLarge => 14,
+                ErrorCode::BodyTimeout => 15,
+                ErrorCode::RouteNotFound => 16,
+                ErrorCode::PartnerMessageIdInvalid => 17,
+                ErrorCode::IngestInProgress => 18,
+                ErrorCode::EncryptionUnsupported => 19,
+                ErrorCode::EncryptionKeyMissing => 20,
+                ErrorCode::DecryptionFailed => 21,
+                ErrorCode::MappingInputUnreadable => 22,
+                ErrorCode::MappingFailed => 23,
+                ErrorCode::MappingOutputInvalid => 24,
+                ErrorCode::PersonalDataUnprotected => 25,
+                ErrorCode::BusUnavailable => 26,
+                ErrorCode::StateUnavailable => 27,
             }
         };
-        assert_eq!(ErrorCode::ALL.len(), 27);
+        assert_eq!(ErrorCode::ALL.len(), 28);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(place(*c), i);
         }

@@ -26,6 +26,7 @@ pub mod encryption;
 pub mod errors;
 mod ingest;
 pub mod metrics;
+mod oauth;
 pub mod openapi;
 pub mod tls;
 
@@ -79,6 +80,8 @@ pub struct Gateway {
     schema_ids: HashMap<String, u32>,
     /// Verifiers of the partners whose adapter declares a scheme other than hub-v1.
     pub(crate) schemes: HashMap<String, std::sync::Arc<dyn hub_protocols::InboundVerifier>>,
+    /// Every partner's declared scheme (the token endpoint reads the oauth2 ones).
+    pub(crate) auth_specs: HashMap<String, hub_protocols::AuthSpec>,
 }
 
 /// Key files, resolved against the configuration file's folder.
@@ -230,6 +233,7 @@ impl Gateway {
             .collect();
         Ok(Self {
             schemes,
+            auth_specs: auth,
             config,
             apps,
             catalog,
@@ -256,6 +260,7 @@ impl Gateway {
                     async move { axum::Json((*doc).clone()) }
                 }),
             )
+            .route("/v1/oauth2/token", post(oauth::token))
             .route("/v1/{partner}/{mapping}", post(ingest::ingest))
             .fallback(ingest::not_found)
             .with_state(self)

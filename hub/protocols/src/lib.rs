@@ -2,7 +2,8 @@
 //!
 //! ```toml
 //! [auth]
-//! scheme = "app-key-sign"     # hub-v1 (default) | app-key-sign | ak-sk | sm2-cert
+//! scheme = "app-key-sign"     # hub-v1 (default) | app-key-sign | ak-sk | sm2-cert |
+//!                             # oauth2-client-credentials
 //! digest = "hmac-sm3"         # …and the scheme's own parameters (docs/auth-schemes.md)
 //! ```
 //!
@@ -29,6 +30,7 @@ pub mod app_key_sign;
 pub mod canonical_json;
 pub mod digest;
 pub mod hub_v1;
+pub mod oauth2;
 pub mod sm2_cert;
 
 use std::fmt;
@@ -36,6 +38,7 @@ use std::sync::Arc;
 
 pub use ak_sk::AkSkSpec;
 pub use app_key_sign::AppKeySignSpec;
+pub use oauth2::OAuth2Spec;
 pub use sm2_cert::Sm2CertSpec;
 
 /// A request of the hub to a partner, as the scheme may change it before it is sent.
@@ -166,6 +169,9 @@ pub enum Refusal {
     /// The list of signed headers is malformed or names an absent header.
     #[error("AUTH_SIGNED_HEADERS_INVALID")]
     SignedHeadersInvalid,
+    /// A bearer token the hub issued has expired.
+    #[error("AUTH_TOKEN_EXPIRED")]
+    TokenExpired,
 }
 
 /// Why the hub could not sign a call.
@@ -178,6 +184,10 @@ pub enum SignError {
     /// with a body that is not a JSON object).
     #[error("AUTH_REQUEST_UNSIGNABLE: {0}")]
     Unsignable(String),
+    /// No access token could be had from the partner's token endpoint (never the token or the
+    /// secret in the message).
+    #[error("AUTH_TOKEN_UNAVAILABLE: {0}")]
+    Token(String),
 }
 
 impl SignError {
@@ -186,6 +196,7 @@ impl SignError {
         match self {
             SignError::Credential(_) => "AUTH_CREDENTIAL_INVALID",
             SignError::Unsignable(_) => "AUTH_REQUEST_UNSIGNABLE",
+            SignError::Token(_) => "AUTH_TOKEN_UNAVAILABLE",
         }
     }
 }
@@ -197,6 +208,11 @@ pub trait OutboundSigner: Send + Sync {
     fn scheme(&self) -> &'static str;
     /// Signs `request` in place at `now_ms` (headers, query or body as the scheme needs).
     async fn sign(&self, request: &mut OutboundRequest, now_ms: i64) -> Result<(), SignError>;
+    /// The partner answered 401 to a signed call: a scheme holding a token drops it and says
+    /// `true` (the caller signs and sends once more); others say `false`.
+    async fn unauthorized(&self) -> bool {
+        false
+    }
 }
 
 /// Verifies one partner's pushes.
@@ -241,7 +257,13 @@ impl SpecProblem {
 }
 
 /// The names of the schemes, as `[auth] scheme` takes them.
-pub const SCHEMES: &[&str] = &["hub-v1", "app-key-sign", "ak-sk", "sm2-cert"];
+pub const SCHEMES: &[&str] = &[
+    "hub-v1",
+    "app-key-sign",
+    "ak-sk",
+    "sm2-cert",
+    "oauth2-client-credentials",
+];
 
 /// `[auth]` of an adapter: the scheme and its parameters.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -251,6 +273,7 @@ pub enum AuthSpec {
     AppKeySign(AppKeySignSpec),
     AkSk(AkSkSpec),
     Sm2Cert(Sm2CertSpec),
+    OAuth2(OAuth2Spec),
 }
 
 /// Deserialises a scheme's parameters, naming the key of the first problem.
@@ -303,6 +326,7 @@ impl AuthSpec {
             "app-key-sign" => AuthSpec::AppKeySign(params(table).map_err(|p| vec![p])?),
             "ak-sk" => AuthSpec::AkSk(params(table).map_err(|p| vec![p])?),
             "sm2-cert" => AuthSpec::Sm2Cert(params(table).map_err(|p| vec![p])?),
+            "oauth2-client-credentials" => AuthSpec::OAuth2(params(table).map_err(|p| vec![p])?),
             other => {
                 return Err(vec![SpecProblem::error(
                     "auth.scheme",
@@ -325,6 +349,7 @@ impl AuthSpec {
             AuthSpec::AppKeySign(_) => "app-key-sign",
             AuthSpec::AkSk(_) => "ak-sk",
             AuthSpec::Sm2Cert(_) => "sm2-cert",
+            AuthSpec::OAuth2(_) => "oauth2-client-credentials",
         }
     }
 
@@ -335,6 +360,7 @@ impl AuthSpec {
             AuthSpec::AppKeySign(s) => s.check(),
             AuthSpec::AkSk(s) => s.check(),
             AuthSpec::Sm2Cert(s) => s.check(),
+            AuthSpec::OAuth2(s) => s.check(),
         }
     }
 
@@ -345,6 +371,7 @@ impl AuthSpec {
             AuthSpec::AppKeySign(s) => Arc::new(s.clone()),
             AuthSpec::AkSk(s) => Arc::new(ak_sk::AkSkVerifier { spec: s.clone() }),
             AuthSpec::Sm2Cert(s) => Arc::new(s.clone()),
+            AuthSpec::OAuth2(_) => Arc::new(oauth2::OAuth2Verifier),
         }
     }
 
@@ -364,6 +391,7 @@ impl AuthSpec {
                 s.clone(),
                 credentials,
             )?)),
+            AuthSpec::OAuth2(s) => Ok(Arc::new(oauth2::OAuth2Signer::new(s.clone(), credentials)?)),
         }
     }
 }
@@ -379,6 +407,11 @@ pub struct OutboundCredentials {
     pub sm2_private_key: Option<hub_security::sm::Sm2PrivateKey>,
     /// The hub's certificate (DER), sent by schemes that carry it.
     pub certificate_der: Option<Vec<u8>>,
+    /// The partner's base URL (a token endpoint given as a path is on it).
+    pub base_url: String,
+    /// The partner's HTTP client (its timeouts and TLS identity), for schemes that call the
+    /// partner themselves (a token endpoint).
+    pub http: Option<reqwest::Client>,
 }
 
 impl fmt::Debug for OutboundCredentials {
@@ -394,6 +427,7 @@ impl fmt::Debug for OutboundCredentials {
                 "certificate_der",
                 &self.certificate_der.as_ref().map(Vec::len),
             )
+            .field("base_url", &self.base_url)
             .finish()
     }
 }

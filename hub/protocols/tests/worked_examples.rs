@@ -124,3 +124,38 @@ fn the_sm2_envelope_example_verifies() {
     };
     assert_eq!(s.verify(&request, &claim, &creds), Ok(()));
 }
+
+#[test]
+fn the_oauth2_token_example_is_exact() {
+    use base64::Engine as _;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode("carrier-1:test-secret-do-not-use");
+    assert!(DOC.contains(&format!("Authorization: Basic {basic}")));
+    let token = hub_protocols::oauth2::token_of(
+        r#"{"exp":1795840200000,"jti":"000102030405060708090a0b","sub":"carrier-1"}"#,
+        b"test-secret-do-not-use",
+    );
+    assert!(DOC.contains(&format!("Hub token: {token}")), "{token}");
+    // It names its client, and verifies with its secret (it has expired since 2026-11-28).
+    let headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
+    let request = InboundRequest {
+        method: "POST",
+        path: "/v1/p/m",
+        query: "",
+        headers: &headers,
+        body: b"",
+    };
+    let claim = hub_protocols::oauth2::OAuth2Verifier
+        .claim(&request)
+        .unwrap();
+    assert_eq!(claim.app_id, "carrier-1");
+    let creds = Credentials {
+        secret: Some(b"test-secret-do-not-use".to_vec()),
+        ..Default::default()
+    };
+    let verdict = hub_protocols::oauth2::OAuth2Verifier.verify(&request, &claim, &creds);
+    assert!(
+        matches!(verdict, Ok(()) | Err(hub_protocols::Refusal::TokenExpired)),
+        "{verdict:?}"
+    );
+}
