@@ -262,7 +262,7 @@ impl AppKeySignSpec {
         let mut pairs: Vec<(String, &str)> = params
             .iter()
             .map(|(n, v)| (self.case(n), v.as_str()))
-            .filter(|(n, v)| !excluded(n) && !(self.skip_empty && v.is_empty()))
+            .filter(|(n, v)| !excluded(n) && (!self.skip_empty || !v.is_empty()))
             .collect();
         let rank = |n: &str| {
             self.order
