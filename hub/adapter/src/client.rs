@@ -1,10 +1,12 @@
-//! The HTTP client of one partner: every request signed, limited and bounded in time.
+//! The HTTP client of one partner: every request signed with the partner's scheme (its
+//! adapter's `[auth]`, `hub_protocols`), limited, bounded in time, and optionally over mutual
+//! TLS with a pinned server CA.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use hub_security::signing::SigningCredential;
+use hub_protocols::{AuthSpec, OutboundCredentials, OutboundRequest, OutboundSigner};
 use tokio::sync::Semaphore;
 
 use crate::answer::{retry_after, Answer, NoAnswer};
@@ -32,8 +34,9 @@ pub enum ClientError {
 pub struct PartnerClient {
     pub partner: String,
     base_url: String,
-    app_id: String,
-    credential: SigningCredential,
+    /// `host[:port]` of the base URL, as the `Host` header carries it.
+    host: String,
+    signer: Arc<dyn OutboundSigner>,
     sm4_key: Option<[u8; 16]>,
     http: reqwest::Client,
     limiter: DefaultDirectRateLimiter,
@@ -42,33 +45,46 @@ pub struct PartnerClient {
     pub section: PartnerSection,
 }
 
+fn read_file(base_dir: &std::path::Path, file: &std::path::Path) -> Result<Vec<u8>, String> {
+    let path = base_dir.join(file);
+    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 impl PartnerClient {
-    /// Builds the client; `base_dir` resolves a relative SM2 key file.
+    /// Builds the client with the partner's authentication scheme (`auth`, from its adapter);
+    /// `base_dir` resolves relative key and certificate files.
     pub fn new(
         partner: &str,
         section: &PartnerSection,
         base_dir: &std::path::Path,
+        auth: &AuthSpec,
     ) -> Result<Self, ClientError> {
         let fail = |message: String| ClientError::Config {
             partner: partner.to_string(),
             message,
         };
-        let credential = match (&section.hmac_secret, &section.sm2_private_key_file) {
-            (Some(secret), None) => SigningCredential::HmacSm3 {
-                secret: secret.as_bytes().to_vec(),
-            },
-            (None, Some(file)) => {
-                let path = base_dir.join(file);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| fail(format!("sm2_private_key_file {}: {e}", path.display())))?;
-                let key = hub_security::sm::Sm2PrivateKey::from_hex(text.trim())
-                    .map_err(|e| fail(format!("sm2_private_key_file: {e}")))?;
-                SigningCredential::Sm2 { key }
+        let sm2_private_key = match &section.sm2_private_key_file {
+            None => None,
+            Some(file) => {
+                let text = read_file(base_dir, file)
+                    .map_err(|e| fail(format!("sm2_private_key_file {e}")))?;
+                Some(
+                    hub_security::sm::Sm2PrivateKey::from_hex(
+                        String::from_utf8_lossy(&text).trim(),
+                    )
+                    .map_err(|e| fail(format!("sm2_private_key_file: {e}")))?,
+                )
             }
-            _ => {
-                return Err(fail(
-                    "set exactly one of hmac_secret and sm2_private_key_file".into(),
-                ))
+        };
+        let certificate_der = match &section.sm2_certificate_file {
+            None => None,
+            Some(file) => {
+                let bytes = read_file(base_dir, file)
+                    .map_err(|e| fail(format!("sm2_certificate_file {e}")))?;
+                Some(
+                    hub_protocols::certificate_der(&bytes)
+                        .map_err(|e| fail(format!("sm2_certificate_file: {e}")))?,
+                )
             }
         };
         let sm4_key = match &section.sm4_key {
@@ -80,20 +96,64 @@ impl PartnerClient {
                     .ok_or_else(|| fail("sm4_key is not 32 hex digits".into()))?,
             ),
         };
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_millis(section.timeout_ms))
             .connect_timeout(Duration::from_millis(section.timeout_ms.min(5_000)))
             .pool_max_idle_per_host(section.concurrency)
-            .user_agent(concat!("shanghai-hub/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("shanghai-hub/", env!("CARGO_PKG_VERSION")));
+        // Mutual TLS: the hub's client certificate and key for this partner.
+        if let (Some(cert), Some(key)) = (&section.client_cert_file, &section.client_key_file) {
+            let mut pem =
+                read_file(base_dir, cert).map_err(|e| fail(format!("client_cert_file {e}")))?;
+            pem.push(b'\n');
+            pem.extend(read_file(base_dir, key).map_err(|e| fail(format!("client_key_file {e}")))?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| fail(format!("client_cert_file/client_key_file: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        // A pinned server CA: only it is trusted for this partner.
+        if let Some(ca) = &section.server_ca_file {
+            let pem = read_file(base_dir, ca).map_err(|e| fail(format!("server_ca_file {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| fail(format!("server_ca_file: {e}")))?;
+            if certs.is_empty() {
+                return Err(fail("server_ca_file holds no certificate".into()));
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| fail(format!("HTTP client: {e}")))?;
+        let base_url = section.base_url.trim_end_matches('/').to_string();
+        let signer = auth
+            .signer(OutboundCredentials {
+                app_id: section.app_id.clone(),
+                secret: section.hmac_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+                sm2_private_key,
+                certificate_der,
+                base_url: base_url.clone(),
+                http: Some(http.clone()),
+            })
+            .map_err(|e| fail(format!("[auth] scheme {}: {e}", auth.scheme())))?;
+        let host = reqwest::Url::parse(&base_url)
+            .ok()
+            .and_then(|u| {
+                u.host_str().map(|h| match u.port() {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h.to_string(),
+                })
+            })
+            .ok_or_else(|| fail(format!("base_url `{base_url}` has no host")))?;
         let per_second = std::num::NonZeroU32::new(section.rate_per_second.max(1)).expect("≥ 1");
         let burst = std::num::NonZeroU32::new(section.burst.max(1)).expect("≥ 1");
         Ok(Self {
             partner: partner.to_string(),
-            base_url: section.base_url.trim_end_matches('/').to_string(),
-            app_id: section.app_id.clone(),
-            credential,
+            base_url,
+            host,
+            signer,
             sm4_key,
             http,
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
@@ -104,6 +164,26 @@ impl PartnerClient {
             ),
             section: section.clone(),
         })
+    }
+
+    async fn send(&self, request: OutboundRequest) -> Result<reqwest::Response, NoAnswer> {
+        let url = if request.query.is_empty() {
+            format!("{}{}", self.base_url, request.path)
+        } else {
+            format!("{}{}?{}", self.base_url, request.path, request.query)
+        };
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|e| NoAnswer::Transport(e.to_string()))?;
+        let mut builder = self.http.request(method, &url).body(request.body);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder.send().await.map_err(no_answer)
+    }
+
+    /// The scheme the calls are signed with.
+    pub fn scheme(&self) -> &'static str {
+        self.signer.scheme()
     }
 
     /// Sends one signed request. Waits for the rate limit and a concurrency slot first (that
@@ -134,37 +214,50 @@ impl PartnerClient {
             }
             None => (body, false),
         };
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let signed = self
-            .credential
-            .sign_request(&self.app_id, method, path, query, &body, now_ms);
-        let url = if query.is_empty() {
-            format!("{}{path}", self.base_url)
-        } else {
-            format!("{}{path}?{query}", self.base_url)
-        };
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|e| NoAnswer::Transport(e.to_string()))?;
-        let mut request = self.http.request(method, &url).body(body);
-        request = request.header(
-            reqwest::header::CONTENT_TYPE,
+        let mut headers = vec![(
+            "Content-Type".to_string(),
             if encrypted {
-                "application/octet-stream"
+                "application/octet-stream".to_string()
             } else {
-                content_type
+                content_type.to_string()
             },
-        );
+        )];
         if encrypted {
-            request = request.header(ENCRYPTION, "SM4-GCM");
+            headers.push((ENCRYPTION.to_string(), "SM4-GCM".to_string()));
         }
-        for (name, value) in signed
-            .iter()
-            .map(|(n, v)| (*n, v))
-            .chain(extra_headers.iter().map(|(n, v)| (*n, v)))
+        headers.extend(
+            extra_headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone())),
+        );
+        let mut request = OutboundRequest {
+            method: method.to_ascii_uppercase(),
+            host: self.host.clone(),
+            path: path.to_string(),
+            query: query.to_string(),
+            headers,
+            body,
+        };
+        // The scheme signs whatever it needs (for hub-v1 every header above, so nobody on the
+        // path can change the idempotency key or the encryption mode).
+        let unsigned = request.clone();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.signer
+            .sign(&mut request, now_ms)
+            .await
+            .map_err(|e| NoAnswer::Transport(e.to_string()))?;
+        let mut response = self.send(request).await?;
+        // A 401 to a token-bearing scheme: the token is dropped, fetched again, and the call
+        // sent once more (a second 401 is the partner's answer).
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED
+            && self.signer.unauthorized().await
         {
-            request = request.header(name, value.as_str());
+            let mut again = unsigned;
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            if self.signer.sign(&mut again, now_ms).await.is_ok() {
+                response = self.send(again).await?;
+            }
         }
-        let response = request.send().await.map_err(no_answer)?;
         let status = response.status().as_u16();
         let retry_after = retry_after(
             response

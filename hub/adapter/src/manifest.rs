@@ -32,8 +32,15 @@
 //! item_id = "/gdbh"
 //! ```
 //!
+//! ```toml
+//! [auth]                        # how the partner authenticates (docs/auth-schemes.md)
+//! scheme = "app-key-sign"       # hub-v1 (default) | app-key-sign | ak-sk | sm2-cert
+//! digest = "hmac-sm3"           # the scheme's parameters; never its credentials
+//! ```
+//!
 //! Loading checks everything it can before the hub starts: names, that each mapping exists in
-//! the right direction, the code outcomes, the pointers and the schedules.
+//! the right direction, the code outcomes, the pointers, the schedules and `[auth]` (each
+//! problem with its line and key; a legacy digest is a warning).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -223,6 +230,12 @@ pub struct Manifest {
     pub deliveries: Vec<DeliverySpec>,
     #[serde(rename = "pull", default)]
     pub pulls: Vec<PullSpec>,
+    /// `[auth]` as written; [`Manifest::auth`] is what it means.
+    #[serde(rename = "auth", default)]
+    pub auth_table: Option<toml::Table>,
+    /// The partner's authentication scheme (hub-v1 when `[auth]` is absent).
+    #[serde(skip)]
+    pub auth: hub_protocols::AuthSpec,
     /// The file it was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -241,12 +254,17 @@ impl Manifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub path: PathBuf,
+    /// The line (1-based) when known.
+    pub line: Option<usize>,
     pub message: String,
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path.display(), self.message)
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
     }
 }
 
@@ -254,6 +272,55 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, Default)]
 pub struct AdapterSet {
     pub adapters: Vec<Manifest>,
+    /// What loading warns about without refusing (e.g. a legacy MD5 digest).
+    pub warnings: Vec<Problem>,
+}
+
+/// The line (1-based) of `key` (`auth` or `auth.<name>`) in a manifest's text: the `[auth]`
+/// header, or the line that sets the name inside that table.
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
+    let mut parts = key.splitn(2, '.');
+    let table = parts.next()?;
+    let name = parts.next();
+    let mut in_table = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_table = t.trim_start_matches('[').trim_end_matches(']').trim() == table;
+            if in_table && name.is_none() {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if let (true, Some(name)) = (in_table, name) {
+            if let Some(rest) = t.strip_prefix(name) {
+                if rest.trim_start().starts_with('=') {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    // A key that is not written (a missing one): the table's header.
+    if name.is_some() {
+        return line_of(text, table);
+    }
+    None
+}
+
+/// `[auth]` of a manifest: the spec, or every problem with its line and key.
+fn load_auth(m: &mut Manifest, text: &str, path: &Path) -> (Vec<Problem>, Vec<Problem>) {
+    let at = |p: &hub_protocols::SpecProblem| Problem {
+        path: path.to_path_buf(),
+        line: line_of(text, &p.key),
+        message: format!("key `{}`: {}", p.key, p.message),
+    };
+    match hub_protocols::AuthSpec::parse(m.auth_table.as_ref()) {
+        Ok((spec, warnings)) => {
+            m.auth = spec;
+            (Vec::new(), warnings.iter().map(at).collect())
+        }
+        Err(problems) => (problems.iter().map(at).collect(), Vec::new()),
+    }
 }
 
 impl AdapterSet {
@@ -261,6 +328,7 @@ impl AdapterSet {
     /// without `adapter.toml` (a partner whose adapter is not written yet) is skipped.
     pub fn load(root: &Path, mappings: &MappingSet) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
         let mut adapters = Vec::new();
         let entries = match std::fs::read_dir(root) {
             Ok(e) => e,
@@ -269,6 +337,7 @@ impl AdapterSet {
             Err(e) => {
                 return Err(vec![Problem {
                     path: root.to_path_buf(),
+                    line: None,
                     message: format!("cannot read the adapters folder: {e}"),
                 }])
             }
@@ -286,6 +355,7 @@ impl AdapterSet {
                 Err(e) => {
                     problems.push(Problem {
                         path,
+                        line: None,
                         message: format!("cannot read: {e}"),
                     });
                     continue;
@@ -298,6 +368,7 @@ impl AdapterSet {
                     if m.partner != folder {
                         problems.push(Problem {
                             path: path.clone(),
+                            line: None,
                             message: format!(
                                 "partner `{}` must be named like its folder `{folder}`",
                                 m.partner
@@ -306,18 +377,29 @@ impl AdapterSet {
                     }
                     problems.extend(check(&m, mappings).into_iter().map(|message| Problem {
                         path: path.clone(),
+                        line: None,
                         message,
                     }));
+                    let (errors, warned) = load_auth(&mut m, &text, &path);
+                    problems.extend(errors);
+                    warnings.extend(warned);
                     adapters.push(m);
                 }
                 Err(e) => problems.push(Problem {
+                    line: e.span().map(|s| {
+                        text.as_bytes()[..s.start.min(text.len())]
+                            .iter()
+                            .filter(|b| **b == b'\n')
+                            .count()
+                            + 1
+                    }),
                     path,
-                    message: e.to_string(),
+                    message: e.message().to_string(),
                 }),
             }
         }
         if problems.is_empty() {
-            Ok(Self { adapters })
+            Ok(Self { adapters, warnings })
         } else {
             Err(problems)
         }

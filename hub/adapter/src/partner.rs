@@ -11,14 +11,30 @@ use hub_config::{join_key, Invalid, Validate};
 pub struct PartnerSection {
     /// The partner's API root, e.g. `https://12345.example.gov.cn/gateway`.
     pub base_url: String,
-    /// The hub's app id at the partner (sent as `X-Hub-App-Id`).
+    /// The hub's app id at the partner (`X-Hub-App-Id` in hub-v1; the app key, access key id
+    /// or client id of the adapter's other schemes, `docs/auth-schemes.md`).
     pub app_id: String,
-    /// HMAC-SM3 secret the hub signs with…
+    /// The shared secret the hub signs with: HMAC-SM3 key (hub-v1), app secret
+    /// (app-key-sign), secret access key (ak-sk)…
     #[serde(default)]
     pub hmac_secret: Option<String>,
-    /// …or a file with the hub's SM2 private key (64 hex digits) for SM2-SM3 signatures.
+    /// …or a file with the hub's SM2 private key (64 hex digits): SM2-SM3 signatures (hub-v1)
+    /// or sm2-cert.
     #[serde(default)]
     pub sm2_private_key_file: Option<PathBuf>,
+    /// The hub's X.509 certificate (PEM or DER), for an sm2-cert adapter that sends it.
+    #[serde(default)]
+    pub sm2_certificate_file: Option<PathBuf>,
+    /// Mutual TLS to the partner: the hub's client certificate chain (PEM)…
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// …and its private key (PEM, PKCS#8 or SEC1).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Pin the partner's server CA (PEM): only certificates from it are trusted (the
+    /// system's roots are not), for partners on a private PKI.
+    #[serde(default)]
+    pub server_ca_file: Option<PathBuf>,
     /// Pre-shared SM4 key (32 hex digits): bodies are sent SM4-GCM encrypted with it.
     #[serde(default)]
     pub sm4_key: Option<String>,
@@ -107,10 +123,17 @@ impl Validate for PartnerSection {
         if self.app_id.is_empty() || self.app_id.len() > 64 {
             bad("app_id", "must be 1 to 64 characters".into());
         }
-        if self.hmac_secret.is_some() == self.sm2_private_key_file.is_some() {
+        // Which credential the partner's scheme needs is checked with its adapter (`hub check`).
+        if self.hmac_secret.is_none() && self.sm2_private_key_file.is_none() {
             bad(
                 "hmac_secret",
-                "set exactly one of hmac_secret and sm2_private_key_file".into(),
+                "set hmac_secret or sm2_private_key_file (the credential of the adapter's [auth] scheme)".into(),
+            );
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            bad(
+                "client_cert_file",
+                "mutual TLS needs both client_cert_file and client_key_file".into(),
             );
         }
         if let Some(s) = &self.hmac_secret {

@@ -70,6 +70,10 @@ pub enum Command {
         /// File holding the exact body bytes to send.
         #[arg(long)]
         body: PathBuf,
+        /// A header to send and sign, `Name: value` (repeatable); `X-Partner-Message-Id`,
+        /// `X-Correlation-Id` and the `X-Hub-Encryption*` headers must be signed.
+        #[arg(long = "header")]
+        headers: Vec<String>,
     },
     /// Dead letters: list, show, replay, discard (replays and discards are audited).
     Dlq {
@@ -154,7 +158,16 @@ pub fn run(cli: Cli) -> ExitCode {
             method,
             path,
             body,
-        } => sign(&app_id, secret, sm2_private_key, &method, &path, &body),
+            headers,
+        } => sign(
+            &app_id,
+            secret,
+            sm2_private_key,
+            &method,
+            &path,
+            &body,
+            &headers,
+        ),
         Command::Audit { action } => with_config(&cli.config, |loaded| {
             runtime().block_on(audit(loaded, action))
         }),
@@ -257,6 +270,9 @@ fn check(path: &Path) -> ExitCode {
                             ));
                             match crate::partners::load_adapters(&loaded, &set) {
                                 Ok(adapters) => {
+                                    for w in &adapters.warnings {
+                                        eprintln!("警告 / warning: {w}");
+                                    }
                                     summary.push_str(&format!(
                                         ", {} adapters",
                                         adapters.adapters.len()
@@ -484,7 +500,8 @@ async fn audit(loaded: Loaded<HubConfig>, action: AuditAction) -> ExitCode {
     code
 }
 
-/// `hub sign`: the five signature headers as a curl config (`header = "…"` lines).
+/// `hub sign`: the signature headers, and the signed extra headers, as a curl config
+/// (`header = "…"` lines).
 fn sign(
     app_id: &str,
     secret: Option<String>,
@@ -492,7 +509,18 @@ fn sign(
     method: &str,
     path_and_query: &str,
     body: &Path,
+    extra: &[String],
 ) -> ExitCode {
+    let mut extra_headers = Vec::new();
+    for h in extra {
+        match h.split_once(':') {
+            Some((n, v)) if !n.trim().is_empty() => extra_headers.push((n.trim(), v.trim())),
+            _ => {
+                eprintln!("--header `{h}`: write `Name: value`");
+                return ExitCode::from(2);
+            }
+        }
+    }
     use hub_security::signing::SigningCredential;
     let credential = match (secret, sm2_private_key) {
         (Some(s), None) => SigningCredential::HmacSm3 {
@@ -524,7 +552,12 @@ fn sign(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
-    for (name, value) in credential.sign_request(app_id, method, path, query, &bytes, now_ms) {
+    for (name, value) in
+        credential.sign_request_with(app_id, method, path, query, &bytes, now_ms, &extra_headers)
+    {
+        println!("header = \"{name}: {value}\"");
+    }
+    for (name, value) in &extra_headers {
         println!("header = \"{name}: {value}\"");
     }
     ExitCode::SUCCESS

@@ -14,6 +14,8 @@ use crate::config::HubConfig;
 pub struct Plan {
     pub routes: Vec<RouteSpec>,
     pub pulls: Vec<PullJob>,
+    /// Every adapter's authentication scheme, by partner (the gateway verifies pushes with it).
+    pub auth: std::collections::HashMap<String, hub_protocols::AuthSpec>,
 }
 
 /// Loads the adapter manifests (checked against the mappings).
@@ -40,7 +42,7 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
             ));
             continue;
         };
-        let client = match PartnerClient::new(name, section, &base) {
+        let client = match PartnerClient::new(name, section, &base, &manifest.auth) {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 problems.push(format!("{file}: {e}"));
@@ -84,8 +86,17 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
             }
         }
     }
+    let auth = adapters
+        .adapters
+        .iter()
+        .map(|m| (m.partner.clone(), m.auth.clone()))
+        .collect();
     if problems.is_empty() {
-        Ok(Plan { routes, pulls })
+        Ok(Plan {
+            routes,
+            pulls,
+            auth,
+        })
     } else {
         Err(problems)
     }

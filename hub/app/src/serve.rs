@@ -304,6 +304,8 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 state: state.clone(),
                 actor: actor.clone(),
                 schema_ids: schema_ids.clone(),
+                auth: plan.auth.clone(),
+                config_dir: loaded.resolve(std::path::Path::new(".")),
             },
         ) {
             Ok(g) => Arc::new(g),

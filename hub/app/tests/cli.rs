@@ -166,6 +166,8 @@ fn sign_prints_verifiable_headers_as_a_curl_config() {
             "/v1/p/m?b=2&a=1",
             "--body",
             body.to_str().unwrap(),
+            "--header",
+            "X-Partner-Message-Id: pm-1",
         ],
         &[],
     );
@@ -182,6 +184,9 @@ fn sign_prints_verifiable_headers_as_a_curl_config() {
         })
         .collect();
     let get = |k: &str| lines.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    assert_eq!(get("x-hub-signed-headers"), "x-partner-message-id");
+    assert_eq!(get("X-Partner-Message-Id"), "pm-1");
+    let signed = [("x-partner-message-id".to_string(), "pm-1".to_string())];
     let parts = hub_security::signing::RequestParts {
         method: hub_security::signing::SignatureMethod::HmacSm3,
         http_method: "POST",
@@ -191,6 +196,7 @@ fn sign_prints_verifiable_headers_as_a_curl_config() {
         timestamp_ms: get("x-hub-timestamp").parse().unwrap(),
         nonce: &get("x-hub-nonce"),
         body: b"{\"gdbh\":\"GD1\"}",
+        signed_headers: &signed,
     };
     let check = hub_security::signing::VerifyingCredential::HmacSm3 {
         secret: b"a-secret-of-some-length".to_vec(),

@@ -65,7 +65,8 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(repo().join("mappings/hotline12345/fixtures").join(path)).unwrap()
 }
 
-/// Sends `body` to `path`, signed by `app` with HMAC-SM3 at `ts`, plus `extra` headers.
+/// Sends `body` to `path`, signed by `app` with HMAC-SM3 at `ts`, plus `extra` headers, which
+/// are signed too (`X-Hub-Signed-Headers`).
 async fn push(
     hub: &Hub,
     app: &str,
@@ -77,8 +78,8 @@ async fn push(
     let headers = SigningCredential::HmacSm3 {
         secret: SECRET.as_bytes().to_vec(),
     }
-    .sign_request(app, "POST", path, "", body, ts);
-    send(hub, path, body, headers, extra).await
+    .sign_request_with(app, "POST", path, "", body, ts, extra);
+    send(hub, path, body, headers, &[]).await
 }
 
 /// Sends `body` to `path` with `headers` (e.g. signature headers) and `extra`; the raw answer.
@@ -311,8 +312,13 @@ async fn every_refusal_answers_its_status_and_code() {
         "{v}"
     );
 
-    let (s, v) = push(&hub, "nobody", DISPATCH, &body, now_ms(), &[]).await;
-    assert_eq!((s, code(&v)), (401, "AUTH_APP_UNKNOWN".into()));
+    // An unknown app id answers exactly like a wrong signature (no enumeration of app ids):
+    // same status, code and body apart from the request id; the audit keeps the reason.
+    let (s_unknown, mut unknown) = push(&hub, "nobody", DISPATCH, &body, now_ms(), &[]).await;
+    assert_eq!(
+        (s_unknown, code(&unknown)),
+        (401, "AUTH_SIGNATURE_INVALID".into())
+    );
 
     let mut headers = SigningCredential::HmacSm3 {
         secret: b"a-wrong-secret-of-enough-length".to_vec(),
@@ -320,6 +326,58 @@ async fn every_refusal_answers_its_status_and_code() {
     .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
     let (s, v) = send(&hub, DISPATCH, &body, headers.clone(), &[]).await;
     assert_eq!((s, code(&v)), (401, "AUTH_SIGNATURE_INVALID".into()));
+    let mut wrong = v.clone();
+    unknown.as_object_mut().unwrap().remove("request_id");
+    wrong.as_object_mut().unwrap().remove("request_id");
+    assert_eq!(
+        unknown, wrong,
+        "an unknown app and a bad signature answer alike"
+    );
+
+    // Timestamps at the ends of i64 are out of the window, never an overflow.
+    for ts in [i64::MIN, i64::MAX] {
+        let (s, v) = push(&hub, "hotline-test", DISPATCH, &body, ts, &[]).await;
+        assert_eq!(
+            (s, code(&v)),
+            (401, "AUTH_TIMESTAMP_OUT_OF_WINDOW".into()),
+            "{ts}"
+        );
+    }
+
+    // A header that steers the request must be signed; a changed signed one fails.
+    let plain = signed(DISPATCH, &body);
+    let (s, v) = send(
+        &hub,
+        DISPATCH,
+        &body,
+        plain,
+        &[("x-partner-message-id", "pm-unsigned")],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (401, "AUTH_HEADER_UNSIGNED".into()));
+    let with_id = SigningCredential::HmacSm3 {
+        secret: SECRET.as_bytes().to_vec(),
+    }
+    .sign_request_with(
+        "hotline-test",
+        "POST",
+        DISPATCH,
+        "",
+        &body,
+        now_ms(),
+        &[("x-partner-message-id", "pm-signed")],
+    );
+    let (s, v) = send(
+        &hub,
+        DISPATCH,
+        &body,
+        with_id.clone(),
+        &[("x-partner-message-id", "pm-changed")],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (401, "AUTH_SIGNATURE_INVALID".into()));
+    let (s, v) = send(&hub, DISPATCH, &body, with_id, &[]).await;
+    assert_eq!((s, code(&v)), (401, "AUTH_SIGNED_HEADERS_INVALID".into()));
     assert_eq!(
         v["partner_code"], "4001",
         "12345's code for a bad signature: {v}"
@@ -355,7 +413,7 @@ async fn every_refusal_answers_its_status_and_code() {
     }
     .sign_request("elicense-test", "POST", DISPATCH, "", &body, now_ms());
     let (s, v) = send(&hub, DISPATCH, &body, sm2_signed, &[]).await;
-    assert_eq!((s, code(&v)), (401, "AUTH_METHOD_NOT_ALLOWED".into()));
+    assert_eq!((s, code(&v)), (401, "AUTH_SIGNATURE_INVALID".into()));
 
     // The same signed request twice: the second is a replay.
     let signed = SigningCredential::HmacSm3 {
@@ -450,6 +508,8 @@ async fn every_refusal_answers_its_status_and_code() {
     let tail = text(&support::hub(&["audit", "tail", "-n", "50", "--config", &config], &[]).stdout);
     for action in [
         "auth.app_unknown",
+        "auth.method_not_allowed",
+        "auth.header_unsigned",
         "keys.loaded",
         "auth.signature_invalid",
         "auth.timestamp_out_of_window",
@@ -587,6 +647,7 @@ async fn a_request_signed_by_python_gmssl_is_accepted() {
         timestamp_ms: ts,
         nonce: &nonce,
         body: &body,
+        signed_headers: &[],
     };
     let canonical = parts.canonical();
     // The partner's side: gmssl signs the canonical string with the app's SM2 key.
@@ -781,13 +842,25 @@ async fn encrypted_bodies_are_accepted_and_answers_encrypted_on_request() {
             let signer = SigningCredential::HmacSm3 {
                 secret: SECRET.as_bytes().to_vec(),
             };
-            for (k, v) in signer.sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms())
-            {
+            let steering = [
+                ("x-hub-encryption", "SM4-CBC"),
+                ("x-hub-encryption-key", out[1].as_str()),
+                ("x-hub-encrypt-response", "true"),
+            ];
+            for (k, v) in signer.sign_request_with(
+                "hotline-test",
+                "POST",
+                DISPATCH,
+                "",
+                &body,
+                now_ms(),
+                &steering,
+            ) {
                 h.insert(k, v.parse().unwrap());
             }
-            h.insert("x-hub-encryption", "SM4-CBC".parse().unwrap());
-            h.insert("x-hub-encryption-key", out[1].parse().unwrap());
-            h.insert("x-hub-encrypt-response", "true".parse().unwrap());
+            for (k, v) in steering {
+                h.insert(k, v.parse().unwrap());
+            }
             h
         })
         .body(body)

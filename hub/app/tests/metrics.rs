@@ -122,7 +122,15 @@ async fn metrics_show_a_push_with_bounded_labels_and_only_described_names() {
     let signed = SigningCredential::HmacSm3 {
         secret: SECRET.as_bytes().to_vec(),
     }
-    .sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
+    .sign_request_with(
+        "hotline-test",
+        "POST",
+        DISPATCH,
+        "",
+        &body,
+        now_ms(),
+        &[("x-partner-message-id", &partner_message_id)],
+    );
     let mut req = client
         .post(format!("{gateway}{DISPATCH}"))
         .header("x-partner-message-id", &partner_message_id)

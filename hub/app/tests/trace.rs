@@ -172,13 +172,14 @@ async fn a_message_is_traced_from_its_push_or_delivery_to_its_end() {
     let signed = SigningCredential::HmacSm3 {
         secret: APP_SECRET.as_bytes().to_vec(),
     }
-    .sign_request(
+    .sign_request_with(
         "hotline-test",
         "POST",
         DISPATCH,
         "",
         &body,
         chrono::Utc::now().timestamp_millis(),
+        &[("x-correlation-id", &correlation)],
     );
     let client = reqwest::Client::new();
     let mut req = client

@@ -108,9 +108,12 @@ pub struct AppSection {
     /// committed file by using a separate, protected config file).
     #[serde(default)]
     pub hmac_secret: Option<String>,
-    /// SM2 public key, hex of `04‖x‖y` or `x‖y`.
+    /// SM2 public key, hex of `04‖x‖y` or `x‖y`…
     #[serde(default)]
     pub sm2_public_key: Option<String>,
+    /// …or the partner's X.509 certificate (PEM or DER file) holding it (sm2-cert adapters).
+    #[serde(default)]
+    pub sm2_certificate: Option<PathBuf>,
     /// Pre-shared SM4 key for encrypted bodies (32 hex digits), when the partner does not wrap
     /// a key with the hub's SM2 key on each request.
     #[serde(default)]
@@ -253,10 +256,19 @@ impl Validate for GatewaySection {
                     format!("`{}` is declared twice", app.app_id),
                 ));
             }
-            if app.hmac_secret.is_none() && app.sm2_public_key.is_none() {
+            if app.hmac_secret.is_none()
+                && app.sm2_public_key.is_none()
+                && app.sm2_certificate.is_none()
+            {
                 out.push(Invalid::new(
                     key("app_id"),
-                    "needs hmac_secret or sm2_public_key",
+                    "needs hmac_secret, sm2_public_key or sm2_certificate",
+                ));
+            }
+            if app.sm2_public_key.is_some() && app.sm2_certificate.is_some() {
+                out.push(Invalid::new(
+                    key("sm2_certificate"),
+                    "give sm2_public_key or sm2_certificate, not both",
                 ));
             }
             if app.hmac_secret.as_ref().is_some_and(|s| s.len() < 16) {

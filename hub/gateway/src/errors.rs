@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 pub enum ErrorCode {
     AuthHeadersMissing,
     AuthMethodUnsupported,
-    AuthAppUnknown,
-    AuthMethodNotAllowed,
+    AuthHeaderUnsigned,
+    AuthSignedHeadersInvalid,
     AuthPartnerMismatch,
     AuthTimestampOutOfWindow,
     AuthNonceInvalid,
@@ -25,6 +25,7 @@ pub enum ErrorCode {
     AuthReplay,
     AuthClientCertRequired,
     AuthClientCertMismatch,
+    AuthTokenExpired,
     RateLimited,
     Overloaded,
     BodyTooLarge,
@@ -50,8 +51,8 @@ impl ErrorCode {
     pub const ALL: &'static [ErrorCode] = &[
         ErrorCode::AuthHeadersMissing,
         ErrorCode::AuthMethodUnsupported,
-        ErrorCode::AuthAppUnknown,
-        ErrorCode::AuthMethodNotAllowed,
+        ErrorCode::AuthHeaderUnsigned,
+        ErrorCode::AuthSignedHeadersInvalid,
         ErrorCode::AuthPartnerMismatch,
         ErrorCode::AuthTimestampOutOfWindow,
         ErrorCode::AuthNonceInvalid,
@@ -59,6 +60,7 @@ impl ErrorCode {
         ErrorCode::AuthReplay,
         ErrorCode::AuthClientCertRequired,
         ErrorCode::AuthClientCertMismatch,
+        ErrorCode::AuthTokenExpired,
         ErrorCode::RateLimited,
         ErrorCode::Overloaded,
         ErrorCode::BodyTooLarge,
@@ -85,8 +87,8 @@ impl ErrorCode {
         match self {
             ErrorCode::AuthHeadersMissing => "AUTH_HEADERS_MISSING",
             ErrorCode::AuthMethodUnsupported => "AUTH_METHOD_UNSUPPORTED",
-            ErrorCode::AuthAppUnknown => "AUTH_APP_UNKNOWN",
-            ErrorCode::AuthMethodNotAllowed => "AUTH_METHOD_NOT_ALLOWED",
+            ErrorCode::AuthHeaderUnsigned => "AUTH_HEADER_UNSIGNED",
+            ErrorCode::AuthSignedHeadersInvalid => "AUTH_SIGNED_HEADERS_INVALID",
             ErrorCode::AuthPartnerMismatch => "AUTH_PARTNER_MISMATCH",
             ErrorCode::AuthTimestampOutOfWindow => "AUTH_TIMESTAMP_OUT_OF_WINDOW",
             ErrorCode::AuthNonceInvalid => "AUTH_NONCE_INVALID",
@@ -94,6 +96,7 @@ impl ErrorCode {
             ErrorCode::AuthReplay => "AUTH_REPLAY",
             ErrorCode::AuthClientCertRequired => "AUTH_CLIENT_CERT_REQUIRED",
             ErrorCode::AuthClientCertMismatch => "AUTH_CLIENT_CERT_MISMATCH",
+            ErrorCode::AuthTokenExpired => "AUTH_TOKEN_EXPIRED",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::BodyTooLarge => "BODY_TOO_LARGE",
@@ -120,12 +123,13 @@ impl ErrorCode {
         match self {
             ErrorCode::AuthHeadersMissing
             | ErrorCode::AuthMethodUnsupported
-            | ErrorCode::AuthAppUnknown
-            | ErrorCode::AuthMethodNotAllowed
+            | ErrorCode::AuthHeaderUnsigned
+            | ErrorCode::AuthSignedHeadersInvalid
             | ErrorCode::AuthTimestampOutOfWindow
             | ErrorCode::AuthNonceInvalid
             | ErrorCode::AuthSignatureInvalid
-            | ErrorCode::AuthClientCertRequired => StatusCode::UNAUTHORIZED,
+            | ErrorCode::AuthClientCertRequired
+            | ErrorCode::AuthTokenExpired => StatusCode::UNAUTHORIZED,
             ErrorCode::AuthPartnerMismatch | ErrorCode::AuthClientCertMismatch => {
                 StatusCode::FORBIDDEN
             }
@@ -161,10 +165,13 @@ impl ErrorCode {
                 "不支持的签名方法",
                 "the signature method is not HMAC-SM3 or SM2-SM3",
             ),
-            ErrorCode::AuthAppUnknown => ("未知的应用标识", "unknown app id"),
-            ErrorCode::AuthMethodNotAllowed => (
-                "该应用未配置此签名方法的凭据",
-                "this app has no credential for that signature method",
+            ErrorCode::AuthHeaderUnsigned => (
+                "请求头须纳入签名（X-Hub-Signed-Headers）",
+                "a header that steers the request (message id, correlation id, encryption) is not signed: name it in X-Hub-Signed-Headers",
+            ),
+            ErrorCode::AuthSignedHeadersInvalid => (
+                "X-Hub-Signed-Headers 格式不正确或所列请求头缺失",
+                "X-Hub-Signed-Headers is malformed or names a header that is not sent",
             ),
             ErrorCode::AuthPartnerMismatch => (
                 "该应用无权调用此合作方的接口",
@@ -178,7 +185,10 @@ impl ErrorCode {
                 "随机数格式不正确",
                 "the nonce must be 16-64 characters of A-Z a-z 0-9 - _",
             ),
-            ErrorCode::AuthSignatureInvalid => ("签名验证失败", "the signature does not verify"),
+            ErrorCode::AuthSignatureInvalid => (
+                "签名验证失败",
+                "the signature does not verify (or the app id is not known)",
+            ),
             ErrorCode::AuthReplay => (
                 "重复的请求（随机数已使用）",
                 "replayed request: the nonce was already used",
@@ -190,6 +200,10 @@ impl ErrorCode {
             ErrorCode::AuthClientCertMismatch => (
                 "客户端证书与该应用登记的不符",
                 "the client certificate is not the one registered for this app",
+            ),
+            ErrorCode::AuthTokenExpired => (
+                "访问令牌已过期，请重新获取",
+                "the access token has expired: get a new one from /v1/oauth2/token",
             ),
             ErrorCode::RateLimited => (
                 "请求过于频繁，请稍后重试",
@@ -264,6 +278,9 @@ pub struct ApiError {
     pub detail: Option<Value>,
     pub request_id: String,
     pub retry_after_secs: Option<u64>,
+    /// Why, for the audit record and the metrics only (never answered): e.g.
+    /// `auth.app_unknown` behind an `AUTH_SIGNATURE_INVALID` answer.
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -273,7 +290,14 @@ impl ApiError {
             detail: None,
             request_id: request_id.to_string(),
             retry_after_secs: None,
+            reason: None,
         }
+    }
+
+    /// The reason kept for the audit record and metrics, not answered.
+    pub fn because(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     pub fn with_detail(mut self, detail: Value) -> Self {
@@ -321,8 +345,8 @@ mod tests {
             match c {
                 ErrorCode::AuthHeadersMissing => 0,
                 ErrorCode::AuthMethodUnsupported => 1,
-                ErrorCode::AuthAppUnknown => 2,
-                ErrorCode::AuthMethodNotAllowed => 3,
+                ErrorCode::AuthHeaderUnsigned => 2,
+                ErrorCode::AuthSignedHeadersInvalid => 3,
                 ErrorCode::AuthPartnerMismatch => 4,
                 ErrorCode::AuthTimestampOutOfWindow => 5,
                 ErrorCode::AuthNonceInvalid => 6,
@@ -330,28 +354,29 @@ mod tests {
                 ErrorCode::AuthReplay => 8,
                 ErrorCode::AuthClientCertRequired => 9,
                 ErrorCode::AuthClientCertMismatch => 10,
-                ErrorCode::RateLimited => 11,
-                ErrorCode::Overloaded => 12,
-                ErrorCode::BodyTooLarge => 13,
-                ErrorCode::BodyTimeout => 14,
-                ErrorCode::RouteNotFound => 15,
-                ErrorCode::PartnerMessageIdInvalid => 16,
-                ErrorCode::IngestInProgress => 17,
-                ErrorCode::EncryptionUnsupported => 18,
-                ErrorCode::EncryptionKeyMissing => 19,
-                ErrorCode::DecryptionFailed => 20,
-                ErrorCode::MappingInputUnreadable => 21,
-                ErrorCode::MappingFailed => 22,
-                ErrorCode::MappingOutputInvalid => 23,
-                ErrorCode::PersonalDataUnprotected => 24,
-                ErrorCode::BusUnavailable => 25,
-                ErrorCode::StateUnavailable => 26,
-                ErrorCode::IdempotencyKeyReused => 27,
-                ErrorCode::InputTooDeep => 28,
-                ErrorCode::InputTooManyNodes => 29,
+                ErrorCode::AuthTokenExpired => 11,
+                ErrorCode::RateLimited => 12,
+                ErrorCode::Overloaded => 13,
+                ErrorCode::BodyTooLarge => 14,
+                ErrorCode::BodyTimeout => 15,
+                ErrorCode::RouteNotFound => 16,
+                ErrorCode::PartnerMessageIdInvalid => 17,
+                ErrorCode::IngestInProgress => 18,
+                ErrorCode::EncryptionUnsupported => 19,
+                ErrorCode::EncryptionKeyMissing => 20,
+                ErrorCode::DecryptionFailed => 21,
+                ErrorCode::MappingInputUnreadable => 22,
+                ErrorCode::MappingFailed => 23,
+                ErrorCode::MappingOutputInvalid => 24,
+                ErrorCode::PersonalDataUnprotected => 25,
+                ErrorCode::BusUnavailable => 26,
+                ErrorCode::StateUnavailable => 27,
+                ErrorCode::IdempotencyKeyReused => 28,
+                ErrorCode::InputTooDeep => 29,
+                ErrorCode::InputTooManyNodes => 30,
             }
         };
-        assert_eq!(ErrorCode::ALL.len(), 30);
+        assert_eq!(ErrorCode::ALL.len(), 31);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(place(*c), i);
         }

@@ -575,8 +575,9 @@ async fn audit_refusal(
 ) {
     let action = match e.code {
         ErrorCode::AuthReplay => "auth.replay",
-        ErrorCode::AuthSignatureInvalid => "auth.signature_invalid",
-        ErrorCode::AuthAppUnknown => "auth.app_unknown",
+        // The answer is the same for an unknown app id; the record keeps which it was.
+        ErrorCode::AuthSignatureInvalid => e.reason.unwrap_or("auth.signature_invalid"),
+        ErrorCode::AuthHeaderUnsigned => "auth.header_unsigned",
         ErrorCode::AuthTimestampOutOfWindow => "auth.timestamp_out_of_window",
         ErrorCode::AuthPartnerMismatch => "auth.partner_mismatch",
         ErrorCode::AuthClientCertRequired => "auth.client_cert_required",

@@ -29,6 +29,7 @@ pub mod encryption;
 pub mod errors;
 mod ingest;
 pub mod metrics;
+mod oauth;
 pub mod openapi;
 pub mod refusals;
 pub mod server;
@@ -61,6 +62,8 @@ pub struct App {
     pub sm4_key: Option<[u8; 16]>,
     /// Mutual TLS: a client certificate is required; `Some(pin)` requires that one.
     pub client_cert: Option<Option<String>>,
+    /// The same credentials for the adapters' other schemes (`hub_protocols`).
+    pub scheme_credentials: hub_protocols::Credentials,
     limiter: DefaultKeyedRateLimiter<()>,
 }
 
@@ -83,6 +86,10 @@ pub struct Gateway {
     pub refusals: refusals::RefusalAudit,
     route_limits: HashMap<String, DefaultKeyedRateLimiter<()>>,
     schema_ids: HashMap<String, u32>,
+    /// Verifiers of the partners whose adapter declares a scheme other than hub-v1.
+    pub(crate) schemes: HashMap<String, std::sync::Arc<dyn hub_protocols::InboundVerifier>>,
+    /// Every partner's declared scheme (the token endpoint reads the oauth2 ones).
+    pub(crate) auth_specs: HashMap<String, hub_protocols::AuthSpec>,
 }
 
 /// Key files, resolved against the configuration file's folder.
@@ -102,6 +109,11 @@ pub struct Dependencies {
     pub actor: String,
     /// Schema ids assigned by an external registry, by topic; absent: the hub's own ids.
     pub schema_ids: HashMap<String, u32>,
+    /// The authentication scheme of each partner whose adapter declares one other than
+    /// hub-v1 (`[auth]`); absent partners use hub-v1.
+    pub auth: HashMap<String, hub_protocols::AuthSpec>,
+    /// Folder that relative files of `[[gateway.apps]]` (certificates) are read from.
+    pub config_dir: std::path::PathBuf,
 }
 
 /// Why the gateway could not be built from its configuration.
@@ -127,6 +139,8 @@ impl Gateway {
             state,
             actor,
             schema_ids,
+            auth,
+            config_dir,
         } = deps;
         let (ring, sm2_key_path) = (keys.key_ring, keys.sm2_private_key);
         let sm2_key = match sm2_key_path {
@@ -149,11 +163,34 @@ impl Gateway {
                     secret: secret.as_bytes().to_vec(),
                 });
             }
+            let mut sm2_public_key = None;
             if let Some(key) = &a.sm2_public_key {
                 let public_key = hex::decode(key.trim())
                     .map_err(|e| BuildError::App(format!("{}: sm2_public_key: {e}", a.app_id)))?;
-                credentials.push(VerifyingCredential::Sm2 { public_key });
+                sm2_public_key = Some(public_key);
             }
+            if let Some(file) = &a.sm2_certificate {
+                let path = config_dir.join(file);
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    BuildError::App(format!(
+                        "{}: sm2_certificate {}: {e}",
+                        a.app_id,
+                        path.display()
+                    ))
+                })?;
+                let public_key = hub_protocols::sm2_public_key_of_certificate(&bytes)
+                    .map_err(|e| BuildError::App(format!("{}: sm2_certificate: {e}", a.app_id)))?;
+                sm2_public_key = Some(public_key);
+            }
+            if let Some(public_key) = &sm2_public_key {
+                credentials.push(VerifyingCredential::Sm2 {
+                    public_key: public_key.clone(),
+                });
+            }
+            let scheme_credentials = hub_protocols::Credentials {
+                secret: a.hmac_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+                sm2_public_key,
+            };
             let per_second = NonZeroU32::new(a.rate_per_second.max(1)).expect("at least 1");
             let burst = NonZeroU32::new(a.burst.max(1)).expect("at least 1");
             let sm4_key = match &a.sm4_key {
@@ -179,6 +216,7 @@ impl Gateway {
                         (None, true) => Some(None),
                         (None, false) => None,
                     },
+                    scheme_credentials,
                     limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
                 },
             );
@@ -196,7 +234,14 @@ impl Gateway {
                 )
             })
             .collect();
+        let schemes = auth
+            .iter()
+            .filter(|(_, spec)| **spec != hub_protocols::AuthSpec::HubV1)
+            .map(|(partner, spec)| (partner.clone(), spec.verifier()))
+            .collect();
         Ok(Self {
+            schemes,
+            auth_specs: auth,
             config,
             apps,
             catalog,
@@ -225,6 +270,7 @@ impl Gateway {
                     async move { axum::Json((*doc).clone()) }
                 }),
             )
+            .route("/v1/oauth2/token", post(oauth::token))
             .route("/v1/{partner}/{mapping}", post(ingest::ingest))
             .fallback(ingest::not_found)
             .with_state(self)

@@ -97,6 +97,13 @@ pub(crate) fn replay_refused(partner: &str) {
         .increment(1);
 }
 
+/// A request whose signature check failed, by the reason the answer does not tell
+/// (`auth.app_unknown`, `auth.method_not_allowed`, `auth.signature_invalid`): all three answer
+/// `AUTH_SIGNATURE_INVALID`. Labelled by reason only (the caller is not authenticated).
+pub(crate) fn auth_refused(reason: &'static str) {
+    metrics::counter!("hub_gateway_auth_refusals_total", "reason" => reason).increment(1);
+}
+
 /// Publishes the serving certificate's end of validity as `hub_gateway_tls_cert_expiry_seconds`
 /// (Unix time), from the leaf's DER bytes. A certificate whose date cannot be read sets
 /// nothing and is logged.

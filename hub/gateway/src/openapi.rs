@@ -41,6 +41,7 @@ pub fn document(mappings: &MappingSet) -> Value {
                     "tags": [m.partner],
                     "security": [{ "appId": [], "timestamp": [], "nonce": [], "signatureMethod": [], "signature": [] }],
                     "parameters": [
+                        header("X-Hub-Signed-Headers", "纳入签名的其他请求头，以 ; 分隔 / the other headers the signature covers, `;`-separated: X-Partner-Message-Id, X-Correlation-Id and X-Hub-Encryption* must be among them when sent (docs/security.md)", false),
                         header("X-Partner-Message-Id", "合作方报文标识，重试时不变 / the partner's id of this message, unchanged on retries: makes the push idempotent", false),
                         header("X-Correlation-Id", "业务关联标识 / correlation id of the business case", false),
                         header("X-Hub-Encryption", "SM4-CBC | SM4-GCM: the body is encrypted (docs/security.md)", false),

@@ -1,7 +1,8 @@
 //! The request signature scheme partners and the hub use in both directions.
 //!
-//! A request carries five headers ([`header`]) and is signed over a canonical string of eight
-//! lines joined by `\n` (no trailing newline):
+//! A request carries five headers ([`header`]), a sixth naming the other headers it signs
+//! when there are any, and is signed over a canonical string of nine or more lines joined by
+//! `\n` (no trailing newline):
 //!
 //! ```text
 //! <signature method>        HMAC-SM3 or SM2-SM3
@@ -12,7 +13,13 @@
 //! <timestamp>               Unix time in milliseconds, decimal
 //! <nonce>                   16–64 characters of A–Z a–z 0–9 - _
 //! <body digest>             lowercase hex SM3 of the body bytes exactly as sent
+//! <signed header names>     lower case, sorted, joined by `;`; empty line when none
+//! <name>:<value>            one line per signed header, in the same order, value trimmed
 //! ```
+//!
+//! Headers that change what the hub does with a request ([`PROTECTED_HEADERS`]: the partner
+//! message id, the correlation id, the body encryption headers) must be signed whenever they
+//! are sent; the verifier refuses a request that carries one outside the signature.
 //!
 //! Canonical query: split the raw query on `&`, each part on the first `=`, percent-decode
 //! names and values (`+` stays `+`), re-encode them with RFC 3986 (everything but
@@ -35,6 +42,90 @@ pub mod header {
     pub const NONCE: &str = "x-hub-nonce";
     pub const SIGNATURE_METHOD: &str = "x-hub-signature-method";
     pub const SIGNATURE: &str = "x-hub-signature";
+    /// The other headers the signature covers, `;`-separated (`x-correlation-id;x-partner-message-id`).
+    pub const SIGNED_HEADERS: &str = "x-hub-signed-headers";
+}
+
+/// Headers that change what is done with a request: when present they must be signed
+/// (named in `X-Hub-Signed-Headers`), so nobody on the path can add, change or remove them.
+pub const PROTECTED_HEADERS: &[&str] = &[
+    "x-correlation-id",
+    "x-hub-encrypt-response",
+    "x-hub-encryption",
+    "x-hub-encryption-key",
+    "x-partner-message-id",
+];
+
+/// Most headers one request may sign besides the five of the scheme.
+pub const MAX_SIGNED_HEADERS: usize = 16;
+
+/// Why the signed-header block of a request cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignedHeadersError {
+    /// `X-Hub-Signed-Headers` is malformed (empty name, bad characters, too many, repeated).
+    #[error("X-Hub-Signed-Headers is malformed")]
+    Malformed,
+    /// A header named in `X-Hub-Signed-Headers` is not in the request.
+    #[error("signed header `{0}` is not in the request")]
+    Missing(String),
+    /// A protected header is in the request but not named in `X-Hub-Signed-Headers`.
+    #[error("header `{0}` must be signed")]
+    Unsigned(String),
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The signed headers of a received request: reads `X-Hub-Signed-Headers` (`list`), looks each
+/// named header up with `value` (all its values joined by `,`), and checks that every protected
+/// header present (`present(name)`) is signed. Names come back lower case and sorted.
+pub fn received_signed_headers(
+    list: Option<&str>,
+    value: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, SignedHeadersError> {
+    let mut names: Vec<String> = match list.map(str::trim) {
+        None | Some("") => Vec::new(),
+        Some(l) => l
+            .split(';')
+            .map(|n| n.trim().to_ascii_lowercase())
+            .collect(),
+    };
+    if names.len() > MAX_SIGNED_HEADERS || names.iter().any(|n| !is_header_name(n)) {
+        return Err(SignedHeadersError::Malformed);
+    }
+    names.sort();
+    let before = names.len();
+    names.dedup();
+    if names.len() != before {
+        return Err(SignedHeadersError::Malformed);
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let v = value(&n).ok_or_else(|| SignedHeadersError::Missing(n.clone()))?;
+        out.push((n, v.trim().to_string()));
+    }
+    for p in PROTECTED_HEADERS {
+        if value(p).is_some() && !out.iter().any(|(n, _)| n == p) {
+            return Err(SignedHeadersError::Unsigned((*p).to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Headers to sign, as a sender has them: names lower-cased, sorted, values trimmed.
+pub fn headers_to_sign(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
 }
 
 /// How a request is signed.
@@ -109,12 +200,20 @@ pub struct RequestParts<'a> {
     pub timestamp_ms: i64,
     pub nonce: &'a str,
     pub body: &'a [u8],
+    /// The other signed headers: names lower case and sorted, values trimmed
+    /// ([`received_signed_headers`], [`headers_to_sign`]).
+    pub signed_headers: &'a [(String, String)],
 }
 
 impl RequestParts<'_> {
     /// The canonical string (module docs).
     pub fn canonical(&self) -> String {
-        [
+        let names: Vec<&str> = self
+            .signed_headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let mut lines = vec![
             self.method.as_str().to_string(),
             self.http_method.to_ascii_uppercase(),
             self.path.to_string(),
@@ -123,8 +222,10 @@ impl RequestParts<'_> {
             self.timestamp_ms.to_string(),
             self.nonce.to_string(),
             sm3_hex(self.body),
-        ]
-        .join("\n")
+            names.join(";"),
+        ];
+        lines.extend(self.signed_headers.iter().map(|(n, v)| format!("{n}:{v}")));
+        lines.join("\n")
     }
 }
 
@@ -153,7 +254,9 @@ impl SigningCredential {
         }
     }
 
-    /// Signs a request now with a fresh nonce; returns the five headers to send.
+    /// Signs a request now with a fresh nonce; returns the five headers to send. For a request
+    /// that sends other headers to be signed (and always for [`PROTECTED_HEADERS`]), use
+    /// [`SigningCredential::sign_request_with`].
     pub fn sign_request(
         &self,
         app_id: &str,
@@ -163,6 +266,24 @@ impl SigningCredential {
         body: &[u8],
         now_ms: i64,
     ) -> Vec<(&'static str, String)> {
+        self.sign_request_with(app_id, http_method, path, raw_query, body, now_ms, &[])
+    }
+
+    /// Signs a request that also sends `headers` (name, value), which the signature covers;
+    /// returns the headers to add: the five, and `X-Hub-Signed-Headers` when `headers` is not
+    /// empty.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign_request_with(
+        &self,
+        app_id: &str,
+        http_method: &str,
+        path: &str,
+        raw_query: &str,
+        body: &[u8],
+        now_ms: i64,
+        headers: &[(&str, &str)],
+    ) -> Vec<(&'static str, String)> {
+        let signed_headers = headers_to_sign(headers);
         let nonce = hex::encode(crate::sm::random::<16>());
         let parts = RequestParts {
             method: self.method(),
@@ -173,15 +294,21 @@ impl SigningCredential {
             timestamp_ms: now_ms,
             nonce: &nonce,
             body,
+            signed_headers: &signed_headers,
         };
         let signature = self.sign(&parts.canonical());
-        vec![
+        let mut out = vec![
             (header::APP_ID, app_id.to_string()),
             (header::TIMESTAMP, now_ms.to_string()),
             (header::NONCE, nonce),
             (header::SIGNATURE_METHOD, self.method().as_str().to_string()),
             (header::SIGNATURE, signature),
-        ]
+        ];
+        if !signed_headers.is_empty() {
+            let names: Vec<&str> = signed_headers.iter().map(|(n, _)| n.as_str()).collect();
+            out.push((header::SIGNED_HEADERS, names.join(";")));
+        }
+        out
     }
 }
 
@@ -255,6 +382,7 @@ mod tests {
             timestamp_ms: 1_795_836_600_000,
             nonce: "0123456789abcdef",
             body: "{\"gdbh\":\"GD1\"}".as_bytes(),
+            signed_headers: &[],
         };
         let hmac = SigningCredential::HmacSm3 {
             secret: b"s3cret".to_vec(),
@@ -287,6 +415,98 @@ mod tests {
         changed.timestamp_ms += 1;
         assert_eq!(
             check.verify(&changed.canonical(), &sig),
+            Err(CryptoError::Signature)
+        );
+    }
+}
+
+#[cfg(test)]
+mod signed_header_tests {
+    use super::*;
+
+    fn lookup<'a>(h: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name: &str| {
+            h.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| (*v).to_string())
+        }
+    }
+
+    #[test]
+    fn a_protected_header_outside_the_signature_is_refused() {
+        let sent = [("X-Partner-Message-Id", "M-1"), ("X-Correlation-Id", "C-1")];
+        assert_eq!(
+            received_signed_headers(None, lookup(&sent)),
+            Err(SignedHeadersError::Unsigned("x-correlation-id".into()))
+        );
+        assert_eq!(
+            received_signed_headers(Some("x-partner-message-id"), lookup(&sent)),
+            Err(SignedHeadersError::Unsigned("x-correlation-id".into()))
+        );
+        assert_eq!(
+            received_signed_headers(
+                Some("X-Partner-Message-Id; x-correlation-id"),
+                lookup(&sent)
+            ),
+            Ok(vec![
+                ("x-correlation-id".into(), "C-1".into()),
+                ("x-partner-message-id".into(), "M-1".into())
+            ])
+        );
+        // Named but absent, repeated, or malformed.
+        assert_eq!(
+            received_signed_headers(Some("x-hub-encryption"), lookup(&[])),
+            Err(SignedHeadersError::Missing("x-hub-encryption".into()))
+        );
+        for bad in ["a;;b", "a;a", "x y", &"h;".repeat(17)] {
+            assert_eq!(
+                received_signed_headers(Some(bad), |_| Some("v".into())),
+                Err(SignedHeadersError::Malformed),
+                "{bad}"
+            );
+        }
+        assert_eq!(received_signed_headers(Some(""), lookup(&[])), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_changed_signed_header_fails_the_signature() {
+        let cred = SigningCredential::HmacSm3 {
+            secret: b"0123456789abcdef".to_vec(),
+        };
+        let sent = [("X-Partner-Message-Id", "M-1")];
+        let headers = cred.sign_request_with("app", "POST", "/v1/p/m", "", b"{}", 1, &sent);
+        let list = headers
+            .iter()
+            .find(|(n, _)| *n == header::SIGNED_HEADERS)
+            .map(|(_, v)| v.clone());
+        assert_eq!(list.as_deref(), Some("x-partner-message-id"));
+        let nonce = &headers.iter().find(|(n, _)| *n == header::NONCE).unwrap().1;
+        let sig = &headers
+            .iter()
+            .find(|(n, _)| *n == header::SIGNATURE)
+            .unwrap()
+            .1;
+        let check = VerifyingCredential::HmacSm3 {
+            secret: b"0123456789abcdef".to_vec(),
+        };
+        let verify = |sent: &[(&str, &str)]| {
+            let signed = received_signed_headers(list.as_deref(), lookup(sent)).unwrap();
+            let parts = RequestParts {
+                method: SignatureMethod::HmacSm3,
+                http_method: "POST",
+                path: "/v1/p/m",
+                raw_query: "",
+                app_id: "app",
+                timestamp_ms: 1,
+                nonce,
+                body: b"{}",
+                signed_headers: &signed,
+            };
+            check.verify(&parts.canonical(), sig)
+        };
+        assert_eq!(verify(&sent), Ok(()));
+        assert_eq!(
+            verify(&[("X-Partner-Message-Id", "M-2")]),
             Err(CryptoError::Signature)
         );
     }

@@ -136,6 +136,7 @@ fn a_request_signed_with_gmssl_passes_the_hub_scheme() {
         timestamp_ms: 1_795_836_600_000,
         nonce: "4f1c2a9e8b7d6c5a",
         body: "{\"gdbh\":\"GD20261122000123\"}".as_bytes(),
+        signed_headers: &[],
     };
     let canonical = parts.canonical();
     let secret = b"shared-secret-of-the-partner".to_vec();

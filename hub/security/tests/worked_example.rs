@@ -1,11 +1,22 @@
 //! The worked example of docs/security.md, recomputed: if this test fails, the page is wrong.
 
 use hub_security::signing::{
-    RequestParts, SignatureMethod, SigningCredential, VerifyingCredential,
+    headers_to_sign, RequestParts, SignatureMethod, SigningCredential, VerifyingCredential,
 };
 use hub_security::sm::{sm3_hex, Sm2PrivateKey};
 
 const DOC: &str = include_str!("../../../docs/security.md");
+
+/// The example's signed headers, as a sender lists them.
+fn signed_headers() -> &'static [(String, String)] {
+    static H: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        headers_to_sign(&[
+            ("X-Partner-Message-Id", "GD20261122000123-PD1"),
+            ("X-Correlation-Id", "case-2026-0042"),
+        ])
+    })
+}
 
 fn example(method: SignatureMethod) -> RequestParts<'static> {
     RequestParts {
@@ -17,6 +28,7 @@ fn example(method: SignatureMethod) -> RequestParts<'static> {
         timestamp_ms: 1_795_836_600_000,
         nonce: "7f3a9c1e5b2d4f60",
         body: "{\"gdbh\":\"GD20261122000123\",\"bt\":\"张江路积水\"}".as_bytes(),
+        signed_headers: signed_headers(),
     }
 }
 
@@ -37,9 +49,10 @@ fn the_documented_hmac_example_is_exact() {
         "docs/security.md shows another canonical string"
     );
     assert!(
-        DOC.contains(&signature),
+        DOC.contains(&format!("`X-Hub-Signature`: `{signature}`")),
         "docs/security.md shows another HMAC-SM3 signature: {signature}"
     );
+    assert!(DOC.contains("`X-Hub-Signed-Headers`: `x-correlation-id;x-partner-message-id`"));
 }
 
 #[test]

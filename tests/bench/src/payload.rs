@@ -342,6 +342,7 @@ mod tests {
             timestamp_ms: s.timestamp.to_str().unwrap().parse().unwrap(),
             nonce: s.nonce.to_str().unwrap(),
             body: &signer.bodies()[5],
+            signed_headers: &[],
         };
         let verifier = hub_security::signing::VerifyingCredential::HmacSm3 {
             secret: HMAC_SECRET.as_bytes().to_vec(),

@@ -165,6 +165,7 @@ pub async fn run(
                 timestamp_ms: s.timestamp.to_str().unwrap_or("0").parse().unwrap_or(0),
                 nonce: s.nonce.to_str().unwrap_or(""),
                 body: &signer.bodies()[s.body],
+                signed_headers: &[],
             };
             verifier
                 .verify(&parts.canonical(), s.signature.to_str().unwrap_or(""))

@@ -93,6 +93,7 @@ impl Kms {
             timestamp_ms: ts,
             nonce: &nonce,
             body,
+            signed_headers: &[],
         };
         self.credential
             .verify(&parts.canonical(), &h(header::SIGNATURE))

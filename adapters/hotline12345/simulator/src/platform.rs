@@ -8,7 +8,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use hub_security::signing::{
-    header, nonce_is_valid, RequestParts, SignatureMethod, VerifyingCredential,
+    header, nonce_is_valid, received_signed_headers, RequestParts, SignatureMethod,
+    VerifyingCredential,
 };
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -392,13 +393,31 @@ impl Platform {
             .map_err(|_| "bad timestamp")?;
         let now_ms = Utc::now().timestamp_millis();
         let window = i64::try_from(self.cfg.timestamp_window.as_millis()).unwrap_or(i64::MAX);
-        if (now_ms - timestamp_ms).abs() > window {
+        let in_window = now_ms
+            .checked_sub(timestamp_ms)
+            .and_then(i64::checked_abs)
+            .is_some_and(|skew| skew <= window);
+        if !in_window {
             return Err("timestamp outside the window");
         }
         let nonce = header_text(headers, header::NONCE);
         if !nonce_is_valid(nonce) {
             return Err("bad nonce");
         }
+        // The headers the hub signs besides the five (its idempotency key, the encryption
+        // mode); a protected header outside the signature is refused like a bad signature.
+        let signed_headers = received_signed_headers(
+            headers
+                .get(header::SIGNED_HEADERS)
+                .and_then(|v| v.to_str().ok()),
+            |n| {
+                headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            },
+        )
+        .map_err(|_| "signed headers malformed, missing or a protected header unsigned")?;
         let parts = RequestParts {
             method,
             http_method: "POST",
@@ -408,6 +427,7 @@ impl Platform {
             timestamp_ms,
             nonce,
             body,
+            signed_headers: &signed_headers,
         };
         let credential = VerifyingCredential::HmacSm3 {
             secret: self.cfg.hub_hmac_secret.as_bytes().to_vec(),
@@ -417,7 +437,12 @@ impl Platform {
             .map_err(|_| "signature does not verify")?;
         // Claimed only once the signature verifies, so a forger cannot burn nonces. Nonces
         // older than the window can no longer be replayed (the timestamp check refuses them).
-        inner.nonces.retain(|_, ts| (now_ms - *ts).abs() <= window);
+        inner.nonces.retain(|_, ts| {
+            now_ms
+                .checked_sub(*ts)
+                .and_then(i64::checked_abs)
+                .is_some_and(|skew| skew <= window)
+        });
         if inner
             .nonces
             .insert(nonce.to_string(), timestamp_ms)

@@ -149,10 +149,16 @@ impl Pusher {
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .header(PARTNER_MESSAGE_ID, partner_message_id)
                 .body(body.to_vec());
-            for (name, value) in
-                self.credential
-                    .sign_request(&self.app_id, "POST", &path, "", body, now_ms)
-            {
+            // The partner message id steers the hub (idempotency): it is signed.
+            for (name, value) in self.credential.sign_request_with(
+                &self.app_id,
+                "POST",
+                &path,
+                "",
+                body,
+                now_ms,
+                &[(PARTNER_MESSAGE_ID, partner_message_id)],
+            ) {
                 request = request.header(name, value);
             }
             let mut retry_after = None;

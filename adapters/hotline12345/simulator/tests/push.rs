@@ -50,6 +50,23 @@ async fn ingest(
             .to_string()
     };
     let path = format!("/v1/hotline12345/{mapping}");
+    // The simulator must sign X-Partner-Message-Id (the hub refuses it unsigned).
+    let signed_headers = hub_security::signing::received_signed_headers(
+        headers
+            .get("x-hub-signed-headers")
+            .and_then(|v| v.to_str().ok()),
+        |n| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        },
+    )
+    .unwrap_or_default();
+    let unsigned = headers.contains_key("x-partner-message-id")
+        && !signed_headers
+            .iter()
+            .any(|(n, _)| n == "x-partner-message-id");
     let parts = RequestParts {
         method: SignatureMethod::HmacSm3,
         http_method: "POST",
@@ -59,11 +76,13 @@ async fn ingest(
         timestamp_ms: h("x-hub-timestamp").parse().unwrap_or(0),
         nonce: &h("x-hub-nonce"),
         body: &body,
+        signed_headers: &signed_headers,
     };
     let cred = VerifyingCredential::HmacSm3 {
         secret: b"dev-only-hotline-secret-change-me".to_vec(),
     };
     if h("x-hub-app-id") != "hotline12345-city"
+        || unsigned
         || cred
             .verify(&parts.canonical(), &h("x-hub-signature"))
             .is_err()
