@@ -142,14 +142,11 @@ async fn api(
     conn.answer(reply).await
 }
 
-async fn start(
-    hub_url: Option<String>,
-    state_file: Option<std::path::PathBuf>,
-) -> (Arc<LibraryKit>, String) {
+fn new_kit(hub_url: Option<String>, state_file: Option<std::path::PathBuf>) -> Arc<LibraryKit> {
     let mut lib = Library::default();
     lib.licences.insert("L1".into(), false);
     lib.licences.insert("L2".into(), false);
-    let kit = Kit::new(
+    Kit::new(
         KitConfig {
             adapter: "library".into(),
             hub_url,
@@ -173,7 +170,14 @@ async fn start(
             app_id: "library".into(),
             secret: PARTNER_SECRET.to_vec(),
         }),
-    );
+    )
+}
+
+async fn start(
+    hub_url: Option<String>,
+    state_file: Option<std::path::PathBuf>,
+) -> (Arc<LibraryKit>, String) {
+    let kit = new_kit(hub_url, state_file);
     kit.keep_state().expect("state restored");
     let routes = Router::new()
         .route("/api/revoke", post(api))
@@ -503,26 +507,7 @@ async fn state_answers_and_nonces_survive_a_restart() {
     kit.shutdown().await;
 
     std::fs::write(&file, "[1,2]").unwrap();
-    let kit = Kit::<Library, FaultRule<Endpoint>>::new(
-        KitConfig {
-            adapter: "library".into(),
-            hub_url: None,
-            push: false,
-            retry: RetryConfig::default(),
-            state_file: Some(file),
-        },
-        Library::default(),
-        Arc::new(LibraryCodes),
-        Box::new(HubV1Verifier {
-            app_id: "hub".into(),
-            secret: vec![],
-            window: Duration::from_secs(1),
-        }),
-        Box::new(HubV1Signer {
-            app_id: "x".into(),
-            secret: vec![],
-        }),
-    );
+    let kit = new_kit(None, Some(file));
     let err = kit.keep_state().unwrap_err();
     assert!(
         err.to_string().contains("not a simulator state file"),
