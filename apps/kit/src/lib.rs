@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod db;
@@ -36,5 +37,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod personal;
+pub mod runtime;
 
 pub use db::{Backend, Db, DbError, Migrations, Tx};
+pub use runtime::{AppSpec, Running, Runtime, StartError};
