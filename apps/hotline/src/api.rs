@@ -1,5 +1,5 @@
-//! The case handlers' HTTP API (axum). Authentication is a layer around the `/api` routes
-//! (`app_kit::auth::require_caller`); each handler checks the role it needs.
+//! The case handlers' HTTP API (axum). Authentication is a layer the app runtime puts around
+//! these routes (`app_kit::auth::require_caller`); each handler checks the role it needs.
 //!
 //! | method and path | role | does |
 //! |---|---|---|
@@ -17,13 +17,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use app_kit::api::ApiError;
-use app_kit::auth::{require_caller, Caller, Role, Tokens};
+use app_kit::auth::{Caller, Role};
 use app_kit::db::now_ms;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
@@ -40,41 +39,18 @@ pub struct ApiState {
     pub deps: ActionDeps,
 }
 
-pub fn router(state: Arc<ApiState>, tokens: Arc<Tokens>, max_body_bytes: usize) -> Router {
-    let api = Router::new()
+/// The app's own routes, each needing a caller; the app runtime adds the token check,
+/// `/healthz`, `/readyz`, `/metrics`, the body limit, metrics and trace hops
+/// (`app_kit::runtime::http_router`).
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
         .route("/api/v1/tickets", get(list))
         .route("/api/v1/tickets/{ticket_no}", get(show))
         .route("/api/v1/tickets/{ticket_no}/sign", post(sign))
         .route("/api/v1/tickets/{ticket_no}/return", post(return_ticket))
         .route("/api/v1/tickets/{ticket_no}/extension", post(extension))
         .route("/api/v1/tickets/{ticket_no}/reply", post(reply))
-        .route_layer(from_fn_with_state(tokens, require_caller));
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(app_kit::metrics::render))
-        .merge(api)
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "ROUTE_NOT_FOUND",
-                "没有这个接口",
-                "no such route",
-            )
-        })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .route_layer(axum::middleware::from_fn(app_kit::metrics::track_http))
-        .route_layer(axum::middleware::from_fn(app_kit::logging::http_hop))
         .with_state(state)
-}
-
-async fn readyz(State(s): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
-    s.deps
-        .db
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable(&e))?;
-    Ok(Json(json!({"status": "ready"})))
 }
 
 fn bad_query(field: &str, zh: &str, en: &str) -> ApiError {

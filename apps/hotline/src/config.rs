@@ -1,10 +1,7 @@
 //! The app's configuration file (`hotline.example.toml` annotates every key), plus
-//! `HOTLINE_<SECTION>__<KEY>` environment overrides, loaded and located by `hub-config`.
+//! `HOTLINE_<SECTION>__<KEY>` environment overrides, loaded and located by `hub-config`. The
+//! shared sections are the app runtime's; the hotline's own are `[topics]` and `[hotline]`.
 
-use std::path::PathBuf;
-
-use app_kit::config::{ConsumerSection, DatabaseSection, HttpSection};
-use hub_config::sections::{BusSection, LogSection};
 use hub_config::{join_key, Invalid, Validate};
 use serde::Deserialize;
 
@@ -13,44 +10,14 @@ use crate::kinds::Kind;
 /// Prefix of the environment overrides (`HOTLINE_DATABASE__URL=postgres://…`).
 pub const ENV_PREFIX: &str = "HOTLINE";
 
-/// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HotlineConfig {
-    #[serde(default)]
-    pub app: AppSection,
-    pub http: HttpSection,
-    pub bus: BusSection,
-    pub database: DatabaseSection,
-    pub consumer: ConsumerSection,
-    #[serde(default)]
-    pub topics: TopicsSection,
-    pub hotline: HotlineSection,
-    #[serde(default)]
-    pub contracts: ContractsSection,
-    pub security: SecuritySection,
-    #[serde(default)]
-    pub log: LogSection,
-}
-
-/// `[app]`: the process.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppSection {
-    /// How long shutdown may take to finish the record and sends in hand (ms).
-    #[serde(default = "default_grace_ms")]
-    pub shutdown_grace_ms: u64,
-}
-
-fn default_grace_ms() -> u64 {
-    15_000
-}
-
-impl Default for AppSection {
-    fn default() -> Self {
-        Self {
-            shutdown_grace_ms: default_grace_ms(),
-        }
+app_kit::app_config! {
+    /// The whole configuration file: the sections every app shares (`app_kit::config`:
+    /// `[app]`, `[http]`, `[bus]`, `[database]`, `[consumer]`, `[contracts]`, `[security]`,
+    /// `[log]`) and the hotline's own.
+    pub struct HotlineConfig {
+        #[serde(default)]
+        pub topics: TopicsSection,
+        pub hotline: HotlineSection,
     }
 }
 
@@ -208,70 +175,6 @@ impl Validate for HotlineSection {
                 ));
             }
         }
-        out
-    }
-}
-
-/// `[contracts]`: where the Avro contracts are (relative to this file's folder).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ContractsSection {
-    #[serde(default = "default_contracts_dir")]
-    pub dir: PathBuf,
-}
-
-fn default_contracts_dir() -> PathBuf {
-    PathBuf::from("contracts/schemas")
-}
-
-impl Default for ContractsSection {
-    fn default() -> Self {
-        Self {
-            dir: default_contracts_dir(),
-        }
-    }
-}
-
-/// `[security]`: the field-encryption key ring (the hub's format, `docs/security.md`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecuritySection {
-    /// Key ring file (relative to this file's folder). It must hold every key that sealed a
-    /// value still in the app's tables.
-    pub key_ring: PathBuf,
-    /// The KMS that unwraps `kms:` entries of the key ring (as the hub's `[gateway.kms]`).
-    #[serde(default)]
-    pub kms: Option<KmsSection>,
-}
-
-/// `[security.kms]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KmsSection {
-    pub url: String,
-    pub app_id: String,
-    pub hmac_secret: String,
-    /// Accept `http://` for a KMS on a loopback address (development and tests only).
-    #[serde(default)]
-    pub allow_plain_http: bool,
-}
-
-impl Validate for HotlineConfig {
-    fn validate(&self, prefix: &str) -> Vec<Invalid> {
-        let mut out = Vec::new();
-        if !(1_000..=300_000).contains(&self.app.shutdown_grace_ms) {
-            out.push(Invalid::new(
-                join_key(prefix, "app.shutdown_grace_ms"),
-                format!("{} is outside 1000..=300000", self.app.shutdown_grace_ms),
-            ));
-        }
-        out.extend(self.http.validate(&join_key(prefix, "http")));
-        out.extend(self.bus.validate(&join_key(prefix, "bus")));
-        out.extend(self.database.validate(&join_key(prefix, "database")));
-        out.extend(self.consumer.validate(&join_key(prefix, "consumer")));
-        out.extend(self.topics.validate(&join_key(prefix, "topics")));
-        out.extend(self.hotline.validate(&join_key(prefix, "hotline")));
-        out.extend(self.log.validate(&join_key(prefix, "log")));
         out
     }
 }

@@ -1,12 +1,16 @@
-//! Configuration sections every domain app shares, beside `hub-config`'s `[bus]` and `[log]`:
-//! its database, its HTTP listener, its consumer group and its API tokens. Each validates itself
-//! (`hub_config::Validate`), so an app's loader reports every problem with file, line and key.
+//! Configuration sections every domain app shares, defined once: its process (`[app]`), its
+//! database, its HTTP listener and API tokens, its consumer group, where the contracts are, its
+//! key ring and KMS (`[security]`), beside `hub-config`'s `[bus]` and `[log]`. Each validates
+//! itself (`hub_config::Validate`), so an app's loader reports every problem with file, line
+//! and key. An app declares its file with [`crate::app_config!`]: these sections plus its own.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use hub_config::{join_key, Invalid, Validate};
+pub use hub_config::sections::{BusSection, LogSection};
+pub use hub_config::{join_key, Invalid, Validate};
 
 use crate::auth::TokenEntry;
 
@@ -178,5 +182,249 @@ impl Validate for HttpSection {
             }
         }
         out
+    }
+}
+
+/// `[app]`: the process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    /// How long shutdown may take to finish the record and sends in hand (ms).
+    #[serde(default = "default_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_grace_ms() -> u64 {
+    15_000
+}
+
+impl Default for AppSection {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_ms: default_grace_ms(),
+        }
+    }
+}
+
+impl Validate for AppSection {
+    fn validate(&self, prefix: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        if !(1_000..=300_000).contains(&self.shutdown_grace_ms) {
+            out.push(Invalid::new(
+                join_key(prefix, "shutdown_grace_ms"),
+                format!("{} is outside 1000..=300000", self.shutdown_grace_ms),
+            ));
+        }
+        out
+    }
+}
+
+/// `[contracts]`: where the Avro contracts are (relative to the configuration file's folder).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractsSection {
+    #[serde(default = "default_contracts_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_contracts_dir() -> PathBuf {
+    PathBuf::from("contracts/schemas")
+}
+
+impl Default for ContractsSection {
+    fn default() -> Self {
+        Self {
+            dir: default_contracts_dir(),
+        }
+    }
+}
+
+/// `[security]`: the field-encryption key ring (the hub's format, `docs/security.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Key ring file (relative to the configuration file's folder). It must hold every key that
+    /// sealed a value still in the app's tables.
+    pub key_ring: PathBuf,
+    /// The KMS that unwraps `kms:` entries of the key ring (as the hub's `[gateway.kms]`).
+    #[serde(default)]
+    pub kms: Option<KmsSection>,
+}
+
+/// `[security.kms]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsSection {
+    pub url: String,
+    pub app_id: String,
+    pub hmac_secret: String,
+    /// Accept `http://` for a KMS on a loopback address (development and tests only).
+    #[serde(default)]
+    pub allow_plain_http: bool,
+}
+
+/// The sections every app's configuration file has, defined once here: `[app]`, `[http]`,
+/// `[bus]`, `[database]`, `[consumer]`, `[contracts]`, `[security]` and `[log]`. An app's
+/// configuration type is made with [`crate::app_config!`], which adds its own sections beside
+/// them and implements this trait and `hub_config::Validate`.
+pub trait AppConfig: serde::de::DeserializeOwned + Validate + Send + Sync + 'static {
+    fn app(&self) -> &AppSection;
+    fn http(&self) -> &HttpSection;
+    fn bus(&self) -> &BusSection;
+    fn database(&self) -> &DatabaseSection;
+    fn consumer(&self) -> &ConsumerSection;
+    fn contracts(&self) -> &ContractsSection;
+    fn security(&self) -> &SecuritySection;
+    fn log(&self) -> &LogSection;
+
+    /// The problems of the shared sections (an app's `Validate` adds its own sections').
+    fn validate_shared(&self, prefix: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        out.extend(self.app().validate(&join_key(prefix, "app")));
+        out.extend(self.http().validate(&join_key(prefix, "http")));
+        out.extend(self.bus().validate(&join_key(prefix, "bus")));
+        out.extend(self.database().validate(&join_key(prefix, "database")));
+        out.extend(self.consumer().validate(&join_key(prefix, "consumer")));
+        out.extend(self.log().validate(&join_key(prefix, "log")));
+        out
+    }
+}
+
+/// Declares an app's configuration file: the shared sections of [`AppConfig`] plus the app's
+/// own, each of which implements `hub_config::Validate` and is checked under its name. Unknown
+/// keys are refused. The app's crate needs `serde` as a dependency.
+///
+/// ```ignore
+/// app_kit::app_config! {
+///     /// The whole configuration file.
+///     pub struct LicensingConfig {
+///         #[serde(default)]
+///         pub topics: TopicsSection,
+///         pub licensing: LicensingSection,
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! app_config {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, ::serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[serde(default)]
+            pub app: $crate::config::AppSection,
+            pub http: $crate::config::HttpSection,
+            pub bus: $crate::config::BusSection,
+            pub database: $crate::config::DatabaseSection,
+            pub consumer: $crate::config::ConsumerSection,
+            #[serde(default)]
+            pub contracts: $crate::config::ContractsSection,
+            pub security: $crate::config::SecuritySection,
+            #[serde(default)]
+            pub log: $crate::config::LogSection,
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl $crate::config::AppConfig for $name {
+            fn app(&self) -> &$crate::config::AppSection { &self.app }
+            fn http(&self) -> &$crate::config::HttpSection { &self.http }
+            fn bus(&self) -> &$crate::config::BusSection { &self.bus }
+            fn database(&self) -> &$crate::config::DatabaseSection { &self.database }
+            fn consumer(&self) -> &$crate::config::ConsumerSection { &self.consumer }
+            fn contracts(&self) -> &$crate::config::ContractsSection { &self.contracts }
+            fn security(&self) -> &$crate::config::SecuritySection { &self.security }
+            fn log(&self) -> &$crate::config::LogSection { &self.log }
+        }
+
+        impl $crate::config::Validate for $name {
+            fn validate(&self, prefix: &str) -> Vec<$crate::config::Invalid> {
+                let mut out = $crate::config::AppConfig::validate_shared(self, prefix);
+                $(
+                    out.extend($crate::config::Validate::validate(
+                        &self.$field,
+                        &$crate::config::join_key(prefix, stringify!($field)),
+                    ));
+                )*
+                out
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DemoSection {
+        #[serde(default)]
+        pub limit: u32,
+    }
+
+    impl Validate for DemoSection {
+        fn validate(&self, prefix: &str) -> Vec<Invalid> {
+            if self.limit > 10 {
+                vec![Invalid::new(join_key(prefix, "limit"), "is above 10")]
+            } else {
+                vec![]
+            }
+        }
+    }
+
+    crate::app_config! {
+        /// A demo app's file.
+        pub struct DemoConfig {
+            #[serde(default)]
+            pub demo: DemoSection,
+        }
+    }
+
+    const BASE: &str = r#"
+[http]
+listen = "127.0.0.1:0"
+[[http.tokens]]
+name = "a"
+sm3 = "0000000000000000000000000000000000000000000000000000000000000000"
+role = "viewer"
+[bus]
+bootstrap_servers = "127.0.0.1:9092"
+[database]
+url = "sqlite://demo.db"
+[consumer]
+group_id = "demo"
+[security]
+key_ring = "keys.toml"
+"#;
+
+    fn parse(text: &str) -> Result<DemoConfig, String> {
+        hub_config::parse_str::<DemoConfig>(text, std::path::Path::new("demo.toml"), "DEMO", &[])
+            .map(|(c, _)| c)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_apps_file_is_the_shared_sections_plus_its_own() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.app().shutdown_grace_ms, 15_000);
+        assert_eq!(c.contracts().dir, PathBuf::from("contracts/schemas"));
+        assert_eq!(c.database().url, "sqlite://demo.db");
+        assert_eq!(c.demo.limit, 0);
+        // Both the shared and the app's own sections are validated, under their keys.
+        let e = parse(&format!(
+            "{BASE}\n[app]\nshutdown_grace_ms = 5\n[demo]\nlimit = 11\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("app.shutdown_grace_ms"), "{e}");
+        assert!(e.contains("demo.limit"), "{e}");
+        // Unknown sections and keys are refused.
+        let e = parse(&format!("{BASE}\n[demmo]\nlimit = 1\n")).unwrap_err();
+        assert!(e.contains("demmo"), "{e}");
+        assert!(parse(&format!("{BASE}\n[security.kms]\nurl = \"x\"\n")).is_err());
     }
 }

@@ -1,5 +1,9 @@
-//! Building blocks of the thin domain apps (`apps/`), so each app holds only its business:
+//! The app runtime of the thin domain apps (`apps/`), so each app holds only its business (its
+//! tables, its handlers and its API):
 //!
+//! * [`runtime`]: the builder that wires configuration, key ring and KMS, database and
+//!   migrations, consumer, outbox relay, HTTP API with tokens, metrics, tracing and graceful
+//!   shutdown; [`cli`]: the `serve` / `check` / `hash-token` command line;
 //! * [`db`]: one data-access layer over SQLite (embedded default) and PostgreSQL (production,
 //!   the app's own schema), with each app's sqlx migrations;
 //! * [`consumer`]: a Kafka consumer whose offsets live in the app's database and are written in
@@ -11,7 +15,8 @@
 //!   one error shape (stable code, Chinese and English message);
 //! * [`personal`]: masking personal fields of a contract record for callers who may not see
 //!   them;
-//! * [`config`] and [`logging`]: the configuration sections and logs every app shares;
+//! * [`config`] and [`logging`]: the configuration sections every app shares (declared once;
+//!   an app adds its own with [`app_config!`]) and the logs;
 //! * [`metrics`]: Prometheus metrics on `GET /metrics` (consumer, outbox, HTTP API, and the
 //!   app's own).
 //!
@@ -29,6 +34,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod db;
@@ -36,5 +42,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod personal;
+pub mod runtime;
 
 pub use db::{Backend, Db, DbError, Migrations, Tx};
+pub use runtime::{AppSpec, Running, Runtime, StartError};

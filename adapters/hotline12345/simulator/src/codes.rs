@@ -33,3 +33,55 @@ pub fn message(code: &str) -> &'static str {
 pub fn envelope(code: &str, data: Value) -> Value {
     json!({ "code": code, "msg": message(code), "data": data })
 }
+
+/// The platform's codes, for the simulator kit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlatformCodes;
+
+impl sim_kit::Codes for PlatformCodes {
+    fn ok(&self) -> &'static str {
+        OK
+    }
+
+    fn signature_failed(&self) -> &'static str {
+        SIGNATURE_FAILED
+    }
+
+    fn busy(&self) -> &'static str {
+        BUSY
+    }
+
+    fn maintenance(&self) -> &'static str {
+        MAINTENANCE
+    }
+
+    fn message(&self, code: &str) -> &'static str {
+        message(code)
+    }
+
+    /// The platform's codes are four digits; the hub's own are words (`ACCEPTED`).
+    fn envelope_code<'a>(&self, answer: &'a Value) -> Option<&'a str> {
+        answer
+            .get("code")
+            .and_then(Value::as_str)
+            .filter(|c| c.len() == 4 && c.bytes().all(|b| b.is_ascii_digit()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim_kit::Codes;
+
+    #[test]
+    fn the_platform_code_of_a_hub_answer_is_read() {
+        let c = PlatformCodes;
+        let wrapped =
+            json!({"code": "0000", "msg": "成功", "data": {"hub_code": "ACCEPTED_DUPLICATE"}});
+        assert_eq!(c.envelope_code(&wrapped), Some("0000"));
+        assert_eq!(c.envelope_code(&json!({"code": "ACCEPTED"})), None);
+        assert_eq!(c.envelope_code(&json!({"code": "2001"})), Some("2001"));
+        assert!(c.retry_later(BUSY) && c.retry_later(MAINTENANCE) && !c.retry_later(MALFORMED));
+        assert_eq!(c.envelope(OK, json!({})), envelope(OK, json!({})));
+    }
+}

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::generate::Unit;
+pub use sim_kit::RetryConfig;
 
 /// The platform's follow-ups after the bureau acts (the `serve` demo turns them on).
 #[derive(Debug, Clone)]
@@ -26,28 +27,6 @@ impl Default for LifecycleConfig {
             urge_after: Some(Duration::from_secs(120)),
             close_after: Duration::from_secs(5),
             visit_after: Duration::from_secs(5),
-        }
-    }
-}
-
-/// How pushes to the hub are retried.
-#[derive(Debug, Clone)]
-pub struct RetryConfig {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Per attempt.
-    pub timeout: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            max_attempts: 6,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(10),
-            timeout: Duration::from_secs(10),
         }
     }
 }

@@ -7,9 +7,9 @@
 //!
 //! - **Server** — the APIs the hub's egress and poller call: `POST /api/v1/tickets/{sign,
 //!   return, extension, reply}` and `POST /api/v1/tickets/query`. Each request's signature is
-//!   verified (HMAC-SM3, `hub_security::signing`), a repeated `X-Idempotency-Key` gets the
-//!   first answer again without a second effect, and the ticket state machine
-//!   ([`model`]) decides the business code of the platform's envelope.
+//!   verified (`hub-v1`), a repeated `X-Idempotency-Key` gets the first answer again without a
+//!   second effect, and the ticket state machine ([`model`]) decides the business code of the
+//!   platform's envelope ([`codes`]).
 //! - **Client** — tickets generated with realistic content ([`generate`]) are pushed to the
 //!   hub's gateway as JSON or GBK XML, signed, with a stable `X-Partner-Message-Id`, and
 //!   retried with backoff; optionally followed by urges, closes and visits.
@@ -32,6 +32,11 @@
 //! ```
 //!
 //! Logs never carry personal data: tickets are named by number, category and district only.
+//!
+//! Built on the simulator kit (`sim-kit`): the HTTP server, authentication, idempotency, the
+//! fault book, the control API, the state file and the pushes are the kit's; this crate is the
+//! platform's state machine ([`model`]), its data generator ([`generate`]) and its codes
+//! ([`codes`]).
 
 pub mod codes;
 pub mod config;
@@ -39,22 +44,22 @@ pub mod faults;
 pub mod generate;
 pub mod model;
 mod platform;
-pub mod push;
 mod server;
-pub mod time;
+/// The platform's wire times (Shanghai local time), from the kit.
+pub use sim_kit::time;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::info;
 
 pub use config::{LifecycleConfig, RetryConfig, SimulatorConfig};
 pub use faults::{Endpoint, Fault, FaultRule};
 pub use model::{Action, ExtensionStatus, ExtensionView, HistoryEntry, PushFormat, TicketState};
 pub use platform::{SimError, Stats, TicketBatch, TicketView};
-pub use push::{PushOutcome, PushRecord};
+pub use sim_kit::{PushOutcome, PushRecord};
 
 use platform::Platform;
 
@@ -65,33 +70,11 @@ impl Simulator {
     /// Binds `config.listen` (port 0: a free port) and serves until
     /// [`SimulatorHandle::shutdown`].
     pub async fn start(config: SimulatorConfig) -> anyhow::Result<SimulatorHandle> {
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
-        let state_file = config.state_file.clone();
+        let listen = config.listen;
         let platform = Platform::new(config);
-        if let Some(path) = &state_file {
-            let n = platform.restore(path)?;
-            info!(tickets = n, file = %path.display(), "platform state restored");
-            // Saved every 2 s when something changed, and at shutdown.
-            let (p, path) = (Arc::clone(&platform), path.clone());
-            platform.tasks.spawn(async move {
-                let mut last = p.fingerprint();
-                loop {
-                    tokio::select! {
-                        _ = p.cancel.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
-                    let now = p.fingerprint();
-                    if now != last {
-                        match p.save(&path) {
-                            Ok(()) => last = now,
-                            Err(e) => warn!(error = %e, "platform state not saved"),
-                        }
-                    }
-                }
-            });
-        }
-        let server = tokio::spawn(server::serve(listener, Arc::clone(&platform)));
+        platform.kit.keep_state()?;
+        let (addr, server) =
+            sim_kit::listen(&platform.kit, listen, server::router(Arc::clone(&platform))).await?;
         info!(
             %addr,
             hub = platform.cfg.hub_url.as_deref().unwrap_or("-"),
@@ -205,20 +188,26 @@ impl SimulatorHandle {
     }
 
     pub fn stats(&self) -> Stats {
-        self.platform.stats()
+        self.platform.kit.stats()
     }
 
     /// Adds a fault rule (after the ones in force).
     pub fn inject(&self, rule: FaultRule) {
-        self.platform.inject(rule)
+        self.platform.kit.inject(rule)
     }
 
     pub fn faults(&self) -> Vec<FaultRule> {
-        self.platform.faults()
+        self.platform.kit.faults()
     }
 
     pub fn clear_faults(&self) {
-        self.platform.clear_faults()
+        self.platform.kit.clear_faults()
+    }
+
+    /// Signs the next `n` pushes with a wrong key: the hub must refuse them
+    /// (`POST /sim/bad_signatures`). Fails when nothing is pushed.
+    pub fn sign_pushes_wrongly(&self, n: u32) -> Result<(), SimError> {
+        Ok(self.platform.kit.sign_wrongly(n)?)
     }
 
     /// Waits until `check` holds for the ticket (e.g. the hub's delivery arrived), polling;
@@ -244,15 +233,8 @@ impl SimulatorHandle {
     /// Stops accepting, ends pushes and follow-ups, closes connections (waiting at most 5 s
     /// for answers in flight).
     pub async fn shutdown(self) {
-        self.platform.cancel.cancel();
-        self.platform.tasks.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.platform.tasks.wait()).await;
+        self.platform.kit.shutdown().await;
         let _ = self.server.await;
-        if let Some(path) = &self.platform.cfg.state_file {
-            if let Err(e) = self.platform.save(path) {
-                warn!(error = %e, "platform state not saved at shutdown");
-            }
-        }
         info!(addr = %self.addr, "12345 platform simulator stopped");
     }
 }

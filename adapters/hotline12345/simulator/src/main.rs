@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use hotline12345_simulator::generate::{to_gbk_xml, Generator, Unit};
 use hotline12345_simulator::{LifecycleConfig, Simulator, SimulatorConfig, TicketBatch};
+use sim_kit::cli::{init_logs, parse_duration, push_loop};
 use tracing::info;
 
 /// 12345 市民服务热线平台模拟器 / a simulator of the city 12345 hotline platform.
@@ -112,39 +113,6 @@ struct ServeArgs {
     log_format: String,
 }
 
-/// `500ms`, `10s`, `5m`, `24h`, `2d`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().map_err(|_| format!("not a duration: {s}"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        other => return Err(format!("unknown unit `{other}` (ms, s, m, h, d)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("not a duration: {s}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -190,30 +158,27 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ..SimulatorConfig::default()
     };
     let sim = Simulator::start(config).await?;
-    info!(base_url = sim.base_url(), "control API: GET /sim/tickets, GET /sim/stats, POST /sim/push, POST|DELETE /sim/faults (local use only)");
-    let every = a.push_every;
-    let batch = a.batch;
-    let ratio = a.xml_ratio;
-    let mut ticker = (!every.is_zero()).then(|| tokio::time::interval(every));
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = async {
-                match ticker.as_mut() {
-                    Some(t) => { t.tick().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {
-                // The batch is awaited: a slow or absent hub slows the platform down instead of
-                // piling up pushes. Ctrl-C still interrupts it (pushes stop at shutdown).
-                let made = sim
-                    .create_tickets(TicketBatch { count: batch, xml_ratio: ratio, dispatched_at: None, push: true })
-                    .await;
-                let s = sim.stats();
-                info!(tickets = made.len(), pushes_accepted = s.pushes_accepted, pushes_refused = s.pushes_refused, pushes_unreachable = s.pushes_unreachable, "batch dispatched");
-            }
-        }
-    }
+    info!(base_url = sim.base_url(), "control API: GET /sim/tickets, GET /sim/stats, POST /sim/push, POST|DELETE /sim/faults, POST /sim/bad_signatures (local use only)");
+    let (batch, ratio) = (a.batch, a.xml_ratio);
+    push_loop(a.push_every, || async {
+        let made = sim
+            .create_tickets(TicketBatch {
+                count: batch,
+                xml_ratio: ratio,
+                dispatched_at: None,
+                push: true,
+            })
+            .await;
+        let s = sim.stats();
+        info!(
+            tickets = made.len(),
+            pushes_accepted = s.pushes_accepted,
+            pushes_refused = s.pushes_refused,
+            pushes_unreachable = s.pushes_unreachable,
+            "batch dispatched"
+        );
+    })
+    .await;
     info!("shutting down");
     sim.shutdown().await;
     Ok(())
@@ -222,16 +187,6 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_with_units() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("5y").is_err());
-        assert!(parse_duration("x").is_err());
-    }
 
     #[test]
     fn the_cli_is_consistent() {

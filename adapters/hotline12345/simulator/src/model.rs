@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::codes;
-use crate::push::PushRecord;
 use crate::time::{fmt_local, parse_local, rfc3339_local};
+use sim_kit::PushRecord;
 
 /// Where a ticket is in the platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,35 +1,24 @@
-//! The HTTP side: the platform's APIs (`/api/v1/tickets/...`, signed) and the control API
-//! (`/sim/...`, unsigned, for local use only), on one listener.
-//!
-//! Connections are served one task each, by hand rather than with `axum::serve`, so that a
-//! planned fault can drop a connection without an answer (a reset the hub must survive).
+//! The platform's routes: its APIs (`/api/v1/tickets/...`, signed) and its own control routes
+//! (`/sim/tickets...`, `/sim/push`); the simulator kit adds `/sim/stats`, `/sim/faults` and
+//! `/sim/bad_signatures` and serves them all on one listener.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tracing::{debug, warn};
+use sim_kit::auth::Inbound;
+use sim_kit::control::bad_request;
+use sim_kit::Conn;
 
 use crate::codes;
-use crate::faults::FaultRule;
 use crate::model::Action;
-use crate::platform::{Platform, Reply, TicketBatch};
-
-/// Per connection: a handler notifies it to drop the connection.
-#[derive(Clone)]
-struct ConnControl {
-    reset: Arc<Notify>,
-}
+use crate::platform::{Platform, TicketBatch};
 
 pub(crate) fn router(p: Arc<Platform>) -> Router {
     Router::new()
@@ -38,142 +27,60 @@ pub(crate) fn router(p: Arc<Platform>) -> Router {
         .route("/sim/tickets", get(sim_tickets))
         .route("/sim/tickets/{no}", get(sim_ticket))
         .route("/sim/tickets/{no}/{op}", post(sim_ticket_op))
-        .route("/sim/stats", get(sim_stats))
         .route("/sim/push", post(sim_push))
-        .route(
-            "/sim/faults",
-            get(sim_faults).post(sim_add_fault).delete(sim_clear_faults),
-        )
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                Json(json!({ "code": codes::MALFORMED, "msg": "接口不存在", "data": {} })),
-            )
-        })
+        .fallback(|| async { not_found() })
         .with_state(p)
 }
 
-/// Accepts connections until the platform is cancelled; open connections are then closed
-/// gracefully.
-pub(crate) async fn serve(listener: TcpListener, p: Arc<Platform>) {
-    let app = router(Arc::clone(&p));
-    loop {
-        let stream = tokio::select! {
-            _ = p.cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let control = ConnControl {
-            reset: Arc::new(Notify::new()),
-        };
-        let service = TowerToHyperService::new(app.clone().layer(Extension(control.clone())));
-        let cancel = p.cancel.clone();
-        p.tasks.spawn(async move {
-            // A clone of the socket, to make the drop a reset (SO_LINGER 0) when asked.
-            let raw = stream
-                .into_std()
-                .and_then(|s| s.try_clone().map(|c| (s, c)));
-            let Ok((std_stream, clone)) = raw else { return };
-            let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
-                return;
-            };
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        debug!(error = %e, "connection ended");
-                    }
-                }
-                _ = control.reset.notified() => {
-                    if let Ok(s) = tokio::net::TcpStream::from_std(clone) {
-                        let _ = s.set_zero_linger();
-                    }
-                    // Dropping the connection (and the clone above) closes the socket.
-                }
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "code": codes::MALFORMED, "msg": "接口不存在", "data": {} })),
+    )
+        .into_response()
 }
 
-async fn render(reply: Reply, control: Option<&ConnControl>) -> Response {
-    let mut reply = reply;
-    loop {
-        match reply {
-            Reply::Json {
-                status,
-                body,
-                retry_after,
-            } => {
-                let mut r = (status, Json(body)).into_response();
-                if let Some(secs) = retry_after {
-                    if let Ok(v) = secs.to_string().parse() {
-                        r.headers_mut().insert("retry-after", v);
-                    }
-                }
-                return r;
-            }
-            Reply::Late(delay, inner) => {
-                tokio::time::sleep(delay).await;
-                reply = *inner;
-            }
-            Reply::Reset => {
-                if let Some(c) = control {
-                    c.reset.notify_one();
-                    // The connection task drops the connection; this answer is never sent.
-                    std::future::pending::<()>().await;
-                }
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            }
-        }
+fn inbound<'a>(
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+) -> Inbound<'a> {
+    Inbound {
+        http_method: method.as_str(),
+        path: uri.path(),
+        raw_query: uri.query().unwrap_or(""),
+        headers,
+        body,
     }
 }
 
 async fn action(
     State(p): State<Arc<Platform>>,
     Path(action): Path<String>,
-    control: Option<Extension<ConnControl>>,
+    conn: Conn,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(action) = Action::parse(&action) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "code": codes::MALFORMED, "msg": "接口不存在", "data": {} })),
-        )
-            .into_response();
+        return not_found();
     };
-    let reply = p.handle_action(
-        action,
-        &headers,
-        uri.path(),
-        uri.query().unwrap_or(""),
-        &body,
-    );
-    render(reply, control.as_ref().map(|c| &c.0)).await
+    let reply = p.handle_action(action, inbound(&method, &uri, &headers, &body));
+    conn.answer(reply).await
 }
 
 async fn query(
     State(p): State<Arc<Platform>>,
-    control: Option<Extension<ConnControl>>,
+    conn: Conn,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let reply = p.handle_query(&headers, uri.path(), uri.query().unwrap_or(""), &body);
-    render(reply, control.as_ref().map(|c| &c.0)).await
+    let reply = p.handle_query(inbound(&method, &uri, &headers, &body));
+    conn.answer(reply).await
 }
 
 // ---- control API ------------------------------------------------------------------------
@@ -223,10 +130,6 @@ async fn sim_ticket_op(
     }
 }
 
-async fn sim_stats(State(p): State<Arc<Platform>>) -> Response {
-    Json(p.stats()).into_response()
-}
-
 #[derive(Deserialize)]
 struct PushRequest {
     #[serde(default = "one")]
@@ -250,13 +153,7 @@ async fn sim_push(State(p): State<Arc<Platform>>, body: Bytes) -> Response {
     let req: PushRequest = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body })
     {
         Ok(r) => r,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": e.to_string() })),
-            )
-                .into_response()
-        }
+        Err(e) => return bad_request(e),
     };
     let tickets = p
         .create_tickets(TicketBatch {
@@ -278,27 +175,4 @@ async fn sim_push(State(p): State<Arc<Platform>>, body: Bytes) -> Response {
         })
         .collect();
     Json(json!({ "tickets": views })).into_response()
-}
-
-async fn sim_faults(State(p): State<Arc<Platform>>) -> Response {
-    Json(p.faults()).into_response()
-}
-
-async fn sim_add_fault(State(p): State<Arc<Platform>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<FaultRule>(&body) {
-        Ok(rule) => {
-            p.inject(rule.clone());
-            Json(rule).into_response()
-        }
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": e.to_string() })),
-        )
-            .into_response(),
-    }
-}
-
-async fn sim_clear_faults(State(p): State<Arc<Platform>>) -> Response {
-    p.clear_faults();
-    StatusCode::NO_CONTENT.into_response()
 }

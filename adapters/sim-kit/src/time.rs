@@ -1,6 +1,7 @@
-//! The platform's clock: Shanghai local time without an offset, `YYYY-MM-DD HH:MM:SS`
-//! (mappings/hotline12345/README.md). Shanghai has had no daylight saving since 1991, so a
-//! fixed +08:00 offset is exact and needs no time-zone database.
+//! Partner platforms' clock: Shanghai local time without an offset, `YYYY-MM-DD HH:MM:SS`, the
+//! wire format most Chinese government platforms use (12345's, for one). Shanghai has had no
+//! daylight saving since 1991, so a fixed +08:00 offset is exact and needs no time-zone
+//! database.
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 

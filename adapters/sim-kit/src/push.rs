@@ -1,12 +1,13 @@
-//! Pushes to the hub's gateway (`POST {hub}/v1/hotline12345/{mapping}`), signed with the
-//! platform's credential, with a stable `X-Partner-Message-Id` so a retry is de-duplicated by
-//! the hub, and retried with full-jitter backoff when the hub refuses for a passing reason or
-//! cannot be reached.
+//! Pushes to the hub's gateway (`POST {hub}/v1/{adapter}/{mapping}`), signed by the partner's
+//! [`Signer`], with a stable `X-Partner-Message-Id` so a retry is de-duplicated by the hub, and
+//! retried with full-jitter backoff when the hub refuses for a passing reason (408, 429, 5xx, or
+//! a "later" code in the partner's envelope) or cannot be reached.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use hub_security::signing::SigningCredential;
 use rand::RngExt;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -14,11 +15,34 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{RetryConfig, SimulatorConfig};
+use crate::auth::{Outbound, Signer};
+use crate::codes::Codes;
 use crate::time::{now_s, rfc3339_local};
 
 /// The hub's header that makes a push idempotent.
 pub const PARTNER_MESSAGE_ID: &str = "x-partner-message-id";
+
+/// How pushes to the hub are retried.
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Per attempt.
+    pub timeout: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,7 +58,7 @@ pub enum PushOutcome {
 /// One push of one message, after all its attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushRecord {
-    /// `dispatch`, `urge`, `close` or `visit`.
+    /// What the partner pushed (`dispatch`, `urge`, …).
     pub kind: String,
     /// The hub mapping pushed to, e.g. `dispatch_xml`.
     pub mapping: String,
@@ -44,7 +68,7 @@ pub struct PushRecord {
     /// The last HTTP status, when there was an answer.
     pub http_status: Option<u16>,
     /// `ACCEPTED`, `ACCEPTED_DUPLICATE`, or the error code: read from `code`, or from
-    /// `data.hub_code` when the hub wraps its answer in the platform's envelope.
+    /// `data.hub_code` when the hub wraps its answer in the partner's envelope.
     pub hub_code: Option<String>,
     /// The hub said it already had this message.
     pub duplicate: bool,
@@ -56,14 +80,26 @@ pub struct PushRecord {
     pub at: String,
 }
 
-/// What a push needs.
-#[derive(Debug, Clone)]
+/// One message to push.
+#[derive(Debug, Clone, Copy)]
+pub struct Push<'a> {
+    pub kind: &'a str,
+    pub mapping: &'a str,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    pub partner_message_id: &'a str,
+}
+
+/// Pushes to one hub for one partner.
 pub struct Pusher {
     client: reqwest::Client,
     hub_url: String,
-    app_id: String,
-    credential: SigningCredential,
+    adapter: String,
+    signer: Box<dyn Signer>,
+    codes: Arc<dyn Codes>,
     retry: RetryConfig,
+    /// Pushes still to be signed with a wrong key (planned bad signatures).
+    wrong_signatures: AtomicU32,
 }
 
 fn hub_code(v: &Value) -> Option<String> {
@@ -72,13 +108,6 @@ fn hub_code(v: &Value) -> Option<String> {
         Some(c) => s(c),
         None => v.get("code").and_then(s),
     }
-}
-
-/// The platform envelope's code (`"0000"`, `"2001"`, …), when the answer is one: four digits.
-fn envelope_code(v: &Value) -> Option<&str> {
-    v.get("code")
-        .and_then(Value::as_str)
-        .filter(|c| c.len() == 4 && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_duplicate(v: &Value) -> bool {
@@ -95,36 +124,52 @@ fn retryable(status: StatusCode) -> bool {
 }
 
 impl Pusher {
-    pub fn new(cfg: &SimulatorConfig, hub_url: &str) -> Self {
+    pub fn new(
+        hub_url: &str,
+        adapter: &str,
+        signer: Box<dyn Signer>,
+        codes: Arc<dyn Codes>,
+        retry: RetryConfig,
+    ) -> Self {
         Pusher {
             client: reqwest::Client::builder()
                 .build()
                 .expect("an HTTP client with default settings builds"),
             hub_url: hub_url.trim_end_matches('/').to_string(),
-            app_id: cfg.platform_app_id.clone(),
-            credential: SigningCredential::HmacSm3 {
-                secret: cfg.platform_hmac_secret.as_bytes().to_vec(),
-            },
-            retry: cfg.retry.clone(),
+            adapter: adapter.to_string(),
+            signer,
+            codes,
+            retry,
+            wrong_signatures: AtomicU32::new(0),
         }
     }
 
-    /// Pushes `body` to `mapping` until it is accepted, refused for good, the attempts run out,
-    /// or `cancel` fires.
-    pub async fn push(
-        &self,
-        kind: &str,
-        mapping: &str,
-        content_type: &str,
-        body: &[u8],
-        partner_message_id: &str,
-        cancel: &CancellationToken,
-    ) -> PushRecord {
-        let url = format!("{}/v1/hotline12345/{mapping}", self.hub_url);
+    /// Signs the next `n` pushes with a wrong key (each push's attempts included).
+    pub fn sign_wrongly(&self, n: u32) {
+        self.wrong_signatures.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn take_wrong_signature(&self) -> bool {
+        self.wrong_signatures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Pushes until the message is accepted, refused for good, the attempts run out, or
+    /// `cancel` fires.
+    pub async fn push(&self, push: Push<'_>, cancel: &CancellationToken) -> PushRecord {
+        let Push {
+            kind,
+            mapping,
+            content_type,
+            body,
+            partner_message_id,
+        } = push;
+        let url = format!("{}/v1/{}/{mapping}", self.hub_url, self.adapter);
         // The signature covers the path as sent, prefix of the hub URL included.
         let path = reqwest::Url::parse(&url)
             .map(|u| u.path().to_string())
-            .unwrap_or_else(|_| format!("/v1/hotline12345/{mapping}"));
+            .unwrap_or_else(|_| format!("/v1/{}/{mapping}", self.adapter));
         let mut record = PushRecord {
             kind: kind.to_string(),
             mapping: mapping.to_string(),
@@ -138,6 +183,10 @@ impl Pusher {
             error: None,
             at: String::new(),
         };
+        let wrong = self
+            .take_wrong_signature()
+            .then(|| self.signer.with_wrong_key());
+        let signer = wrong.as_deref().unwrap_or(&*self.signer);
         let max = self.retry.max_attempts.max(1);
         loop {
             record.attempts += 1;
@@ -150,15 +199,14 @@ impl Pusher {
                 .header(PARTNER_MESSAGE_ID, partner_message_id)
                 .body(body.to_vec());
             // The partner message id steers the hub (idempotency): it is signed.
-            for (name, value) in self.credential.sign_request_with(
-                &self.app_id,
-                "POST",
-                &path,
-                "",
+            let out = Outbound {
+                http_method: "POST",
+                path: &path,
+                raw_query: "",
                 body,
-                now_ms,
-                &[(PARTNER_MESSAGE_ID, partner_message_id)],
-            ) {
+                headers: &[(PARTNER_MESSAGE_ID, partner_message_id)],
+            };
+            for (name, value) in signer.sign(&out, now_ms) {
                 request = request.header(name, value);
             }
             let mut retry_after = None;
@@ -179,10 +227,13 @@ impl Pusher {
                     record.error = None;
                     // The hub's answers carry ids and codes, never the payload: safe to log.
                     debug!(partner_message_id, status = status.as_u16(), answer = %text, "hub answered");
-                    // A 2xx is taken, unless the answer is in the platform's envelope with a
-                    // refusal code (the hub keeps the HTTP status, so this is a safety net):
-                    // 2001/2002 mean "send again later", other codes "refused".
-                    let envelope_refusal = envelope_code(&answer).filter(|c| *c != "0000");
+                    // A 2xx is taken, unless the answer is in the partner's envelope with a
+                    // refusal code (the hub keeps the HTTP status, so this is a safety net).
+                    let envelope_refusal = self
+                        .codes
+                        .envelope_code(&answer)
+                        .filter(|c| *c != self.codes.ok())
+                        .map(str::to_string);
                     if status.is_success() && envelope_refusal.is_none() {
                         record.duplicate = is_duplicate(&answer);
                         record.answer = Some(answer);
@@ -190,7 +241,7 @@ impl Pusher {
                         break;
                     }
                     let again = match envelope_refusal {
-                        Some(c) if status.is_success() => c == "2001" || c == "2002",
+                        Some(c) if status.is_success() => self.codes.retry_later(&c),
                         _ => retryable(status),
                     };
                     record.answer = Some(answer);
@@ -274,8 +325,5 @@ mod tests {
         assert_eq!(hub_code(&wrapped).as_deref(), Some("ACCEPTED_DUPLICATE"));
         assert!(is_duplicate(&wrapped));
         assert!(!is_duplicate(&json!({"code": "ACCEPTED"})));
-        assert_eq!(envelope_code(&wrapped), Some("0000"));
-        assert_eq!(envelope_code(&plain), None);
-        assert_eq!(envelope_code(&json!({"code": "2001"})), Some("2001"));
     }
 }
