@@ -78,6 +78,7 @@ pub const EXPORTED: &[Metric] = &[
     m("hub_gateway_mapping_failures_total", Counter, &["partner", "mapping", "code"], "Pushes the inbound mapping or the contract validation refused, by error code."),
     m("hub_gateway_auth_refusals_total", Counter, &["reason"], "Pushes whose signature check failed, by the reason the answer does not tell: auth.app_unknown, auth.method_not_allowed, auth.signature_invalid (all answered AUTH_SIGNATURE_INVALID)."),
     m("hub_gateway_replays_refused_total", Counter, &["partner"], "Pushes refused because their nonce was used before (AUTH_REPLAY)."),
+    m("hub_gateway_uploads_refused_total", Counter, &["scope"], "Pushes refused before their body was read: their source address (source_uploads) or app (app_uploads) had as many bodies being read as allowed."),
     m("hub_gateway_traceparent_invalid_total", Counter, &["reason"], "Pushes whose `traceparent` header did not parse (`shape`, `version`, `not_hex`, `zero_trace_id`, `zero_parent_id`); they went on in a new trace (`tracing.md`)."),
     m("hub_ingest_stage_seconds", Histogram, &["stage"], "Cost of one stage of taking in a message (gateway pushes and pulled items): verify, nonce_claim, decrypt, map, seal, encode, receipt, produce."),
     m("hub_gateway_tls_cert_expiry_seconds", Gauge, &[], "Unix time at which the gateway's TLS certificate expires (its notAfter)."),
