@@ -449,7 +449,14 @@ async fn a_refused_item_is_dead_lettered_sealed_and_replays_once_the_mapping_is_
 
     // The mapping is fixed (the district becomes known) and the hub restarted: the replay
     // brings the item to its topic, once.
-    drop(hub_process);
+    // Stopped cleanly, so its replay reader leaves the consumer group at once.
+    let mut hub_process = hub_process;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hub_process.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    hub_process.0.wait().unwrap();
     let districts = mappings.join("tables/districts.json");
     let mut table: serde_json::Map<String, Value> =
         serde_json::from_str(&std::fs::read_to_string(&districts).unwrap()).unwrap();
