@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use hub_security::signing::{
-    RequestParts, SignatureMethod, SigningCredential, VerifyingCredential,
+    received_signed_headers, RequestParts, SignatureMethod, SigningCredential, VerifyingCredential,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -379,6 +379,20 @@ async fn hub(seen: Arc<Mutex<Vec<(String, bool)>>>) -> String {
                         .unwrap_or("")
                         .to_string()
                 };
+                // Like the gateway: the headers the push lists as signed are part of the
+                // canonical string, and the partner message id must be among them.
+                let signed = received_signed_headers(
+                    headers
+                        .get("x-hub-signed-headers")
+                        .and_then(|v| v.to_str().ok()),
+                    |n| {
+                        headers
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    },
+                )
+                .unwrap_or_default();
                 let parts = RequestParts {
                     method: SignatureMethod::HmacSm3,
                     http_method: "POST",
@@ -388,12 +402,14 @@ async fn hub(seen: Arc<Mutex<Vec<(String, bool)>>>) -> String {
                     timestamp_ms: h("x-hub-timestamp").parse().unwrap_or(0),
                     nonce: &h("x-hub-nonce"),
                     body: &body,
+                    signed_headers: &signed,
                 };
                 let ok = VerifyingCredential::HmacSm3 {
                     secret: PARTNER_SECRET.to_vec(),
                 }
                 .verify(&parts.canonical(), &h("x-hub-signature"))
-                .is_ok();
+                .is_ok()
+                    && signed.iter().any(|(n, _)| n == "x-partner-message-id");
                 seen.lock().unwrap().push((h("x-partner-message-id"), ok));
                 if ok {
                     (StatusCode::OK, Json(json!({"code": "ACCEPTED"}))).into_response()

@@ -372,6 +372,7 @@ async fn audit_verify_starts_from_the_signed_checkpoint_and_names_edits_after_it
     let state = hub_state::StateSection {
         url: "sqlite://state/hub.db".into(),
         max_connections: 2,
+        ..Default::default()
     };
     let store = hub_state::StateStore::connect(&state, dir.path())
         .await
@@ -432,6 +433,11 @@ async fn audit_verify_starts_from_the_signed_checkpoint_and_names_edits_after_it
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("record 8 was edited"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// The example configuration as a production deployment would start from it: the profile
 /// line removed, paths made absolute, in `dir` with a copy of the development key ring beside
 /// it. `secrets` replaces the two clear secrets and leaves the cookie at its default (Secure).

@@ -159,6 +159,7 @@ async fn pickup(sshd: &Sshd, work: &Path, done: bool) -> Pickup {
         &StateSection {
             url: "sqlite://state/hub.db".into(),
             max_connections: 2,
+            ..Default::default()
         },
         work,
     )

@@ -2,10 +2,12 @@
 //! load"):
 //!
 //! 1. a declared `Content-Length` over `max_body_bytes` is refused at once (413);
-//! 2. the header part of authentication, which costs nothing: the five signature headers are
-//!    present, the method is supported, the app id is known and holds a credential for that
-//!    method, the timestamp is inside the window and the nonce well-formed. The answers are the
-//!    ones the full check ([`crate::auth::authenticate`]) gives for the same faults;
+//! 2. for partners on the hub's own scheme, the header part of authentication, which costs
+//!    nothing: the five signature headers are present, the method is supported, the timestamp is
+//!    inside the window and the nonce well-formed. The answers are the ones the full check
+//!    ([`crate::auth::authenticate`]) gives for the same faults. Whether the app id is known is
+//!    left to the full check, so an unknown app is answered like a bad signature; unknown app
+//!    ids share one upload bound ([`UNKNOWN_APP_SLOTS`]);
 //! 3. an upload slot of the request's source address and one of its app: bodies read at once
 //!    are bounded per source and per app, so one address, or one claimed app id, cannot hold
 //!    every body read of the hub.
@@ -23,7 +25,7 @@ use axum::http::HeaderMap;
 use hub_security::signing::{header, nonce_is_valid, SignatureMethod};
 
 use crate::errors::{ApiError, ErrorCode};
-use crate::{App, Gateway};
+use crate::Gateway;
 
 fn text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -34,13 +36,25 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     text(headers, "content-length").and_then(|v| v.trim().parse().ok())
 }
 
-/// The header part of authentication; the app the request claims to come from.
-pub(crate) fn precheck<'g>(
-    gw: &'g Gateway,
+/// Upload slots of requests that name an app id the hub does not know: they share one app
+/// bound, so invented app ids cannot multiply it, and they are not refused before the body is
+/// read, so an unknown app id is answered exactly like a bad signature (no enumeration oracle).
+pub(crate) const UNKNOWN_APP_SLOTS: &str = "?unknown-app";
+
+/// The header part of authentication, for partners on the hub's own scheme (`hub-v1`); the key
+/// of the request's app upload bound. A partner whose adapter declares another scheme carries its
+/// credentials in its own places (parameters, possibly inside the body): its bodies are bounded
+/// by its source and by the partner as a whole, and its whole check runs once the body is read.
+pub(crate) fn precheck(
+    gw: &Gateway,
     request_id: &str,
+    partner: &str,
     headers: &HeaderMap,
     now_ms: i64,
-) -> Result<&'g App, ApiError> {
+) -> Result<String, ApiError> {
+    if gw.schemes.contains_key(partner) {
+        return Ok(format!("?partner:{partner}"));
+    }
     let fail = |code| ApiError::new(code, request_id);
     let (Some(app_id), Some(ts), Some(nonce), Some(method), Some(_)) = (
         text(headers, header::APP_ID),
@@ -51,18 +65,14 @@ pub(crate) fn precheck<'g>(
     ) else {
         return Err(fail(ErrorCode::AuthHeadersMissing));
     };
-    let method =
-        SignatureMethod::parse(method).ok_or_else(|| fail(ErrorCode::AuthMethodUnsupported))?;
-    let app = gw
-        .apps
-        .get(app_id)
-        .ok_or_else(|| fail(ErrorCode::AuthAppUnknown))?;
+    if SignatureMethod::parse(method).is_none() {
+        return Err(fail(ErrorCode::AuthMethodUnsupported));
+    }
     let window = i64::try_from(gw.config.timestamp_window_ms).unwrap_or(i64::MAX);
     let inside = ts
         .parse::<i64>()
         .ok()
-        .and_then(|t| now_ms.checked_sub(t))
-        .is_some_and(|d| d.checked_abs().is_some_and(|d| d <= window));
+        .is_some_and(|t| crate::auth::within_window(now_ms, t, window));
     if !inside {
         return Err(fail(ErrorCode::AuthTimestampOutOfWindow)
             .with_detail(serde_json::json!({ "hub_time_ms": now_ms, "window_ms": window })));
@@ -70,10 +80,12 @@ pub(crate) fn precheck<'g>(
     if !nonce_is_valid(nonce) {
         return Err(fail(ErrorCode::AuthNonceInvalid));
     }
-    if !app.credentials.iter().any(|c| c.method() == method) {
-        return Err(fail(ErrorCode::AuthMethodNotAllowed));
-    }
-    Ok(app)
+    // An unknown app id, or an app without a credential for this method, is refused by the
+    // full check after the body, with the same answer as a bad signature.
+    Ok(match gw.apps.get(app_id) {
+        Some(app) => app.app_id.clone(),
+        None => UNKNOWN_APP_SLOTS.to_string(),
+    })
 }
 
 /// Which bound an upload hit.

@@ -170,8 +170,8 @@ async fn handle(
         return refuse_unread(gw, ApiError::new(ErrorCode::BodyTooLarge, id), body);
     }
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let claimed_app = match precheck(gw, id, &parts.headers, now_ms) {
-        Ok(app) => app,
+    let upload_key = match precheck(gw, id, partner, &parts.headers, now_ms) {
+        Ok(key) => key,
         Err(e) => {
             audit_refusal(gw, &parts, &e, partner, mapping_name).await;
             return refuse_unread(gw, e, body);
@@ -180,7 +180,7 @@ async fn handle(
     let source = parts.extensions.get::<Peer>().map(|p| p.0.ip());
     let slot = match gw.uploads.acquire(
         source,
-        &claimed_app.app_id,
+        &upload_key,
         gw.config.max_uploads_per_source,
         gw.config.max_uploads_per_app,
     ) {

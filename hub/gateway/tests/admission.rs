@@ -69,6 +69,9 @@ async fn start(extra: &str) -> Running {
                 state,
                 actor: "hub:test".into(),
                 schema_ids: Default::default(),
+                // Every partner on the hub's own scheme (hub-v1).
+                auth: Default::default(),
+                config_dir: dir.path().to_path_buf(),
             },
         )
         .unwrap(),

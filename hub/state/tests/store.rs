@@ -11,7 +11,9 @@ use sqlx::Connection;
 /// The versions of the migrations shipped in `migrations/`, which both dialects must have alike.
 fn shipped_migrations() -> Vec<i64> {
     let versions = |dialect: &str| {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dialect);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(dialect);
         let mut v: Vec<i64> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -22,7 +24,11 @@ fn shipped_migrations() -> Vec<i64> {
         v
     };
     let sqlite = versions("sqlite");
-    assert_eq!(sqlite, versions("postgres"), "every migration exists for both dialects");
+    assert_eq!(
+        sqlite,
+        versions("postgres"),
+        "every migration exists for both dialects"
+    );
     sqlite
 }
 
@@ -123,10 +129,7 @@ async fn reconnecting_does_not_rerun_migrations() {
     a.save_cursor("c", "1").await.unwrap();
     a.close().await;
     let b = StateStore::connect(&section, dir.path()).await.unwrap();
-    assert_eq!(
-        b.applied_migrations().await.unwrap(),
-        shipped_migrations()
-    );
+    assert_eq!(b.applied_migrations().await.unwrap(), shipped_migrations());
     assert_eq!(b.cursor("c").await.unwrap().as_deref(), Some("1"));
 }
 
@@ -337,100 +340,6 @@ async fn an_edited_removed_or_truncated_audit_record_is_detected() {
             p.contains("the chain head says the last record is 6, but the log ends at record 5"),
             "{p}"
         );
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn signed_checkpoints_keep_audit_verification_incremental_through_retention() {
-    use hub_state::CheckpointKey;
-    on_both(|store, url| async move {
-        let key = CheckpointKey::new(b"test-audit-checkpoint-key-0123".to_vec()).unwrap();
-        assert!(CheckpointKey::new(b"short".to_vec()).is_err());
-        assert_eq!(
-            store.checkpoint_audit(&key).await.unwrap(),
-            Ok(None),
-            "empty log"
-        );
-        append(&store, 5).await;
-        let cp = store
-            .checkpoint_audit(&key)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!((cp.seq, cp.key_id.as_str()), (5, key.id()));
-        append(&store, 3).await;
-        let v = store.verify_audit_with(Some(&key)).await.unwrap();
-        assert_eq!(
-            (v.records, v.from_checkpoint),
-            (3, Some(5)),
-            "only 6–8 read"
-        );
-        assert!(v.problems.is_empty(), "{:?}", v.problems);
-
-        // Retention deletes what the checkpoint covers, never after it; verification from the
-        // checkpoint stays complete.
-        assert_eq!(store.purge_audit(&key, i64::MAX).await.unwrap(), 5);
-        let v = store.verify_audit_with(Some(&key)).await.unwrap();
-        assert!(v.problems.is_empty(), "{:?}", v.problems);
-        assert_eq!(v.records, 3);
-        let p = store.verify_audit().await.unwrap().problems.join("\n");
-        assert!(
-            p.contains("records 1–5 were removed"),
-            "without the key: {p}"
-        );
-        // A second checkpoint replaces the first.
-        let cp = store
-            .checkpoint_audit(&key)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(cp.seq, 8);
-        assert_eq!(store.purge_audit(&key, i64::MAX).await.unwrap(), 3);
-        append(&store, 4).await;
-        assert!(store
-            .verify_audit_with(Some(&key))
-            .await
-            .unwrap()
-            .problems
-            .is_empty());
-
-        // Tampering after the checkpoint is still named, record by record.
-        raw(&url, "UPDATE hub_audit SET detail = '{}' WHERE seq = 10").await;
-        raw(&url, "DELETE FROM hub_audit WHERE seq = 11").await;
-        let p = store
-            .verify_audit_with(Some(&key))
-            .await
-            .unwrap()
-            .problems
-            .join("\n");
-        assert!(p.contains("record 10 was edited"), "{p}");
-        assert!(
-            p.contains("record 12 follows record 10: records 11–11 were removed"),
-            "{p}"
-        );
-        // No checkpoint is signed over a broken chain.
-        assert!(store.checkpoint_audit(&key).await.unwrap().is_err());
-
-        // An altered checkpoint is named and not trusted; another key's signature neither.
-        raw(
-            &url,
-            "UPDATE hub_audit_checkpoints SET hash = 'x' WHERE seq = 8",
-        )
-        .await;
-        let v = store.verify_audit_with(Some(&key)).await.unwrap();
-        assert_eq!(v.from_checkpoint, None);
-        assert!(
-            v.problems
-                .iter()
-                .any(|p| p.contains("checkpoint at record 8 does not verify")),
-            "{:?}",
-            v.problems
-        );
-        let other = CheckpointKey::new(b"another-audit-key-0123456789".to_vec()).unwrap();
-        assert_eq!(store.purge_audit(&other, i64::MAX).await.unwrap(), 0);
     })
     .await;
 }
@@ -834,46 +743,6 @@ async fn a_failed_batch_is_reported_to_every_waiter_and_the_writer_carries_on() 
         raw(&url, "ALTER TABLE hub_nonces_away RENAME TO hub_nonces").await;
         assert!(store
             .claim_nonce("app", "f-0", Duration::from_secs(60))
-#[tokio::test]
-async fn a_remote_batch_file_is_claimed_once_even_by_concurrent_runners() {
-    on_both(|store, _| async move {
-        let id = "sm3:66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0";
-        assert_eq!(
-            store.file_pickup("recon", "a.csv", 10, 1700).await.unwrap(),
-            None
-        );
-        let claims = futures_claims(&store, id).await;
-        assert_eq!(claims.iter().filter(|c| **c).count(), 1, "{claims:?}");
-        let p = store
-            .file_pickup("recon", "a.csv", 10, 1700)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((p.file_id.as_str(), p.state.as_str()), (id, "claimed"));
-        store
-            .advance_file_pickup("recon", "a.csv", 10, 1700, "handled")
-            .await
-            .unwrap();
-        assert_eq!(
-            store
-                .file_pickup("recon", "a.csv", 10, 1700)
-                .await
-                .unwrap()
-                .unwrap()
-                .state,
-            "handled"
-        );
-        // A replaced file (other size or time) and another job's file are new files.
-        assert!(store
-            .claim_file_pickup("recon", "a.csv", 11, 1700, id)
-            .await
-            .unwrap());
-        assert!(store
-            .claim_file_pickup("recon", "a.csv", 10, 1701, id)
-            .await
-            .unwrap());
-        assert!(store
-            .claim_file_pickup("other", "a.csv", 10, 1700, id)
             .await
             .unwrap());
     })
@@ -1074,6 +943,104 @@ async fn expired_nonces_and_old_receipts_are_purged_in_slices() {
             count(&url, "SELECT COUNT(*) FROM hub_ingress_receipts").await,
             0
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn signed_checkpoints_keep_audit_verification_incremental_through_retention() {
+    use hub_state::CheckpointKey;
+    on_both(|store, url| async move {
+        let key = CheckpointKey::new(b"test-audit-checkpoint-key-0123".to_vec()).unwrap();
+        assert!(CheckpointKey::new(b"short".to_vec()).is_err());
+        assert_eq!(
+            store.checkpoint_audit(&key).await.unwrap(),
+            Ok(None),
+            "empty log"
+        );
+        append(&store, 5).await;
+        let cp = store
+            .checkpoint_audit(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!((cp.seq, cp.key_id.as_str()), (5, key.id()));
+        append(&store, 3).await;
+        let v = store.verify_audit_with(Some(&key)).await.unwrap();
+        assert_eq!(
+            (v.records, v.from_checkpoint),
+            (3, Some(5)),
+            "only 6–8 read"
+        );
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+
+        // Retention deletes what the checkpoint covers, never after it; verification from the
+        // checkpoint stays complete.
+        assert_eq!(store.purge_audit(&key, i64::MAX).await.unwrap(), 5);
+        let v = store.verify_audit_with(Some(&key)).await.unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.records, 3);
+        let p = store.verify_audit().await.unwrap().problems.join("\n");
+        assert!(
+            p.contains("records 1–5 were removed"),
+            "without the key: {p}"
+        );
+        // A second checkpoint replaces the first.
+        let cp = store
+            .checkpoint_audit(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(cp.seq, 8);
+        assert_eq!(store.purge_audit(&key, i64::MAX).await.unwrap(), 3);
+        append(&store, 4).await;
+        assert!(store
+            .verify_audit_with(Some(&key))
+            .await
+            .unwrap()
+            .problems
+            .is_empty());
+
+        // Tampering after the checkpoint is still named, record by record.
+        raw(&url, "UPDATE hub_audit SET detail = '{}' WHERE seq = 10").await;
+        raw(&url, "DELETE FROM hub_audit WHERE seq = 11").await;
+        let p = store
+            .verify_audit_with(Some(&key))
+            .await
+            .unwrap()
+            .problems
+            .join("\n");
+        assert!(p.contains("record 10 was edited"), "{p}");
+        assert!(
+            p.contains("record 12 follows record 10: records 11–11 were removed"),
+            "{p}"
+        );
+        // No checkpoint is signed over a broken chain.
+        assert!(store.checkpoint_audit(&key).await.unwrap().is_err());
+
+        // An altered checkpoint is named and not trusted; another key's signature neither.
+        raw(
+            &url,
+            "UPDATE hub_audit_checkpoints SET hash = 'x' WHERE seq = 8",
+        )
+        .await;
+        let v = store.verify_audit_with(Some(&key)).await.unwrap();
+        assert_eq!(v.from_checkpoint, None);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("checkpoint at record 8 does not verify")),
+            "{:?}",
+            v.problems
+        );
+        let other = CheckpointKey::new(b"another-audit-key-0123456789".to_vec()).unwrap();
+        assert_eq!(store.purge_audit(&other, i64::MAX).await.unwrap(), 0);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn failed_logins_are_counted_per_source_and_name_across_replicas() {
     on_both(|store, url| async move {
@@ -1083,6 +1050,7 @@ async fn failed_logins_are_counted_per_source_and_name_across_replicas() {
             &StateSection {
                 url,
                 max_connections: 2,
+                ..Default::default()
             },
             dir.path(),
         )
@@ -1176,6 +1144,54 @@ async fn failed_logins_are_counted_per_source_and_name_across_replicas() {
         other.close().await;
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_remote_batch_file_is_claimed_once_even_by_concurrent_runners() {
+    on_both(|store, _| async move {
+        let id = "sm3:66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0";
+        assert_eq!(
+            store.file_pickup("recon", "a.csv", 10, 1700).await.unwrap(),
+            None
+        );
+        let claims = futures_claims(&store, id).await;
+        assert_eq!(claims.iter().filter(|c| **c).count(), 1, "{claims:?}");
+        let p = store
+            .file_pickup("recon", "a.csv", 10, 1700)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.file_id.as_str(), p.state.as_str()), (id, "claimed"));
+        store
+            .advance_file_pickup("recon", "a.csv", 10, 1700, "handled")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .file_pickup("recon", "a.csv", 10, 1700)
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            "handled"
+        );
+        // A replaced file (other size or time) and another job's file are new files.
+        assert!(store
+            .claim_file_pickup("recon", "a.csv", 11, 1700, id)
+            .await
+            .unwrap());
+        assert!(store
+            .claim_file_pickup("recon", "a.csv", 10, 1701, id)
+            .await
+            .unwrap());
+        assert!(store
+            .claim_file_pickup("other", "a.csv", 10, 1700, id)
+            .await
+            .unwrap());
+    })
+    .await;
+}
+
 async fn futures_claims(store: &StateStore, id: &str) -> Vec<bool> {
     let mut tasks = Vec::new();
     for _ in 0..16 {
