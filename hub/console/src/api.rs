@@ -467,9 +467,10 @@ async fn dead_letters(
     )
 }
 
-/// Masks what a dead letter shows: personal fields of the original by the contract (sealed
-/// ones show their key id only, any in clear are masked by kind), and digit runs in the
-/// partner's free text.
+/// Masks what a dead letter shows beyond what `hub_egress::dlq::show` masked (personal fields of
+/// the original by its contract: sealed ones show their key id only, any in clear are masked by
+/// kind): digit runs in the partner's free text, and the whole original when its contract is
+/// unknown.
 pub fn mask_dead_letter(catalog: &hub_contracts::Catalog, v: &mut Value) {
     for key in ["partner_answer", "reason"] {
         if let Some(s) = v[key].as_str() {
@@ -484,12 +485,11 @@ pub fn mask_dead_letter(catalog: &hub_contracts::Catalog, v: &mut Value) {
         (Some(e), Some(ver)) => Some(format!("{e}.v{ver}")),
         _ => None,
     };
-    match topic.as_deref().and_then(|t| catalog.contract(t)) {
-        Some(contract) => {
-            hub_pipeline::pii::mask_record(contract, &mut v["original"]);
-        }
-        // Without the contract nobody knows which fields are personal: nothing is shown.
-        None => v["original"] = json!({ "hidden": "contract unknown; not shown" }),
+    // The original's personal fields were masked by `dlq::show` from the raw record (masking
+    // its output again would take a sealed value's label for clear text). Without the contract
+    // nobody knows which fields are personal: nothing is shown.
+    if topic.as_deref().and_then(|t| catalog.contract(t)).is_none() {
+        v["original"] = json!({ "hidden": "contract unknown; not shown" });
     }
 }
 

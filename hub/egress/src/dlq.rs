@@ -117,6 +117,9 @@ pub async fn show(
                     &record.original_payload,
                 ) {
                     Ok(mut v) => {
+                        // Personal fields by the contract first (sealed: key id only; clear:
+                        // masked by kind), then anything else that looks sealed.
+                        hub_pipeline::pii::mask_record(c, &mut v);
                         mask_sealed(&mut v);
                         v
                     }
@@ -153,9 +156,12 @@ pub async fn show(
 /// like one (clear text behind the prefix) is not shown at all.
 fn mask_sealed(v: &mut Value) {
     match v {
-        Value::String(s) if hub_security::field::FieldCipher::is_sealed(s) => {
+        Value::String(s)
+            if hub_security::field::FieldCipher::is_sealed(s)
+                && !hub_pipeline::pii::is_shown_sealed(s) =>
+        {
             *s = match hub_security::field::FieldCipher::sealed_label(s) {
-                Some(label) => format!("{label}:…（已加密 / sealed）"),
+                Some(label) => format!("{label}{}", hub_pipeline::pii::SHOWN_SEALED),
                 None => "…（格式不符，已隐藏 / malformed, hidden）".to_string(),
             };
         }

@@ -43,6 +43,23 @@ pub fn open_record(
     })
 }
 
+/// What follows the `sm4gcm:v1:<key id>` label of a sealed value on a screen.
+pub const SHOWN_SEALED: &str = ":…（已加密 / sealed）";
+
+/// Is `s` exactly the screen form of a sealed value (`sm4gcm:v1:<key id>:…（已加密 / sealed）`),
+/// as [`mask_record`] writes it? Such a value holds nothing but a key id.
+pub fn is_shown_sealed(s: &str) -> bool {
+    s.strip_suffix(SHOWN_SEALED)
+        .and_then(|l| l.strip_prefix("sm4gcm:v1:"))
+        .is_some_and(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+}
+
 /// Masks, in place, every personal field for a screen (the console's dead letters): a sealed
 /// value shows only its scheme and key id, a value in clear (which should never be on Kafka) is
 /// masked by its kind with `hub_security::mask`. Returns how many values were masked.
@@ -57,7 +74,7 @@ pub fn mask_record(contract: &Contract, record: &mut Value) -> usize {
         let segments: Vec<&str> = path.split('.').collect();
         let _ = visit(record, &segments, &mut |s| {
             *s = if let Some(label) = FieldCipher::sealed_label(s) {
-                format!("{label}:…（已加密 / sealed）")
+                format!("{label}{SHOWN_SEALED}")
             } else {
                 hub_security::mask::by_kind(&kind, s)
             };

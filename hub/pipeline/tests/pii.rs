@@ -90,3 +90,26 @@ fn a_screen_shows_a_key_id_only_for_a_well_formed_ciphertext() {
         "a value behind a fake prefix is masked as clear text: {name}"
     );
 }
+
+#[test]
+fn the_screen_form_of_a_sealed_value_is_recognised_and_a_fake_one_is_not() {
+    let (catalog, _, cipher) = loaded();
+    let contract = catalog.contract(TOPIC).unwrap();
+    let real = cipher
+        .seal(&format!("{TOPIC}/caller_phone"), "13800138000")
+        .unwrap();
+    let mut record = serde_json::json!({ "caller_phone": real });
+    hub_pipeline::pii::mask_record(contract, &mut record);
+    let shown = record["caller_phone"].as_str().unwrap();
+    // What a screen shows of a sealed value is recognised, so later masking leaves it alone.
+    assert!(hub_pipeline::pii::is_shown_sealed(shown), "{shown}");
+    assert!(shown.contains("已加密 / sealed"), "{shown}");
+    // A string that only imitates it around clear text is not.
+    for fake in [
+        "sm4gcm:v1:张三:…（已加密 / sealed）",
+        "sm4gcm:v1::…（已加密 / sealed）",
+        "sm4gcm:v1:dev-2026-11:13800138000",
+    ] {
+        assert!(!hub_pipeline::pii::is_shown_sealed(fake), "{fake}");
+    }
+}
