@@ -79,7 +79,7 @@ async fn push(
         secret: SECRET.as_bytes().to_vec(),
     }
     .sign_request_with(app, "POST", path, "", body, ts, extra);
-    send(hub, path, body, headers, &[]).await
+    send(hub, path, body, headers, extra).await
 }
 
 /// Sends `body` to `path` with `headers` (e.g. signature headers) and `extra`; the raw answer.
