@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use app_kit::on_db;
 use common::process::App;
 use common::*;
 use hotline12345_simulator::generate::Unit;
@@ -368,7 +369,25 @@ async fn tickets_flow_from_the_platform_to_the_app_and_the_bureaus_answers_back(
     let ref_db = reference_db.connect().await;
     wait_read_to(&db, &end).await;
     wait_read_to(&ref_db, &end).await;
-    assert_eq!(count(&db, &ours).await, 200, "every ticket once");
+    let held = count(&db, &ours).await;
+    if held != 200 {
+        // Which tickets are missing, and what the app said about records it did not apply.
+        let stored: Vec<String> = on_db!(&db, p => {
+            sqlx::query_scalar(&format!("SELECT ticket_no FROM hotline_tickets WHERE {unit_filter}"))
+                .fetch_all(p)
+                .await
+                .unwrap()
+        });
+        let missing: Vec<&String> = tickets.iter().filter(|t| !stored.contains(t)).collect();
+        panic!(
+            "every ticket once: {held} of 200; missing {missing:?}\n{}",
+            dump(&db)
+                .await
+                .split("== app_rejected_messages")
+                .nth(1)
+                .unwrap_or("")
+        );
+    }
     let dispatch_events = count(
         &db,
         &format!(
