@@ -1,6 +1,6 @@
 # Shared by the ops scripts (source it; not executable on its own).
 
-# ensure_broker PROFILE: start the local broker of PROFILE (test|dev) unless it already answers.
+# ensure_broker PROFILE: start the local broker of PROFILE (test|exact|dev) unless it already answers.
 # If this call started it, release_broker (also run when the calling script exits) stops it.
 ensure_broker() {
   local profile=$1 root
@@ -9,14 +9,16 @@ ensure_broker() {
     return 0
   fi
   "$root/ops/broker.sh" start "$profile"
-  HUB_STARTED_BROKER="$root/ops/broker.sh stop $profile"
+  HUB_STARTED_BROKERS+=("$root/ops/broker.sh stop $profile")
   trap release_broker EXIT
 }
 
-# Stops the broker ensure_broker started, once.
+# Stops the brokers ensure_broker started, once.
+HUB_STARTED_BROKERS=()
 release_broker() {
-  if [ -n "${HUB_STARTED_BROKER:-}" ]; then
-    $HUB_STARTED_BROKER || true
-    HUB_STARTED_BROKER=
-  fi
+  local stop
+  for stop in "${HUB_STARTED_BROKERS[@]}"; do
+    $stop || true
+  done
+  HUB_STARTED_BROKERS=()
 }

@@ -22,6 +22,18 @@ pub fn kafka_bootstrap() -> String {
     })
 }
 
+/// The exact test broker (SQLite storage, `HUB_TEST_KAFKA_EXACT_BOOTSTRAP`), for tests of reads
+/// the memory-storage broker gets wrong (docs/broker.md).
+pub fn kafka_exact_bootstrap() -> String {
+    std::env::var("HUB_TEST_KAFKA_EXACT_BOOTSTRAP").unwrap_or_else(|_| {
+        panic!(
+            "HUB_TEST_KAFKA_EXACT_BOOTSTRAP is not set. Run the tests with ops/test.sh, or start \
+             the broker with `ops/broker.sh start exact` and export \
+             HUB_TEST_KAFKA_EXACT_BOOTSTRAP=127.0.0.1:19093"
+        )
+    })
+}
+
 /// A `[bus]` section for the test broker, with a short session timeout so that a killed
 /// consumer's partitions move on quickly.
 pub fn bus_section() -> BusSection {
@@ -45,8 +57,17 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates a fresh topic and returns its name.
 pub async fn fresh_topic(prefix: &str, partitions: i32) -> String {
+    fresh_topic_on(&kafka_bootstrap(), prefix, partitions).await
+}
+
+/// Creates a fresh topic on the broker at `bootstrap` and returns its name.
+pub async fn fresh_topic_on(bootstrap: &str, prefix: &str, partitions: i32) -> String {
     let name = unique(prefix);
-    let admin = TopicAdmin::new(&bus_section(), Duration::from_secs(15)).expect("admin client");
+    let section = BusSection {
+        bootstrap_servers: bootstrap.to_string(),
+        ..bus_section()
+    };
+    let admin = TopicAdmin::new(&section, Duration::from_secs(15)).expect("admin client");
     admin
         .ensure(&[TopicSpec {
             name: name.clone(),

@@ -301,8 +301,11 @@ fn described_metrics_follow_prometheus_conventions() {
             "{name}: counters, and only counters, end in _total"
         );
         if kind == "histogram" {
+            // Base units, or a count of named things (Prometheus: the unit in plural form).
             assert!(
-                name.ends_with("_seconds") || name.ends_with("_bytes"),
+                ["_seconds", "_bytes", "_records", "_operations"]
+                    .iter()
+                    .any(|unit| name.ends_with(unit)),
                 "{name}: a histogram in base units"
             );
         }

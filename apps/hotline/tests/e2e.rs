@@ -379,8 +379,23 @@ async fn tickets_flow_from_the_platform_to_the_app_and_the_bureaus_answers_back(
                 .unwrap()
         });
         let missing: Vec<&String> = tickets.iter().filter(|t| !stored.contains(t)).collect();
+        let mut seen = String::new();
+        for t in &missing {
+            let about = format!("ticket_no = '{t}'");
+            let events = format!("SELECT COUNT(*) FROM hotline_ticket_events WHERE {about}");
+            let tickets = format!("SELECT COUNT(*) FROM hotline_tickets WHERE {about}");
+            seen.push_str(&format!(
+                "{t}: events {} here, {} in the reference; tickets (any unit) {} here, {} in the reference; platform {:?}\n",
+                count(&db, &events).await,
+                count(&ref_db, &events).await,
+                count(&db, &tickets).await,
+                count(&ref_db, &tickets).await,
+                sim.ticket(t).map(|v| v.pushes),
+            ));
+        }
         panic!(
-            "every ticket once: {held} of 200; missing {missing:?}\n{}",
+            "every ticket once: {held} of 200 (the reference holds {}); missing {missing:?}\n{seen}rejected:{}",
+            count(&ref_db, &ours).await,
             dump(&db)
                 .await
                 .split("== app_rejected_messages")

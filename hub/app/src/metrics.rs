@@ -90,7 +90,9 @@ pub const EXPORTED: &[Metric] = &[
     m("hub_bus_consumer_lag_records", Gauge, &["group", "topic", "partition"], "Records not yet done by a hub consumer group: high watermark minus committed offset."),
     // State store and audit chain.
     m("hub_state_errors_total", Counter, &["operation", "code"], "Failed operations of the hub's state store."),
-    m("hub_state_batch_size", Histogram, &[], "Operations (nonce claims, receipt claims, completions, releases) the state store's writer committed in one transaction."),
+    m("hub_state_batch_operations", Histogram, &[], "Operations (nonce claims, receipt claims, completions, releases) the state store's writer committed in one transaction."),
+    m("hub_state_batch_seconds", Histogram, &[], "Time the state store's writer took to commit one batch, retries included."),
+    m("hub_state_batches_failed_total", Counter, &[], "Batches the state store's writer could not commit; every request in them was refused (503) and may be retried."),
     m("hub_audit_events_total", Counter, &["action"], "Records appended to the audit chain, by action."),
     m("hub_audit_chain_ok", Gauge, &[], "1 when the last verification of the audit chain found it intact, 0 when it found a break."),
     m("hub_audit_chain_verified_seconds", Gauge, &[], "Unix time of the last completed verification of the audit chain."),

@@ -283,6 +283,7 @@ async fn a_message_is_traced_from_its_push_or_delivery_to_its_end() {
     let mut bad = client
         .post(format!("http://127.0.0.1:{gateway}{DISPATCH}"))
         .header("x-request-id", &request_id)
+        .header("x-correlation-id", &correlation)
         .body(body.clone());
     for (k, v) in &signed {
         // Signed once already: the nonce is a replay, and the body is another one anyway.

@@ -191,7 +191,7 @@ async fn execute(pool: &Pool, gate: Option<&Mutex<()>>, ops: Vec<Op>) {
             other => break other,
         }
     };
-    metrics::histogram!("hub_state_batch_size").record(size as f64);
+    metrics::histogram!("hub_state_batch_operations").record(size as f64);
     metrics::histogram!("hub_state_batch_seconds").record(started.elapsed().as_secs_f64());
     match result {
         Ok(decided) => {

@@ -1,4 +1,4 @@
-//! Support for the hotline app's tests: the real broker (`HUB_TEST_KAFKA_BOOTSTRAP`, started by
+//! Support for the hotline app's tests: the real broker (`HUB_TEST_KAFKA_EXACT_BOOTSTRAP`, started by
 //! `ops/test.sh` or `ops/broker.sh start test`), a fresh SQLite file or PostgreSQL database
 //! (`HUB_TEST_POSTGRES_URL`) per run, fresh topics, contract records produced as the hub
 //! produces them (sealed, Avro, Confluent-framed, envelope in headers), condition waits with a
@@ -41,11 +41,15 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The exact test broker (SQLite storage): these tests kill the app and restart its consumer
+/// at the offsets stored in its database, often inside a batch the hub produced as one, which
+/// the fast memory-storage broker does not serve (docs/broker.md).
 pub fn kafka_bootstrap() -> String {
-    std::env::var("HUB_TEST_KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
+    std::env::var("HUB_TEST_KAFKA_EXACT_BOOTSTRAP").unwrap_or_else(|_| {
         panic!(
-            "HUB_TEST_KAFKA_BOOTSTRAP is not set. Run the tests with ops/test.sh, or start the \
-             broker with `ops/broker.sh start test` and export HUB_TEST_KAFKA_BOOTSTRAP=127.0.0.1:19092"
+            "HUB_TEST_KAFKA_EXACT_BOOTSTRAP is not set. Run the tests with ops/test.sh, or start \
+             the broker with `ops/broker.sh start exact` and export \
+             HUB_TEST_KAFKA_EXACT_BOOTSTRAP=127.0.0.1:19093"
         )
     })
 }
