@@ -1,4 +1,5 @@
-//! The command line: `hub serve | check | topics | contracts | audit | dlq | trace | sign | version`.
+//! The command line: `hub serve | check | adapter | topics | contracts | audit | dlq | trace | sign |
+//! version`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +37,12 @@ pub enum Command {
     /// Check the configuration, contracts and mappings (running every golden fixture); print
     /// every problem with file, line and key.
     Check,
+    /// Partner adapters: `hub adapter new <name>` writes a new partner's skeleton (no
+    /// configuration file needed).
+    Adapter {
+        #[command(subcommand)]
+        action: crate::adapter_new::AdapterAction,
+    },
     /// List or create the topics the contracts declare.
     Topics {
         #[command(subcommand)]
@@ -148,6 +155,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => check(&cli.config),
+        Command::Adapter { action } => crate::adapter_new::run(action),
         Command::Contracts {
             action: ContractsAction::Check { dir, against },
         } => contracts_check(&dir, against.as_deref()),

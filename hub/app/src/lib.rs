@@ -1,7 +1,8 @@
 //! The integration hub (政务集成枢纽).
 //!
 //! This crate wires the hub's parts into one program: configuration ([`config`]), the command
-//! line ([`cli`]: `serve`, `check`, `topics`, `version`), the running service ([`serve`]) and the
+//! line ([`cli`]: `serve`, `check`, `topics`, `version`, …; `hub adapter new` in
+//! [`adapter_new`]), the running service ([`serve`]) and the
 //! operators' admin listener ([`admin`]: `/healthz`, `/readyz`, `/metrics`, described in
 //! [`metrics`]), the partners a deployment
 //! delivers to and pulls from ([`partners`]), the dead-letter commands ([`dlq_cli`]) and the
@@ -11,6 +12,7 @@
 //! `hub-security`, `hub-pipeline`, `hub-gateway` (pushes in), `hub-adapter` (partner
 //! protocols), `hub-egress` (deliveries out, dead letters) and `hub-poller` (scheduled pulls).
 
+pub mod adapter_new;
 pub mod admin;
 pub mod cli;
 pub mod config;
