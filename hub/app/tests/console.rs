@@ -256,10 +256,7 @@ async fn operators_use_the_console_in_a_real_browser() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let serving = Serving {
-        child,
-        admin: format!("http://127.0.0.1:{admin}"),
-    };
+    let serving = Serving::new(child, format!("http://127.0.0.1:{admin}"));
     wait_for_status(
         &format!("{}/readyz", serving.admin),
         200,

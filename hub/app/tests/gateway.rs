@@ -1509,3 +1509,58 @@ async fn a_connection_that_sends_no_headers_is_closed() {
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");
 }
+#[tokio::test]
+async fn a_flood_of_failed_authentications_is_audited_as_counts_with_bounded_subjects() {
+    let hub = start();
+    wait_ready(&hub).await;
+    let body = fixture("dispatch_json/normal.input.json");
+    let forged = SigningCredential::HmacSm3 {
+        secret: b"a-wrong-secret-of-enough-length".to_vec(),
+    };
+    // 60 forged signatures on a real route, 30 unknown app ids on a made-up 3000-character
+    // route: answered one by one, audited as a few records.
+    for _ in 0..60 {
+        let headers = forged.sign_request("hotline-test", "POST", DISPATCH, "", &body, now_ms());
+        let (s, _) = send(&hub, DISPATCH, &body, headers, &[]).await;
+        assert_eq!(s, 401);
+    }
+    let long = format!("/v1/{}/x", "p".repeat(3000));
+    for _ in 0..30 {
+        let (s, _) = push(&hub, "nobody", &long, &body, now_ms(), &[]).await;
+        assert_eq!(s, 401);
+    }
+    let config = hub.serving_config();
+    let Hub {
+        serving, _dir: dir, ..
+    } = hub;
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "{logs}");
+    // Nor is it written to the hub's log: a path of no configured route is one fixed token.
+    assert!(!logs.contains("ppppp"), "the caller's path is in the log");
+    assert!(logs.contains("unknown-route"), "{logs}");
+    let tail =
+        text(&support::hub(&["audit", "tail", "-n", "200", "--config", &config], &[]).stdout);
+    let lines =
+        |action: &str| -> Vec<&str> { tail.lines().filter(|l| l.contains(action)).collect() };
+    let forged_lines = lines("auth.signature_invalid");
+    // The first at once, the other 59 as one count at the end of the interval (or the stop).
+    assert_eq!(forged_lines.len(), 2, "{tail}");
+    assert!(
+        forged_lines[0].contains("hotline12345/dispatch_json"),
+        "{tail}"
+    );
+    assert!(forged_lines[1].contains("\"count\":59"), "{tail}");
+    let unknown = lines("auth.app_unknown");
+    assert_eq!(unknown.len(), 2, "{tail}");
+    assert!(
+        unknown.iter().all(|l| l.contains("unknown-route")),
+        "{tail}"
+    );
+    assert!(
+        !tail.contains("ppppp"),
+        "the caller's path is never a subject:\n{tail}"
+    );
+    let verify = support::hub(&["audit", "verify", "--config", &config], &[]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    drop(dir);
+}

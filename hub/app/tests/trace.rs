@@ -152,10 +152,7 @@ async fn a_message_is_traced_from_its_push_or_delivery_to_its_end() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let serving = Serving {
-        child,
-        admin: format!("http://127.0.0.1:{admin}"),
-    };
+    let serving = Serving::new(child, format!("http://127.0.0.1:{admin}"));
     wait_for_status(
         &format!("{}/readyz", serving.admin),
         200,

@@ -272,10 +272,7 @@ async fn the_partner_receives_the_records_trace() {
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    let serving = Serving {
-        child,
-        admin: format!("http://127.0.0.1:{admin}"),
-    };
+    let serving = Serving::new(child, format!("http://127.0.0.1:{admin}"));
     wait_for_status(
         &format!("{}/readyz", serving.admin),
         200,

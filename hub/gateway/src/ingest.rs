@@ -47,6 +47,16 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// The route as logs, spans and traces name it: a configured route by its name, anything else
+/// the caller typed (of any length) as one fixed token, so an unauthenticated caller cannot
+/// write what it likes, or kilobytes of it per line, into the hub's logs.
+fn route_label(gw: &Gateway, partner: &str, mapping: &str) -> String {
+    match gw.mappings.get(partner, mapping) {
+        Some(_) => format!("{partner}/{mapping}"),
+        None => crate::refusals::UNKNOWN_ROUTE.to_string(),
+    }
+}
+
 pub(crate) async fn not_found(request: Request) -> Response {
     let id = request_id(request.headers());
     ApiError::new(ErrorCode::RouteNotFound, &id).into_response()
@@ -68,7 +78,7 @@ pub(crate) async fn ingest(
     request: Request,
 ) -> Response {
     let id = request_id(request.headers());
-    let route = format!("{partner}/{mapping}");
+    let route = route_label(&gw, &partner, &mapping);
     let span = hub_telemetry::hop_span!("ingest", request_id = %id, route = %route);
     let headers = request.headers();
     let incoming = headers
@@ -101,7 +111,7 @@ async fn ingest_in_hop(
     hop: Hop,
 ) -> Response {
     let started = Instant::now();
-    let route = format!("{partner}/{mapping}");
+    let route = route_label(&gw, &partner, &mapping);
     let mut sealer: Option<Session> = None;
     let (response, outcome, size) =
         handle(&gw, &id, &partner, &mapping, request, &mut sealer, &hop).await;
@@ -590,11 +600,7 @@ async fn audit_refusal(
         .and_then(|v| v.to_str().ok())
         .map(crate::refusals::bounded_app_id)
         .unwrap_or_default();
-    // Only configured routes are named; anything else the caller typed is one fixed token.
-    let subject = match gw.mappings.get(partner, mapping) {
-        Some(_) => format!("{partner}/{mapping}"),
-        None => crate::refusals::UNKNOWN_ROUTE.to_string(),
-    };
+    let subject = route_label(gw, partner, mapping);
     let source = parts
         .extensions
         .get::<Peer>()

@@ -60,6 +60,25 @@ pub fn kafka() -> String {
 pub struct Serving {
     pub child: Child,
     pub admin: String,
+    /// Reads the hub's piped stderr while it runs: a pipe nobody reads fills up (64 KiB), and
+    /// the hub's next log line then blocks the request that writes it. The lines are handed
+    /// over by [`stop_and_collect_logs`].
+    log: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Serving {
+    /// A started `hub serve`; its stderr, when piped, is drained from now on.
+    pub fn new(mut child: Child, admin: String) -> Self {
+        let log = child.stderr.take().map(|stderr| {
+            std::thread::spawn(move || {
+                BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                    .collect()
+            })
+        });
+        Self { child, admin, log }
+    }
 }
 
 impl Drop for Serving {
@@ -107,10 +126,7 @@ pub fn start_serving_env(
         .stderr(Stdio::piped())
         .spawn()
         .expect("hub serve starts");
-    Serving {
-        child,
-        admin: format!("http://127.0.0.1:{port}"),
-    }
+    Serving::new(child, format!("http://127.0.0.1:{port}"))
 }
 
 /// Polls `url` until it answers `status`, for at most `within`.
@@ -133,12 +149,12 @@ pub async fn wait_for_status(url: &str, status: u16, within: Duration) -> serde_
 
 pub fn stop_and_collect_logs(mut s: Serving) -> (std::process::ExitStatus, String) {
     kill(Pid::from_raw(s.child.id() as i32), Signal::SIGTERM).unwrap();
-    let stderr = s.child.stderr.take().unwrap();
-    let logs: Vec<String> = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .collect();
     let status = s.child.wait().unwrap();
+    let logs = s
+        .log
+        .take()
+        .map(|reader| reader.join().expect("log reader"))
+        .unwrap_or_default();
     (status, logs.join("\n"))
 }
 
