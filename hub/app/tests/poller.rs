@@ -21,9 +21,30 @@ fn prefix() -> String {
 }
 
 /// The real adapter manifest, polling every second from an hour back.
+/// The pull job's name in this test's copy of the manifest: one of this test alone. The job's
+/// name makes its replay reader's consumer group and its route, and the broker is shared: under
+/// the real name, another test's hub in the same group could take this test's replay, find the
+/// route its own, and replay it through its own mappings.
+fn job(dir: &Path) -> String {
+    let file = dir.join("pull-job-name");
+    if let Ok(name) = std::fs::read_to_string(&file) {
+        return name;
+    }
+    let name = format!(
+        "new_tickets_t{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    std::fs::write(&file, &name).unwrap();
+    name
+}
+
 fn adapters(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(repo().join("adapters/hotline12345/adapter.toml")).unwrap();
     let text = text
+        .replace(
+            "name = \"new_tickets\"",
+            &format!("name = \"{}\"", job(dir)),
+        )
         .replace("every_ms = 60000", "every_ms = 1000")
         .replace(
             "jitter_ms = 5000",
@@ -48,7 +69,7 @@ fn config(dir: &Path, base_url: &str, state_url: &str) -> std::path::PathBuf {
              [poller]\nlease_ttl_ms = 5000\n\
              [gateway]\nlisten = \"127.0.0.1:{}\"\nplain_http = true\nkey_ring = \"{}\"\n\
              [partners.hotline12345]\nbase_url = \"{base_url}\"\napp_id = \"water-bureau-hub\"\n\
-             hmac_secret = \"{SECRET}\"\ndeliveries = []\npulls = [\"new_tickets\"]\n",
+             hmac_secret = \"{SECRET}\"\ndeliveries = []\npulls = [\"{job}\"]\n",
             free_port(),
             kafka(),
             repo().join("contracts/schemas").display(),
@@ -56,6 +77,7 @@ fn config(dir: &Path, base_url: &str, state_url: &str) -> std::path::PathBuf {
             adapters.display(),
             free_port(),
             repo().join("ops/dev-keyring.toml").display(),
+            job = job(dir),
         ),
     )
     .unwrap();
@@ -394,7 +416,10 @@ async fn a_refused_item_is_dead_lettered_sealed_and_replays_once_the_mapping_is_
     let hub_process = start(&cfg, &[]);
     on_kafka(&p, 1, Duration::from_secs(60)).await;
     let dl = dead_letter_about(&cfg, &refused, Duration::from_secs(60)).await;
-    assert_eq!(dl["route"], "hotline12345/pull.new_tickets");
+    assert_eq!(
+        dl["route"],
+        format!("hotline12345/pull.{}", job(dir.path()))
+    );
     let id = dl["id"].as_str().unwrap().to_string();
 
     // `dlq show` and the dead-letter record itself hold the item sealed, not in clear.
@@ -437,7 +462,7 @@ async fn a_refused_item_is_dead_lettered_sealed_and_replays_once_the_mapping_is_
     let ring = KeyRing::from_file(&repo().join("ops/dev-keyring.toml")).unwrap();
     let item = hub_egress::deadletter::open_payload(
         &FieldCipher::new(ring),
-        "pull/hotline12345/pull.new_tickets",
+        &format!("pull/hotline12345/pull.{}", job(dir.path())),
         &decoded.original_payload,
     )
     .unwrap();
