@@ -4,8 +4,6 @@
 //! from those bytes. Mutual TLS and a pinned server CA against a rustls server that requires a
 //! client certificate.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use hub_adapter::{PartnerClient, PartnerSection};
@@ -13,34 +11,11 @@ use hub_protocols::AuthSpec;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "../../../tests/python/peer.rs"]
+mod peer;
+
 fn python(ops: Value) -> Vec<Value> {
-    let python = std::env::var("HUB_TEST_PYTHON").expect(
-        "HUB_TEST_PYTHON is not set: point it at a Python with tests/python/requirements.txt (gmssl)",
-    );
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/python/partner_auth.py"
-    );
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ops.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    peer::run("partner_auth.py", &ops)
 }
 
 /// One request as the partner received it.

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,24 +14,11 @@ use support::*;
 const SECRET: &str = "test-only-app-secret-0123456789";
 const PATH: &str = "/v1/hotline12345/dispatch_json";
 
+#[path = "../../../tests/python/peer.rs"]
+mod peer;
+
 fn python(ops: Value) -> Vec<Value> {
-    let python = std::env::var("HUB_TEST_PYTHON").expect("HUB_TEST_PYTHON is not set");
-    let mut child = Command::new(python)
-        .arg(repo().join("tests/python/partner_auth.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ops.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    peer::run("partner_auth.py", &ops)
 }
 
 /// The repository's adapters copied under `dir`, 12345's manifest given `auth`.

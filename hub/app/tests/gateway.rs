@@ -5,6 +5,9 @@
 
 mod support;
 
+#[path = "../../../tests/python/peer.rs"]
+mod peer;
+
 use std::time::Duration;
 
 use hub_security::field::{FieldCipher, KeyRing};
@@ -631,8 +634,6 @@ async fn a_partner_message_id_reused_for_another_body_or_route_is_refused() {
 
 #[tokio::test]
 async fn a_request_signed_by_python_gmssl_is_accepted() {
-    let python = std::env::var("HUB_TEST_PYTHON")
-        .expect("HUB_TEST_PYTHON is not set: run the tests with ops/test.sh");
     let hub = start();
     wait_ready(&hub).await;
     let body = fixture("dispatch_json/normal.input.json");
@@ -651,23 +652,13 @@ async fn a_request_signed_by_python_gmssl_is_accepted() {
     };
     let canonical = parts.canonical();
     // The partner's side: gmssl signs the canonical string with the app's SM2 key.
-    let script = repo().join("tests/python/gmssl_interop.py");
     let ops = json!([{
         "op": "sm2_sign",
         "private_key": hex::encode(hub.sm2.to_bytes()),
         "public_key": &hub.sm2.public_key_hex()[2..],
         "data": hex::encode(canonical.as_bytes()),
     }]);
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), ops.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let signature: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let signature: Vec<String> = peer::run("gmssl_interop.py", &ops);
     let headers = vec![
         ("x-hub-app-id", "hotline-test".to_string()),
         ("x-hub-timestamp", ts.to_string()),
@@ -815,24 +806,13 @@ async fn encrypted_bodies_are_accepted_and_answers_encrypted_on_request() {
     let plain = fixture("dispatch_json/normal.input.json");
 
     // 1. The partner encrypts with gmssl: SM4-CBC under a fresh key, the key wrapped with SM2.
-    let python = std::env::var("HUB_TEST_PYTHON")
-        .expect("HUB_TEST_PYTHON is not set: run the tests with ops/test.sh");
     let sm4_key = hub_security::sm::random::<16>();
     let iv = hub_security::sm::random::<16>();
     let ops = json!([
         {"op": "sm4_cbc_encrypt", "key": hex::encode(sm4_key), "iv": hex::encode(iv), "data": hex::encode(&plain)},
         {"op": "sm2_encrypt", "public_key": &hub_key.public_key_hex()[2..], "data": hex::encode(sm4_key)},
     ]);
-    let mut child = std::process::Command::new(python)
-        .arg(repo().join("tests/python/gmssl_interop.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), ops.to_string().as_bytes())
-        .unwrap();
-    let out: Vec<String> =
-        serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap();
+    let out: Vec<String> = peer::run("gmssl_interop.py", &ops);
     let mut body = iv.to_vec();
     body.extend(hex::decode(&out[0]).unwrap());
     let r = reqwest::Client::new()

@@ -2,9 +2,6 @@
 //! (Python `hmac`/`hashlib` and PyPI `gmssl`), and OpenSSL for a DER SM2 signature made with a
 //! real X.509 certificate's key.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use hub_protocols::ak_sk::{AkSkSigner, AkSkVerifier};
 use hub_protocols::app_key_sign::{AppKeySignSpec, AppKeySigner};
 use hub_protocols::hub_v1::{HubV1Signer, HubV1Verifier};
@@ -16,34 +13,11 @@ use hub_protocols::{
 use hub_security::sm::Sm2PrivateKey;
 use serde_json::{json, Value};
 
+#[path = "../../../tests/python/peer.rs"]
+mod peer;
+
 fn python(ops: Value) -> Vec<Value> {
-    let python = std::env::var("HUB_TEST_PYTHON").expect(
-        "HUB_TEST_PYTHON is not set: point it at a Python with tests/python/requirements.txt (gmssl)",
-    );
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/python/partner_auth.py"
-    );
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ops.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "partner_auth.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    peer::run("partner_auth.py", &ops)
 }
 
 fn spec(toml_text: &str) -> AuthSpec {

@@ -1,45 +1,18 @@
 //! Interoperability with Python `gmssl` (PyPI), an implementation partners really use: every
 //! operation is done on one side and checked on the other, in both directions.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use hub_security::signing::{
     RequestParts, SignatureMethod, SigningCredential, VerifyingCredential,
 };
 use hub_security::sm::*;
 use serde_json::{json, Value};
 
+#[path = "../../../tests/python/peer.rs"]
+mod peer;
+
 /// Runs operations through tests/python/gmssl_interop.py; returns one result per operation.
 fn gmssl(ops: Value) -> Vec<String> {
-    let python = std::env::var("HUB_TEST_PYTHON").expect(
-        "HUB_TEST_PYTHON is not set: run the tests with ops/test.sh, which prepares a Python \
-         environment with tests/python/requirements.txt (gmssl)",
-    );
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/python/gmssl_interop.py"
-    );
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ops.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "gmssl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    peer::run("gmssl_interop.py", &ops)
 }
 
 fn xy(key: &Sm2PrivateKey) -> String {
