@@ -97,7 +97,7 @@ pub(crate) async fn ingest(
         traceparent,
         tracestate,
     };
-    ingest_in_hop(gw, partner, mapping, request, id, hop)
+    ingest_in_hop(gw, partner, mapping, route, request, id, hop)
         .instrument(span)
         .await
 }
@@ -106,12 +106,12 @@ async fn ingest_in_hop(
     gw: Arc<Gateway>,
     partner: String,
     mapping: String,
+    route: String,
     request: Request,
     id: String,
     hop: Hop,
 ) -> Response {
     let started = Instant::now();
-    let route = route_label(&gw, &partner, &mapping);
     let mut sealer: Option<Session> = None;
     let (response, outcome, size) =
         handle(&gw, &id, &partner, &mapping, request, &mut sealer, &hop).await;
