@@ -11,6 +11,7 @@ mod conventions;
 pub mod history;
 mod record;
 mod registry;
+pub mod reply;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -14,7 +14,8 @@
 //! [`client::PartnerClient`] joins them: every call to a partner is signed (`docs/security.md`,
 //! the same scheme partners use towards the hub), optionally body-encrypted, rate-limited,
 //! bounded in concurrency and time, and watched by a [`breaker::Breaker`]; its answer is
-//! classified by [`answer::classify`] into delivered, retryable or permanent.
+//! classified by [`answer::classify`] into delivered, retryable or permanent. A delivery with a
+//! `reply` mapping is a request whose answer becomes a reply record (`hub_contracts::reply`).
 
 pub mod answer;
 pub mod backoff;

@@ -20,6 +20,12 @@
 //! path = "/api/ticket/sign"
 //! idempotency_header = "X-Idempotency-Key"
 //!
+//! [[delivery]]                  # a request whose answer carries data (docs/request-reply.md)
+//! name = "verify"
+//! mapping = "verify_request_json"
+//! reply = "verify_reply_json"   # an inbound mapping: the answer → the reply contract
+//! path = "/api/licence/verify"
+//!
 //! [[pull]]                      # one scheduled pull from a query API
 //! name = "new_tickets"
 //! mapping = "dispatch_json"     # the inbound mapping each item goes through
@@ -139,6 +145,11 @@ pub struct DeliverySpec {
     /// Header carrying the message id, for a partner that removes duplicates by it.
     #[serde(default)]
     pub idempotency_header: Option<String>,
+    /// An inbound mapping of this partner that reads the answer: the route is then a request
+    /// whose answer carries data, produced as a reply record onto that mapping's contract
+    /// (`docs/request-reply.md`). Absent: the answer only says taken or refused.
+    #[serde(default)]
+    pub reply: Option<String>,
 }
 
 fn default_method() -> String {
@@ -408,6 +419,45 @@ impl AdapterSet {
     pub fn get(&self, partner: &str) -> Option<&Manifest> {
         self.adapters.iter().find(|a| a.partner == partner)
     }
+
+    /// Every request's reply contract checked against the shape replies must have
+    /// ([`hub_contracts::reply::reply_contract_problems`]), with the line of its `reply` key.
+    pub fn reply_problems(
+        &self,
+        mappings: &MappingSet,
+        catalog: &hub_contracts::Catalog,
+    ) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for m in &self.adapters {
+            let text = std::fs::read_to_string(&m.path).unwrap_or_default();
+            for d in &m.deliveries {
+                let Some(reply) = &d.reply else { continue };
+                let Some(contract) = mappings
+                    .get(&m.partner, reply)
+                    .and_then(|map| catalog.contract(&map.contract))
+                else {
+                    continue; // reported by the load already
+                };
+                let line = text
+                    .lines()
+                    .position(|l| {
+                        let t = l.trim_start();
+                        t.starts_with("reply") && t.contains(&format!("\"{reply}\""))
+                    })
+                    .map(|i| i + 1);
+                out.extend(
+                    hub_contracts::reply::reply_contract_problems(contract)
+                        .into_iter()
+                        .map(|message| Problem {
+                            path: m.path.clone(),
+                            line,
+                            message: format!("delivery `{}` key `reply`: {message}", d.name),
+                        }),
+                );
+            }
+        }
+        out
+    }
 }
 
 fn is_name(s: &str) -> bool {
@@ -463,6 +513,19 @@ fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
                 "delivery `{}`: mapping `{}` is not in mappings/{}/mappings.toml",
                 d.name, d.mapping, m.partner
             )),
+        }
+        if let Some(reply) = &d.reply {
+            match mappings.get(&m.partner, reply) {
+                Some(map) if map.direction == Direction::Inbound => {}
+                Some(_) => out.push(format!(
+                    "delivery `{}`: reply mapping `{reply}` is not an inbound mapping",
+                    d.name
+                )),
+                None => out.push(format!(
+                    "delivery `{}`: reply mapping `{reply}` is not in mappings/{}/mappings.toml",
+                    d.name, m.partner
+                )),
+            }
         }
         if !d.path.starts_with('/') {
             out.push(format!("delivery `{}`: path must start with `/`", d.name));

@@ -276,7 +276,7 @@ fn check(path: &Path) -> ExitCode {
                                 set.mappings.len(),
                                 outcomes.len()
                             ));
-                            match crate::partners::load_adapters(&loaded, &set) {
+                            match crate::partners::load_adapters(&loaded, &set, &catalog) {
                                 Ok(adapters) => {
                                     for w in &adapters.warnings {
                                         eprintln!("警告 / warning: {w}");

@@ -102,6 +102,7 @@ pub const EXPORTED: &[Metric] = &[
     m("hub_egress_messages_total", Counter, &["route", "outcome"], "Messages finished by a delivery route: delivered or dead_lettered."),
     m("hub_egress_retries_total", Counter, &["route", "reason"], "Delivery attempts that will be retried, by reason code."),
     m("hub_egress_dead_letters_total", Counter, &["route", "reason"], "Messages written to the dead-letter topic, by reason code."),
+    m("hub_egress_replies_total", Counter, &["route", "outcome"], "Reply records produced for requests (routes with a reply mapping), by outcome: answered, refused, failed, or unencodable (a hub defect)."),
     m("hub_egress_replays_total", Counter, &["route"], "Dead letters replayed to a route."),
     m("hub_egress_delivery_seconds", Histogram, &["route"], "Time from a record's pick-up to its delivery, retries included."),
     m("hub_egress_held_messages", Gauge, &["route"], "Records a route has read and not finished (bounded by its window)."),

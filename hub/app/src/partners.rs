@@ -18,13 +18,22 @@ pub struct Plan {
     pub auth: std::collections::HashMap<String, hub_protocols::AuthSpec>,
 }
 
-/// Loads the adapter manifests (checked against the mappings).
+/// Loads the adapter manifests (checked against the mappings, and each request's reply
+/// contract against the shape replies must have).
 pub fn load_adapters(
     loaded: &Loaded<HubConfig>,
     mappings: &hub_mapping::MappingSet,
+    catalog: &hub_contracts::Catalog,
 ) -> Result<AdapterSet, Vec<String>> {
     let dir = loaded.resolve(&loaded.config.adapters.dir);
-    AdapterSet::load(&dir, mappings).map_err(|p| p.iter().map(ToString::to_string).collect())
+    let set = AdapterSet::load(&dir, mappings)
+        .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let problems = set.reply_problems(mappings, catalog);
+    if problems.is_empty() {
+        Ok(set)
+    } else {
+        Err(problems.iter().map(ToString::to_string).collect())
+    }
 }
 
 /// Joins the manifests with the partner sections; every name that does not resolve is a

@@ -198,7 +198,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         }
     };
     // Adapters and partners are checked before anything takes traffic.
-    let plan = match crate::partners::load_adapters(&loaded, &mappings)
+    let plan = match crate::partners::load_adapters(&loaded, &mappings, &catalog)
         .and_then(|adapters| crate::partners::plan(&loaded, &adapters))
     {
         Ok(p) => p,

@@ -11,6 +11,7 @@ use hub_adapter::breaker::Permit;
 use hub_adapter::manifest::{AnswerSpec, DeliverySpec};
 use hub_adapter::PartnerClient;
 use hub_bus::{BusSection, Consumer, Delivery, Lifecycle, Producer};
+use hub_contracts::reply::ReplyOutcome;
 use hub_contracts::{Catalog, Contract};
 use hub_mapping::{Direction, Mapping, MappingSet};
 use hub_security::field::FieldCipher;
@@ -91,6 +92,14 @@ struct Route {
     mapping: Mapping,
     contract: Contract,
     dead_letters: Contract,
+    /// For a request: the mapping that reads the answer and its reply contract.
+    reply: Option<Reply>,
+}
+
+/// The reply side of a request route (`docs/request-reply.md`).
+struct Reply {
+    mapping: Mapping,
+    contract: Contract,
 }
 
 /// Starts one worker per route on the lifecycle; each stops when the lifecycle's token is
@@ -124,6 +133,35 @@ pub fn start_routes(
                 mapping.contract
             ))
         })?;
+        let reply = match &spec.delivery.reply {
+            None => None,
+            Some(reply) => {
+                let mapping = ctx
+                    .mappings
+                    .get(&spec.partner, reply)
+                    .filter(|m| m.direction == Direction::Inbound)
+                    .cloned()
+                    .ok_or_else(|| {
+                        EgressError::Config(format!(
+                            "{name}: reply mapping `{reply}` is not an inbound mapping"
+                        ))
+                    })?;
+                let contract = ctx.contract(&mapping.contract).cloned().ok_or_else(|| {
+                    EgressError::Config(format!(
+                        "{name}: reply contract `{}` is not loaded",
+                        mapping.contract
+                    ))
+                })?;
+                let problems = hub_contracts::reply::reply_contract_problems(&contract);
+                if !problems.is_empty() {
+                    return Err(EgressError::Config(format!(
+                        "{name}: {}",
+                        problems.join("; ")
+                    )));
+                }
+                Some(Reply { mapping, contract })
+            }
+        };
         // The worker stops reading while its window is full (a key retrying for up to its
         // retry budget). It must stay in the group meanwhile: librdkafka's poll-interval check
         // would otherwise evict it after 5 minutes. Heartbeats (the session) still detect a
@@ -143,6 +181,7 @@ pub fn start_routes(
                 mapping,
                 contract,
                 dead_letters: dead_letters.clone(),
+                reply,
             }),
             consumer,
         ));
@@ -321,7 +360,8 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
             Ok(e) => e.clone(),
             Err(e) => {
                 let f = failure("EGRESS_MALFORMED", format!("the envelope headers are not valid: {e}"), 0);
-                return give_up(route, &d, f, token).await;
+                // Without its envelope the request has no id to answer to: a dead letter only.
+                return give_up(route, &d, f, None, token).await;
             }
         };
         let framed = d.payload.as_deref().unwrap_or_default();
@@ -337,7 +377,8 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
             Ok(r) => r,
             Err(e) => {
                 let f = failure(e.code(), e.to_string(), 0);
-                return give_up(route, &d, f, token).await;
+                let asked = Asked { envelope: &envelope, hop: &hop, outcome: ReplyOutcome::Failed };
+                return give_up(route, &d, f, Some(asked), token).await;
             }
         };
         let spec = &route.spec.delivery;
@@ -397,6 +438,28 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
             counter!("hub_egress_attempts_total", "route" => route.name.clone(), "outcome" => verdict.reason()).increment(1);
             match verdict {
                 Verdict::Delivered { code } => {
+                    if let (Some(reply), Ok(answer)) = (&route.reply, &result) {
+                        match answered(route, reply, &envelope, answer, code.as_deref()) {
+                            Ok(n) => {
+                                if !send_reply(route, &envelope, &hop, n, ReplyOutcome::Answered, None, token).await {
+                                    return Finish::Abandoned;
+                                }
+                            }
+                            Err(e) => {
+                                // The partner answered, but not in a shape the reply contract
+                                // takes: the asking app is told, and a person looks at it.
+                                let mut f = failure(
+                                    e.code(),
+                                    format!("the answer does not fit the reply contract: {}", hub_security::mask::free_text(&e.to_string(), 500)),
+                                    attempts,
+                                );
+                                f.partner_code = code;
+                                f.partner_answer = Some(answer_text);
+                                let asked = Asked { envelope: &envelope, hop: &hop, outcome: ReplyOutcome::Failed };
+                                return give_up(route, &d, f, Some(asked), token).await;
+                            }
+                        }
+                    }
                     counter!("hub_egress_messages_total", "route" => route.name.clone(), "outcome" => "delivered").increment(1);
                     histogram!("hub_egress_delivery_seconds", &labels).record(started.elapsed().as_secs_f64());
                     info!(attempts, code = code.as_deref().unwrap_or("-"), "delivered");
@@ -407,7 +470,8 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
                     let mut f = failure(reason, format!("the partner refused the message: {answer_text}"), attempts);
                     f.partner_code = code;
                     f.partner_answer = Some(answer_text);
-                    return give_up(route, &d, f, token).await;
+                    let asked = Asked { envelope: &envelope, hop: &hop, outcome: ReplyOutcome::Refused };
+                    return give_up(route, &d, f, Some(asked), token).await;
                 }
                 Verdict::Retry { reason, code, after } => {
                     let spent = started.elapsed();
@@ -425,7 +489,8 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
                         );
                         f.partner_code = code;
                         f.partner_answer = Some(answer_text);
-                        return give_up(route, &d, f, token).await;
+                        let asked = Asked { envelope: &envelope, hop: &hop, outcome: ReplyOutcome::Failed };
+                        return give_up(route, &d, f, Some(asked), token).await;
                     }
                     counter!("hub_egress_retries_total", "route" => route.name.clone(), "reason" => reason).increment(1);
                     warn!(attempts, reason, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
@@ -483,9 +548,23 @@ fn failure(code: &str, reason: String, attempts: u32) -> Failure {
     }
 }
 
+/// The request a reply answers: its envelope, the delivery's trace hop, and how it ended.
+struct Asked<'a> {
+    envelope: &'a hub_bus::Envelope,
+    hop: &'a hub_telemetry::TraceParent,
+    outcome: ReplyOutcome,
+}
+
 /// Writes the dead letter, retrying while Kafka or the state store is away (nothing is
-/// committed until it is written, so shutdown in between loses nothing).
-async fn give_up(route: &Route, d: &Delivery, f: Failure, token: &CancellationToken) -> Finish {
+/// committed until it is written, so shutdown in between loses nothing); then, for a request,
+/// the reply that says it failed, so the asking app is never left waiting.
+async fn give_up(
+    route: &Route,
+    d: &Delivery,
+    f: Failure,
+    asked: Option<Asked<'_>>,
+    token: &CancellationToken,
+) -> Finish {
     let schema_id = route.ctx.schema_id(&route.dead_letters);
     let mut tries: u32 = 0;
     loop {
@@ -505,7 +584,7 @@ async fn give_up(route: &Route, d: &Delivery, f: Failure, token: &CancellationTo
                 counter!("hub_egress_messages_total", "route" => route.name.clone(), "outcome" => "dead_lettered").increment(1);
                 counter!("hub_egress_dead_letters_total", "route" => route.name.clone(), "reason" => f.reason_code.clone()).increment(1);
                 warn!(dead_letter = %entry.id, reason = %f.reason_code, attempts = f.attempts, "dead-lettered");
-                return Finish::Done;
+                break;
             }
             Err(e) => {
                 let wait = full_jitter(Duration::from_millis(200), Duration::from_secs(30), tries);
@@ -516,4 +595,142 @@ async fn give_up(route: &Route, d: &Delivery, f: Failure, token: &CancellationTo
             }
         }
     }
+    let (Some(reply), Some(asked)) = (&route.reply, asked) else {
+        return Finish::Done;
+    };
+    let record = hub_contracts::reply::failed_record(
+        &reply.contract,
+        &asked.envelope.message_id.to_string(),
+        &asked.envelope.object_id,
+        hub_contracts::reply::NotAnswered {
+            outcome: asked.outcome,
+            reason_code: &f.reason_code,
+            reason: &f.reason,
+            partner_code: f.partner_code.as_deref(),
+        },
+        &now_text(),
+    );
+    let schema_id = route.ctx.schema_id(&reply.contract);
+    match hub_pipeline::frame_record(&reply.contract, &route.ctx.cipher, schema_id, record) {
+        Ok(n) => {
+            let sent = send_reply(
+                route,
+                asked.envelope,
+                asked.hop,
+                n,
+                asked.outcome,
+                Some(&f.reason_code),
+                token,
+            )
+            .await;
+            if sent {
+                Finish::Done
+            } else {
+                Finish::Abandoned
+            }
+        }
+        // The reply contract passed the shape check at start, so this is a hub defect; the
+        // dead letter holds the request for a replay once it is fixed.
+        Err(e) => {
+            tracing::error!(code = e.code(), error = %e, "the failure reply could not be made");
+            counter!("hub_egress_replies_total", "route" => route.name.clone(), "outcome" => "unencodable").increment(1);
+            Finish::Done
+        }
+    }
+}
+
+/// The partner's answer through the reply mapping, with the hub's fields set.
+fn answered(
+    route: &Route,
+    reply: &Reply,
+    request: &hub_bus::Envelope,
+    answer: &hub_adapter::PartnerAnswer,
+    partner_code: Option<&str>,
+) -> Result<hub_pipeline::Normalized, hub_pipeline::NormalizeError> {
+    let request_id = request.message_id.to_string();
+    hub_pipeline::normalize_with(
+        &reply.mapping,
+        &route.ctx.catalog,
+        &route.ctx.cipher,
+        |c| route.ctx.schema_id(c),
+        &answer.body,
+        |record| {
+            hub_contracts::reply::complete_answered(
+                record,
+                &reply.contract,
+                &request_id,
+                &request.object_id,
+                partner_code,
+                &now_text(),
+            )
+        },
+    )
+}
+
+/// Produces a reply (acks=all) as a message caused by the request, in its correlation and its
+/// trace; retries while Kafka is away. `false`: shutdown came first (the request will be read
+/// and sent again, and answered again: apps take the latest reply of a request).
+async fn send_reply(
+    route: &Route,
+    request: &hub_bus::Envelope,
+    hop: &hub_telemetry::TraceParent,
+    reply: hub_pipeline::Normalized,
+    outcome: ReplyOutcome,
+    reason_code: Option<&str>,
+    token: &CancellationToken,
+) -> bool {
+    let mut envelope = reply.envelope(&route.spec.partner, &route.spec.partner);
+    envelope.correlation_id = request.correlation_id.clone();
+    envelope.causation_id = Some(request.message_id);
+    envelope.traceparent = Some(hop.to_string());
+    let mut tries: u32 = 0;
+    loop {
+        tries += 1;
+        match route
+            .ctx
+            .producer
+            .send(&reply.topic, &envelope, &reply.framed)
+            .await
+        {
+            Ok(put) => {
+                counter!("hub_egress_replies_total", "route" => route.name.clone(), "outcome" => outcome.as_str()).increment(1);
+                info!(reply = %envelope.message_id, outcome = outcome.as_str(), topic = %reply.topic, "replied");
+                let detail = serde_json::json!({
+                    "route": route.name, "outcome": outcome.as_str(), "reason_code": reason_code,
+                    "reply_message_id": envelope.message_id.to_string(),
+                    "topic": put.topic, "partition": put.partition, "offset": put.offset,
+                });
+                route.ctx.state.trace_event(
+                    hub_state::TraceEvent::new("replied", request.message_id.to_string())
+                        .correlation(request.correlation_id.as_str())
+                        .object(request.object_id.as_str())
+                        .detail(detail),
+                );
+                let (event_type, version) =
+                    (envelope.event_type.clone(), envelope.contract_version);
+                route.ctx.state.trace_event(
+                    hub_state::TraceEvent::new("produced", envelope.message_id.to_string())
+                        .correlation(envelope.correlation_id.as_str())
+                        .object(envelope.object_id.as_str())
+                        .detail(serde_json::json!({
+                            "contract": event_type, "version": version,
+                            "topic": put.topic, "partition": put.partition, "offset": put.offset,
+                        })),
+                );
+                return true;
+            }
+            Err(e) => {
+                let wait = full_jitter(Duration::from_millis(200), Duration::from_secs(30), tries);
+                warn!(code = e.code(), error = %e, wait_ms = wait.as_millis() as u64, "the reply could not be produced; retrying");
+                if !pause(wait, token).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Now, as contracts write times (RFC 3339, China Standard Time, milliseconds).
+fn now_text() -> String {
+    hub_bus::now_shanghai().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
 }

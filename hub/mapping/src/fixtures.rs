@@ -85,6 +85,39 @@ pub fn run_fixtures(set: &MappingSet, catalog: &Catalog) -> Vec<FixtureOutcome> 
     out
 }
 
+/// The request id a reply fixture's record carries (`hub_contracts::reply`).
+pub const FIXTURE_REQUEST_ID: &str = "00000000-0000-0000-0000-000000000000";
+/// The time a reply fixture's record gets when its mapping sets no `occurred_at`.
+pub const FIXTURE_NOW: &str = "2000-01-01T08:00:00.000+08:00";
+
+/// An inbound case: the record as it reaches Kafka. A reply mapping's record is completed with
+/// the hub's fields first, as the egress does (`request_id` [`FIXTURE_REQUEST_ID`], `outcome`
+/// `answered`, no partner code, `occurred_at` [`FIXTURE_NOW`] when the program sets none), so
+/// its expected output shows them.
+fn inbound_case(
+    m: &Mapping,
+    catalog: &Catalog,
+    body: &[u8],
+) -> Result<serde_json::Value, crate::MappingError> {
+    let reply = catalog
+        .contract(&m.contract)
+        .filter(|c| hub_contracts::reply::is_reply_contract(c));
+    let Some(contract) = reply else {
+        return m.inbound(body, catalog);
+    };
+    let mut record = m.inbound_unvalidated(body)?;
+    hub_contracts::reply::complete_answered(
+        &mut record,
+        contract,
+        FIXTURE_REQUEST_ID,
+        "",
+        None,
+        FIXTURE_NOW,
+    );
+    m.validate(&record, catalog)?;
+    Ok(record)
+}
+
 fn run_case(
     m: &Mapping,
     catalog: &Catalog,
@@ -99,8 +132,7 @@ fn run_case(
         Err(e) => return Some(format!("cannot read: {e}")),
     };
     let result: Result<Vec<u8>, crate::MappingError> = match m.direction {
-        Direction::Inbound => m
-            .inbound(&body, catalog)
+        Direction::Inbound => inbound_case(m, catalog, &body)
             .map(|record| serde_json::to_vec(&record).unwrap_or_default()),
         Direction::Answer => match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(answer) => m.outbound(&answer),

@@ -11,5 +11,7 @@ pub mod normalize;
 pub mod outbound;
 pub mod pii;
 
-pub use normalize::{normalize, split_topic, stage_done, NormalizeError, Normalized};
+pub use normalize::{
+    frame_record, normalize, normalize_with, split_topic, stage_done, NormalizeError, Normalized,
+};
 pub use outbound::{read_record, render, OutboundError, Rendered};

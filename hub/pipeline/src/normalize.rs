@@ -62,6 +62,18 @@ pub enum NormalizeError {
     Invalid(Vec<RecordError>),
 }
 
+impl NormalizeError {
+    /// The stable code (`docs/errors.md`), for dead letters, replies and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            NormalizeError::NoContract(_) => "NORMALIZE_NO_CONTRACT",
+            NormalizeError::Mapping(m) => m.code,
+            NormalizeError::Unprotected(_) => "PERSONAL_DATA_UNPROTECTED",
+            NormalizeError::Invalid(_) => "MAPPING_OUTPUT_INVALID",
+        }
+    }
+}
+
 /// Maps `body` with the inbound `mapping`, validates it, seals its personal fields and frames
 /// the Avro encoding with `schema_id(contract)`.
 pub fn normalize(
@@ -70,6 +82,19 @@ pub fn normalize(
     cipher: &FieldCipher,
     schema_id: impl Fn(&Contract) -> u32,
     body: &[u8],
+) -> Result<Normalized, NormalizeError> {
+    normalize_with(mapping, catalog, cipher, schema_id, body, |_| {})
+}
+
+/// As [`normalize`], with `complete` applied to what the mapping made before it is validated:
+/// the hub's own fields of a record, such as a reply's `request_id` and `outcome`.
+pub fn normalize_with(
+    mapping: &Mapping,
+    catalog: &Catalog,
+    cipher: &FieldCipher,
+    schema_id: impl Fn(&Contract) -> u32,
+    body: &[u8],
+    complete: impl FnOnce(&mut Value),
 ) -> Result<Normalized, NormalizeError> {
     let contract = catalog
         .contract(&mapping.contract)
@@ -82,9 +107,42 @@ pub fn normalize(
     // `encode` after sealing); the mapping's own check runs only to explain a failure, on the
     // record as the program made it, so every refusal is the one it was with two passes.
     let mut record = mapping.inbound_unvalidated(body)?;
-    let unsealed = (!contract.pii.is_empty()).then(|| record.clone());
-    let explain = |record: &Value| mapping.validate(record, catalog);
+    complete(&mut record);
     let started = stage_done("map", started);
+    seal_and_frame(
+        contract,
+        cipher,
+        schema_id(contract),
+        record,
+        started,
+        |record| mapping.validate(record, catalog),
+    )
+}
+
+/// A record the hub made itself (not a partner's bytes through a mapping), sealed, validated
+/// and framed like a mapped one: e.g. the reply that says a request failed.
+pub fn frame_record(
+    contract: &Contract,
+    cipher: &FieldCipher,
+    schema_id: u32,
+    record: Value,
+) -> Result<Normalized, NormalizeError> {
+    seal_and_frame(contract, cipher, schema_id, record, Instant::now(), |_| {
+        Ok(())
+    })
+}
+
+/// Seals, encodes and frames `record` of `contract`; `explain` names what is wrong with the
+/// record as it was before sealing when it does not encode.
+fn seal_and_frame(
+    contract: &Contract,
+    cipher: &FieldCipher,
+    schema_id: u32,
+    mut record: Value,
+    started: Instant,
+    explain: impl Fn(&Value) -> Result<(), MappingError>,
+) -> Result<Normalized, NormalizeError> {
+    let unsealed = (!contract.pii.is_empty()).then(|| record.clone());
     let object_id = record
         .get(&contract.declaration.key)
         .and_then(Value::as_str)
@@ -107,7 +165,7 @@ pub fn normalize(
             return Err(NormalizeError::Invalid(errors));
         }
     };
-    let framed = hub_contracts::frame(schema_id(contract), &datum);
+    let framed = hub_contracts::frame(schema_id, &datum);
     stage_done("encode", started);
     Ok(Normalized {
         topic: contract.declaration.topic.clone(),

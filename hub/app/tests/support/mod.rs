@@ -116,17 +116,23 @@ pub fn start_serving_env(
             repo().join("mappings").display()
         ),
     );
+    serve_config(&path, &format!("http://127.0.0.1:{port}"), env)
+}
+
+/// `hub serve` with a configuration the test wrote itself, whose admin listener is at `admin`
+/// (`http://127.0.0.1:<port>`), with `HUB_*` overrides in the environment.
+pub fn serve_config(config: &Path, admin: &str, env: &[(&str, &str)]) -> Serving {
     let mut cmd = Command::new(HUB);
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB_")) {
         cmd.env_remove(k);
     }
     cmd.envs(env.iter().copied());
     let child = cmd
-        .args(["serve", "--config", path.to_str().unwrap()])
+        .args(["serve", "--config", config.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .expect("hub serve starts");
-    Serving::new(child, format!("http://127.0.0.1:{port}"))
+    Serving::new(child, admin.to_string())
 }
 
 /// Polls `url` until it answers `status`, for at most `within`.
