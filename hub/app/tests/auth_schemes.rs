@@ -34,6 +34,19 @@ fn adapters_with(dir: &std::path::Path, auth: &str) -> std::path::PathBuf {
     adapters
 }
 
+/// The gateway's OpenAPI document, checked by an independent OpenAPI 3 validator.
+async fn openapi(gateway: &str) -> Value {
+    let doc: Value = reqwest::get(format!("{gateway}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let verdict: Vec<String> = peer::run("openapi_validate.py", &json!([doc]));
+    assert_eq!(verdict, ["ok"], "the document is not valid OpenAPI 3");
+    doc
+}
+
 /// The query string of a push signed by Python with HMAC-SHA256 over the sorted parameters.
 fn signed_query(app_key: &str, ts: i64, nonce: &str, body: &[u8], secret: &str) -> String {
     let digest = hex::encode(hub_protocols::digest::sha256(body));
@@ -74,6 +87,36 @@ async fn an_app_key_sign_partner_pushes_through_the_gateway() {
     )
     .await;
     let gateway = format!("http://127.0.0.1:{port}");
+    // The OpenAPI document tells the integrator this partner's scheme, not hub-v1's.
+    let doc = openapi(&gateway).await;
+    let op = &doc["paths"][PATH]["post"];
+    assert_eq!(op["x-hub-auth"]["scheme"], "app-key-sign", "{op}");
+    assert_eq!(op["x-hub-auth"]["digest"], "hmac-sha256", "{op}");
+    assert_eq!(op["x-hub-auth"]["placement"], "query", "{op}");
+    let required: Vec<&String> = op["security"][0].as_object().unwrap().keys().collect();
+    assert_eq!(
+        required,
+        [
+            "hotline12345.appKey",
+            "hotline12345.nonce",
+            "hotline12345.sign",
+            "hotline12345.timestamp"
+        ]
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["hotline12345.sign"],
+        json!({"type": "apiKey", "in": "query", "name": "sign", "description": "签名 / signature"})
+    );
+    // Partners without `[auth]` keep hub-v1's headers in the same document.
+    let other = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(path, _)| !path.starts_with("/v1/hotline12345/"))
+        .map(|(_, item)| item["post"].clone())
+        .expect("another partner's path");
+    assert_eq!(other["x-hub-auth"], json!({"scheme": "hub-v1"}));
+    assert!(other["security"][0]["signature"].is_array(), "{other}");
     let body = std::fs::read(
         repo().join("mappings/hotline12345/fixtures/dispatch_json/normal.input.json"),
     )
@@ -197,6 +240,16 @@ async fn an_oauth2_partner_gets_a_token_and_pushes_with_it() {
     )
     .await;
     let gateway = format!("http://127.0.0.1:{port}");
+    let doc = openapi(&gateway).await;
+    let op = &doc["paths"][PATH]["post"];
+    assert_eq!(op["x-hub-auth"]["scheme"], "oauth2-client-credentials");
+    assert_eq!(op["security"], json!([{"hotline12345.oauth2": []}]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["hotline12345.oauth2"]["flows"]["clientCredentials"]
+            ["tokenUrl"],
+        "/v1/oauth2/token"
+    );
+    assert!(doc["paths"]["/v1/oauth2/token"]["post"].is_object());
     let client = reqwest::Client::new();
     let token_request = |form: String, basic: Option<(&str, &str)>| {
         let mut req = client

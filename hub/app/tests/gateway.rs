@@ -954,6 +954,8 @@ async fn the_openapi_document_describes_every_entry_and_error_code() {
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
+    let verdict: Vec<String> = peer::run("openapi_validate.py", &json!([doc]));
+    assert_eq!(verdict, ["ok"], "the document is not valid OpenAPI 3");
     let catalog = hub_contracts::load_dir(&repo().join("contracts/schemas")).unwrap();
     let set = hub_mapping::MappingSet::load(&repo().join("mappings"), &catalog).unwrap();
     let inbound: Vec<String> = set

@@ -117,14 +117,14 @@ fn synthetic(dir: &Path) -> Synthetic {
     }
 }
 
-fn config(dir: &Path, s: &Synthetic, base_url: &str, admin: u16) -> PathBuf {
+fn config(dir: &Path, s: &Synthetic, base_url: &str, admin: u16, gateway: u16) -> PathBuf {
     write_config(
         dir,
         &format!(
             "[hub]\nprofile = \"development\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\n\
              [bus]\nbootstrap_servers = \"{}\"\n[state]\nurl = \"sqlite://state/hub.db\"\n\
              [contracts]\ndir = \"{}\"\n[mappings]\ndir = \"{}\"\n[adapters]\ndir = \"{}\"\n\
-             [log]\nformat = \"json\"\n[gateway]\nlisten = \"127.0.0.1:{}\"\nplain_http = true\nkey_ring = \"{}\"\n\
+             [log]\nformat = \"json\"\n[gateway]\nlisten = \"127.0.0.1:{gateway}\"\nplain_http = true\nkey_ring = \"{}\"\n\
              [egress]\ncommit_interval_ms = 200\ngroup_prefix = \"rr-{}\"\n\
              [partners.synthetic_lookup]\nbase_url = \"{base_url}\"\napp_id = \"licensing-app\"\n\
              hmac_secret = \"{SECRET}\"\ntimeout_ms = 500\nmax_attempts = 2\n\
@@ -133,7 +133,6 @@ fn config(dir: &Path, s: &Synthetic, base_url: &str, admin: u16) -> PathBuf {
             s.contracts.display(),
             s.mappings.display(),
             s.adapters.display(),
-            free_port(),
             repo().join("ops/dev-keyring.toml").display(),
             uuid::Uuid::new_v4().simple(),
         ),
@@ -211,8 +210,8 @@ async fn every_request_ends_in_one_reply_answered_refused_or_failed() {
     let s = synthetic(dir.path());
     let partner = Arc::new(LookupPartner::default());
     let base_url = serve(&partner).await;
-    let admin = free_port();
-    let config = config(dir.path(), &s, &base_url, admin);
+    let (admin, gateway) = (free_port(), free_port());
+    let config = config(dir.path(), &s, &base_url, admin, gateway);
     let check = hub(&["check", "--config", config.to_str().unwrap()], &[]);
     assert!(check.status.success(), "{}", text(&check.stderr));
     let serving = serve_config(&config, &format!("http://127.0.0.1:{admin}"), &[]);
@@ -222,6 +221,20 @@ async fn every_request_ends_in_one_reply_answered_refused_or_failed() {
         Duration::from_secs(60),
     )
     .await;
+
+    // A reply is produced by the hub for its own request, never pushed: the gateway neither
+    // serves nor documents the reply mapping.
+    let doc: Value = reqwest::get(format!("http://127.0.0.1:{gateway}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(
+        !paths.contains_key("/v1/synthetic_lookup/verify_reply"),
+        "{doc}"
+    );
 
     let producer = Producer::new(&bus_section("rr-test")).unwrap();
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -349,7 +362,13 @@ fn a_reply_contract_without_the_reply_fields_is_refused_by_check_with_its_line()
     );
     assert_ne!(broken, text_, "the test must change the reply mapping");
     std::fs::write(&file, broken).unwrap();
-    let config = config(dir.path(), &s, "http://127.0.0.1:9", free_port());
+    let config = config(
+        dir.path(),
+        &s,
+        "http://127.0.0.1:9",
+        free_port(),
+        free_port(),
+    );
     let out = hub(&["check", "--config", config.to_str().unwrap()], &[]);
     assert!(!out.status.success());
     let err = text(&out.stderr);

@@ -8,7 +8,6 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hub_mapping::Direction;
 use hub_pipeline::{normalize, NormalizeError};
 use hub_state::{Receipt, ReceiptFingerprint, TraceEvent};
 use serde_json::{json, Value};
@@ -283,11 +282,7 @@ async fn handle(
         Err(code) => return refuse_app(ApiError::new(code, id)),
     };
 
-    let Some(mapping) = gw
-        .mappings
-        .get(partner, mapping_name)
-        .filter(|m| m.direction == Direction::Inbound)
-    else {
+    let Some(mapping) = gw.pushable(partner, mapping_name) else {
         return refuse_app(ApiError::new(ErrorCode::RouteNotFound, id));
     };
     // Idempotency: the partner's own id of this push, when it sends one.

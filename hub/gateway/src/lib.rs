@@ -90,6 +90,9 @@ pub struct Gateway {
     pub(crate) schemes: HashMap<String, std::sync::Arc<dyn hub_protocols::InboundVerifier>>,
     /// Every partner's declared scheme (the token endpoint reads the oauth2 ones).
     pub(crate) auth_specs: HashMap<String, hub_protocols::AuthSpec>,
+    /// Topics of the reply contracts (`docs/request-reply.md`), found once at start: a reply is
+    /// produced by the egress for a request the hub made, never pushed by a partner.
+    reply_topics: std::collections::HashSet<String>,
 }
 
 /// Key files, resolved against the configuration file's folder.
@@ -239,9 +242,16 @@ impl Gateway {
             .filter(|(_, spec)| **spec != hub_protocols::AuthSpec::HubV1)
             .map(|(partner, spec)| (partner.clone(), spec.verifier()))
             .collect();
+        let reply_topics = catalog
+            .contracts
+            .iter()
+            .filter(|c| hub_contracts::reply::is_reply_contract(c))
+            .map(|c| c.declaration.topic.clone())
+            .collect();
         Ok(Self {
             schemes,
             auth_specs: auth,
+            reply_topics,
             config,
             apps,
             catalog,
@@ -259,9 +269,18 @@ impl Gateway {
         })
     }
 
+    /// The mapping a partner may push to at `/v1/{partner}/{mapping}`: an inbound one that is
+    /// not a reply mapping.
+    pub fn pushable(&self, partner: &str, mapping: &str) -> Option<&hub_mapping::Mapping> {
+        self.mappings
+            .get(partner, mapping)
+            .filter(|m| m.direction == hub_mapping::Direction::Inbound)
+            .filter(|m| !self.reply_topics.contains(&m.contract))
+    }
+
     /// The partners' router.
     pub fn router(self: Arc<Self>) -> Router {
-        let openapi = Arc::new(openapi::document(&self.mappings));
+        let openapi = Arc::new(openapi::document(&self));
         Router::new()
             .route(
                 "/openapi.json",

@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use hub_mapping::Direction;
-
 use crate::Gateway;
 
 /// The label standing for a path the hub does not serve.
@@ -16,10 +14,7 @@ const UNKNOWN: &str = "unknown";
 
 /// `(partner, route)` labels of `POST /v1/{partner}/{mapping}`, bounded by what is loaded.
 fn route_labels(gw: &Gateway, partner: &str, mapping: &str) -> (String, String) {
-    let known = gw
-        .mappings
-        .get(partner, mapping)
-        .is_some_and(|m| m.direction == Direction::Inbound);
+    let known = gw.pushable(partner, mapping).is_some();
     if known {
         (partner.to_string(), format!("{partner}/{mapping}"))
     } else {

@@ -32,14 +32,14 @@ use crate::{
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// Vendors whose scheme is implemented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum Vendor {
     #[serde(rename = "aws-sigv4")]
     AwsSigV4,
 }
 
 /// `[auth]` with `scheme = "ak-sk"`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AkSkSpec {
     #[serde(default = "default_vendor")]

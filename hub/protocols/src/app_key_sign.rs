@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// Where the app key, timestamp, nonce and signature travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Placement {
     /// Query parameters.
@@ -42,7 +42,7 @@ pub enum Placement {
 }
 
 /// What of the body is signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyPart {
     /// Nothing of the body (beyond form fields with `placement = "form"`).
@@ -56,7 +56,7 @@ pub enum BodyPart {
 }
 
 /// Case of parameter names before sorting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Case {
     Keep,
@@ -65,7 +65,7 @@ pub enum Case {
 }
 
 /// How the secret joins the string for unkeyed digests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretMode {
     /// `<string>&<secret_param>=<secret>`.
@@ -75,7 +75,7 @@ pub enum SecretMode {
 }
 
 /// Unit of the timestamp parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeUnit {
     Ms,
@@ -83,7 +83,7 @@ pub enum TimeUnit {
 }
 
 /// `[auth]` with `scheme = "app-key-sign"`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppKeySignSpec {
     /// `sm3`, `hmac-sm3`, `sha256`, `hmac-sha256`, or `md5` (legacy; `hub check` warns).

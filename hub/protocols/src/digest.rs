@@ -7,7 +7,7 @@ use md5::Digest as _;
 use serde::Deserialize;
 
 /// A digest named in `adapter.toml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum Algorithm {
     #[serde(rename = "sm3")]
     Sm3,

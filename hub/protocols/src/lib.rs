@@ -353,6 +353,25 @@ impl AuthSpec {
         }
     }
 
+    /// The scheme and its parameters as JSON, `scheme` first among the keys it adds: never
+    /// credentials (`[auth]` holds none). The gateway's OpenAPI document shows it as
+    /// `x-hub-auth`, so an integrator sees exactly what the hub verifies.
+    pub fn describe(&self) -> serde_json::Value {
+        let params = match self {
+            AuthSpec::HubV1 => Ok(serde_json::Value::Object(Default::default())),
+            AuthSpec::AppKeySign(s) => serde_json::to_value(s),
+            AuthSpec::AkSk(s) => serde_json::to_value(s),
+            AuthSpec::Sm2Cert(s) => serde_json::to_value(s),
+            AuthSpec::OAuth2(s) => serde_json::to_value(s),
+        };
+        let mut map = match params {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        map.insert("scheme".into(), serde_json::Value::from(self.scheme()));
+        serde_json::Value::Object(map)
+    }
+
     /// Problems of the parameters beyond their types (errors and warnings).
     pub fn check(&self) -> Vec<SpecProblem> {
         match self {

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// How the client authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// `Authorization: Basic base64(id:secret)` (RFC 6749 §2.3.1, the recommended way).
@@ -34,7 +34,7 @@ pub enum ClientAuth {
 }
 
 /// `[auth]` with `scheme = "oauth2-client-credentials"`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Spec {
     /// The partner's token endpoint: a path on its base URL, or an absolute URL.
