@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document of the partner-facing endpoints, generated from the same mappings the
 //! router serves, so it cannot drift from them. Served at `GET /openapi.json` on the gateway.
 
-use hub_mapping::{Charset, Direction, Format, MappingSet};
+use hub_mapping::{Direction, MappingSet};
 use serde_json::{json, Map, Value};
 
 use crate::errors::ErrorCode;
@@ -18,15 +18,8 @@ pub fn document(mappings: &MappingSet) -> Value {
         .iter()
         .filter(|m| m.direction == Direction::Inbound)
     {
-        let charset = match m.charset {
-            Charset::Utf8 => "utf-8",
-            Charset::Gbk => "GBK",
-            Charset::Gb18030 => "GB18030",
-        };
-        let media = match m.format {
-            Format::Json => format!("application/json; charset={charset}"),
-            Format::Xml => format!("application/xml; charset={charset}"),
-        };
+        // The mapping's own media type (JSON, XML or a form), so this cannot drift from it.
+        let media = m.content_type();
         let path = format!("/v1/{}/{}", m.partner, m.name);
         paths.insert(
             path,
