@@ -513,6 +513,119 @@ mod tests {
         assert_eq!(post.content_type, "application/json; charset=utf-8");
     }
 
+    /// The problems `check` finds in a manifest text, as `line: message`.
+    fn problems(text: &str, dir: &Path) -> Vec<String> {
+        let m: Manifest = toml::from_str(text).unwrap();
+        check(
+            &m,
+            text,
+            Path::new("adapter.toml"),
+            dir,
+            &MappingSet::default(),
+        )
+        .into_iter()
+        .map(|p| format!("{}: {}", p.line.unwrap_or(0), p.message))
+        .collect()
+    }
+
+    #[test]
+    fn check_locates_each_transport_and_paging_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"partner = "p"
+[answer]
+fault_code = "/detail/Code"
+[[delivery]]
+name = "a"
+mapping = "m"
+path = "/a"
+soap_action = "urn:x"
+[[delivery]]
+name = "b"
+mapping = "m"
+path = "/b"
+transport = "soap11"
+[[pull]]
+name = "q"
+mapping = "m"
+path = "/q"
+every_ms = 1000
+paging = "cursor"
+[pull.request]
+n = "{page}"
+[pull.response]
+items = "/items"
+item_id = "/id"
+"#;
+        let got = problems(text, dir.path());
+        let expect = [
+            "3: key `answer.fault_code`: 只用于 SOAP 应答",
+            "8: delivery `a`: key `delivery.soap_action`: 只用于 soap11/soap12",
+            "13: delivery `b`: key `delivery.transport`: SOAP 投递需要 `[answer] format = \"soap\"`",
+            "9: delivery `b`: key `delivery.soap_action`: SOAP 1.1 需要 soap_action",
+            "13: delivery `b`: key `delivery.transport`: SOAP 合作方的 WSDL",
+            "19: pull `q`: key `pull.paging`: 请求参数中须有 {cursor}",
+            "21: pull `q`: key `pull.n`: {page} 不属于 paging = \"cursor\"",
+            "19: pull `q`: key `pull.paging`: 游标分页需要 response.next_cursor",
+        ];
+        for e in expect {
+            assert!(got.iter().any(|g| g.starts_with(e)), "{e} not in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn check_finds_soap_actions_in_the_wsdl_and_refuses_soap_pulls() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s.wsdl"),
+            r#"<definitions><binding><operation name="A"><soap:operation xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" soapAction="urn:a"/></operation></binding></definitions>"#,
+        )
+        .unwrap();
+        let text = r#"partner = "p"
+wsdl = "s.wsdl"
+[answer]
+format = "soap"
+[[delivery]]
+name = "ok"
+mapping = "m"
+path = "/a"
+transport = "soap12"
+soap_action = "urn:a"
+[[delivery]]
+name = "unknown"
+mapping = "m"
+path = "/a"
+transport = "soap11"
+soap_action = "urn:b"
+[[pull]]
+name = "q"
+mapping = "m"
+path = "/q"
+every_ms = 1000
+[pull.response]
+items = "/items"
+item_id = "/id"
+"#;
+        let got = problems(text, dir.path());
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(
+            got[0].starts_with("16: delivery `unknown`: key `delivery.soap_action`: WSDL"),
+            "{got:#?}"
+        );
+        assert!(got[0].contains("urn:b"), "{got:#?}");
+        assert!(
+            got[1].starts_with("20: pull `q`: key `pull.path`: 未实现"),
+            "{got:#?}"
+        );
+        let missing = text.replace("s.wsdl", "none.wsdl");
+        let got = problems(&missing, dir.path());
+        assert!(
+            got.iter()
+                .any(|g| g.starts_with("2: key `wsdl`: 无法读取 WSDL")),
+            "{got:#?}"
+        );
+    }
+
     #[test]
     fn wsdl_actions_are_read_from_both_bindings_and_hostile_wsdls_refused() {
         let wsdl = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:soap12="http://schemas.xmlsoap.org/wsdl/soap12/">
