@@ -2,9 +2,9 @@
 //! 127.0.0.1, reading what the hub sends with their own parsers): a SOAP 1.1 delivery answered
 //! first with a Server Fault (retried) then with a response; a SOAP 1.2 delivery answered with a
 //! Sender Fault whose Subcode the adapter maps to a permanent code (a dead letter with that
-//! code); a form-encoded delivery; a GET delivery with query parameters; pulls with offset/limit
-//! and with cursor paging; and `hub check` naming the file, line and key of each transport
-//! problem. The partners are synthetic, kept in `hub/app/tests/synthetic/`.
+//! code); a form-encoded delivery; a GET delivery with query parameters; a form pushed to the
+//! gateway; pulls with offset/limit and with cursor paging; and `hub check` naming the file,
+//! line and key of each transport problem. The partners are synthetic, kept in `hub/app/tests/synthetic/`.
 
 mod support;
 
@@ -268,6 +268,7 @@ fn config(dir: &Path, s: &Synthetic, base_url: &str, partner: &str) -> PathBuf {
              [state]\nurl = \"sqlite://state/hub.db\"\n[contracts]\ndir = \"{}\"\n\
              [mappings]\ndir = \"{}\"\n[adapters]\ndir = \"{}\"\n[log]\nformat = \"json\"\n\
              [gateway]\nlisten = \"127.0.0.1:{}\"\nplain_http = true\nkey_ring = \"{}\"\n\
+             [[gateway.apps]]\napp_id = \"synthetic-test\"\npartner = \"{}\"\nhmac_secret = \"{SECRET}\"\n\
              [egress]\ncommit_interval_ms = 200\ngroup_prefix = \"transports{}\"\n\
              [poller]\nlease_ttl_ms = 5000\n\
              [partners.{}]\nbase_url = \"{base_url}\"\napp_id = \"water-bureau-hub\"\n\
@@ -279,6 +280,7 @@ fn config(dir: &Path, s: &Synthetic, base_url: &str, partner: &str) -> PathBuf {
             s.adapters.display(),
             free_port(),
             repo().join("ops/dev-keyring.toml").display(),
+            s.partner,
             s.suffix,
             s.partner,
         ),
@@ -623,6 +625,81 @@ async fn a_pull_with_cursor_paging_follows_the_partners_token_until_it_ends() {
         ["", "c+3/=", "c+6/="],
         "no token first, then the partner's tokens as given; no token on the last page"
     );
+}
+
+/// Every record on `topic` about an object starting with `prefix`, decoded with `s`'s
+/// contract of that topic.
+async fn records_on_kafka(s: &Synthetic, topic: &str, prefix: &str, expected: usize) -> Vec<Value> {
+    let catalog = hub_contracts::load_dir(&s.contracts).unwrap();
+    let contract = catalog.contract(topic).unwrap().clone();
+    let group = format!("transports-records-{}", uuid::Uuid::new_v4().simple());
+    let consumer =
+        hub_bus::Consumer::new(&bus_section("transports-readback"), &group, &[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < expected {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let d = match tokio::time::timeout(wait, consumer.next()).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => panic!("reading back failed: {e}"),
+            Err(_) => panic!("only {} of {expected} records reached Kafka", out.len()),
+        };
+        if !d
+            .envelope
+            .as_ref()
+            .is_ok_and(|e| e.object_id.starts_with(prefix))
+        {
+            continue;
+        }
+        let (_, datum) = hub_contracts::unframe(d.payload.as_deref().unwrap()).unwrap();
+        out.push(contract.decode_json(None, datum).unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_form_push_at_the_gateway_is_read_as_flat_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = install(dir.path(), "synthetic_rest", "synthrest");
+    let cfg = config(dir.path(), &s, "http://127.0.0.1:9", "deliveries = []");
+    let _hub = start(&cfg).await;
+    let gateway = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .split("[gateway]\nlisten = \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let case = case_no();
+    // "办结 +1&x" percent-encoded as a browser's form would send it.
+    let body = format!("id={case}&status=%E5%8A%9E%E7%BB%93+%2B1%26x");
+    let path = "/v1/synthetic_rest/case_form";
+    let headers = hub_security::signing::SigningCredential::HmacSm3 {
+        secret: SECRET.as_bytes().to_vec(),
+    }
+    .sign_request(
+        "synthetic-test",
+        "POST",
+        path,
+        "",
+        body.as_bytes(),
+        chrono::Utc::now().timestamp_millis(),
+    );
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{gateway}{path}"))
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
+        .body(body.clone());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let answer = req.send().await.unwrap();
+    let status = answer.status().as_u16();
+    assert_eq!(status, 200, "{}", answer.text().await.unwrap_or_default());
+    let records = records_on_kafka(&s, &s.topic("synthrest.case.updated.v1"), &case, 1).await;
+    assert_eq!(records[0], json!({"case_no": case, "status": "办结 +1&x"}));
 }
 
 /// The line (1-based) of the first line of `text` containing `needle`.
