@@ -93,10 +93,10 @@ pub fn envelope(transport: Transport, operation: &[u8], label: &str) -> Vec<u8> 
 fn query_of(body: &[u8], content_type: &str) -> Result<String, Unencodable> {
     let label = charset_label(content_type);
     let charset = hub_mapping::xml::charset_from_label(&label)
-        .ok_or_else(|| Unencodable(format!("charset `{label}` is not supported")))?;
+        .ok_or_else(|| Unencodable(format!("不支持字符集 / charset `{label}` is not supported")))?;
     if content_type.starts_with("application/x-www-form-urlencoded") {
         return String::from_utf8(body.to_vec())
-            .map_err(|_| Unencodable("the form body is not ASCII".into()));
+            .map_err(|_| Unencodable("表单正文不是 ASCII / the form body is not ASCII".into()));
     }
     if !content_type.starts_with("application/json") {
         return Err(Unencodable(format!(

@@ -296,7 +296,7 @@ async fn run_windows(
                 Paging::Cursor => {
                     if next_token.is_some() && next_token == page_token {
                         return Err(RunError::Page(format!(
-                            "the partner answered page {page} with the cursor it was asked for; 合作方返回了相同的游标"
+                            "合作方对第 {page} 页返回了相同的游标 / the partner answered page {page} with the cursor it was asked for"
                         )));
                     }
                     next_token.is_none() || count == 0
