@@ -14,7 +14,9 @@
 //! | other 4xx without a listed code | permanent | `EGRESS_PARTNER_REJECTED` |
 //! | a SOAP Fault (any status; `[answer] format = "soap"`) | the listed outcome of its code, else Client/Sender permanent, Server/Receiver retry | `EGRESS_SOAP_FAULT` |
 //!
-//! A SOAP Fault's code is looked up in `[[answer.codes]]` in this order: the partner's own code
+//! A SOAP answer that is not a Fault is read like the others, its pointers addressing the
+//! content of the Body's first child (the response element of whichever operation answered,
+//! element names without their prefix), so one `[answer]` serves every operation. A SOAP Fault's code is looked up in `[[answer.codes]]` in this order: the partner's own code
 //! at `[answer] fault_code` inside the Fault, the SOAP 1.2 Subcode, then the fault code itself,
 //! each without its namespace prefix (`Client`, `Server`, `Sender`, `Receiver`,
 //! `Client.Authentication`). Unlisted, `Client*`/`Sender*` and `VersionMismatch`,
@@ -114,7 +116,8 @@ pub struct SoapFault {
     pub tree: Value,
 }
 
-/// A SOAP answer: a Fault, or the Body's first child as `{name: tree}`.
+/// A SOAP answer: a Fault, or the content of the Body's first child (the operation's
+/// response element, whatever its name, so one `[answer]` serves every operation).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SoapAnswer {
     Fault(SoapFault),
@@ -204,7 +207,7 @@ pub fn read_soap(body: &[u8]) -> Option<SoapAnswer> {
         .iter()
         .find(|(k, _)| !k.starts_with('@') && !k.starts_with('#'));
     Some(SoapAnswer::Body(match first {
-        Some((name, value)) => serde_json::json!({ name.as_str(): value.clone() }),
+        Some((_, value)) => value.clone(),
         None => serde_json::json!({}),
     }))
 }
@@ -552,8 +555,8 @@ mod tests {
     fn soap_spec() -> AnswerSpec {
         let mut s = spec();
         s.format = AnswerFormat::Soap;
-        s.code = Some("/SubmitCaseResponse/ResultCode".into());
-        s.message = Some("/SubmitCaseResponse/ResultMessage".into());
+        s.code = Some("/ResultCode".into());
+        s.message = Some("/ResultMessage".into());
         s.fault_code = Some("/detail/ErrorCode".into());
         s.codes.push(BusinessCode {
             code: "CaseClosed".into(),

@@ -38,13 +38,15 @@
 //! ```toml
 //! wsdl = "CaseService.wsdl"     # the partner's WSDL, kept beside adapter.toml
 //! [answer]
-//! format = "soap"               # the Body's first child is what `code`/`message` address
-//! code = "/SubmitCaseResponse/ResultCode"
+//! format = "soap"               # pointers address inside the Body's first child
+//! code = "/ResultCode"          # (the response element of any operation)
 //! fault_code = "/detail/ErrorCode"   # optional: the partner's own code inside a Fault
 //! [[delivery]]
 //! transport = "soap12"          # http (default) | soap11 | soap12
 //! soap_action = "urn:case#SubmitCase"   # must be in the WSDL
 //! [[pull]]
+//! transport = "soap11"          # optional: the query is a SOAP operation
+//! soap_operation = "QueryCases" # its element; the request's keys are its children
 //! paging = "cursor"             # page (default) | offset | cursor
 //! [pull.request]
 //! after = "{cursor}"
@@ -88,9 +90,9 @@ pub enum AnswerFormat {
     #[default]
     Json,
     Xml,
-    /// A SOAP 1.1 or 1.2 envelope: pointers address the Body's first child (element names
-    /// without their namespace prefix); a Fault is classified by its code
-    /// ([`crate::answer::classify`]).
+    /// A SOAP 1.1 or 1.2 envelope: pointers address the content of the Body's first child
+    /// (the operation's response element, whatever its name; element names without their
+    /// namespace prefix); a Fault is classified by its code ([`crate::answer::classify`]).
     Soap,
 }
 
@@ -275,9 +277,27 @@ pub struct PullSpec {
     /// strftime format of `{since}` and `{until}`; `epoch_ms` for Unix milliseconds.
     #[serde(default = "default_time_format")]
     pub time_format: String,
-    /// The request body (JSON) or query parameters (GET), values templated.
+    /// The request body (JSON) or query parameters (GET), values templated; over SOAP, the
+    /// children of the operation element.
     #[serde(default)]
     pub request: BTreeMap<String, toml::Value>,
+    /// `http` (default: a GET query or a JSON body), or `soap11`/`soap12`: the request as the
+    /// operation element `soap_operation` in an envelope, the page read from the SOAP answer.
+    #[serde(default)]
+    pub transport: Transport,
+    /// SOAP: the query operation's action, a `soapAction` of the adapter's WSDL.
+    #[serde(default)]
+    pub soap_action: Option<String>,
+    /// SOAP: the request's operation element (`QueryCases`).
+    #[serde(default)]
+    pub soap_operation: Option<String>,
+    /// SOAP: the operation element's namespace (`xmlns`).
+    #[serde(default)]
+    pub soap_namespace: Option<String>,
+    /// SOAP: the order of the operation's children (keys of `request`) that the partner's
+    /// schema requires; keys not listed follow, sorted.
+    #[serde(default)]
+    pub xml_order: Vec<String>,
     pub response: PullResponse,
 }
 

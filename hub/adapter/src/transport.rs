@@ -9,6 +9,9 @@
 //! | `transport = "soap11"` | the mapping's XML (the operation element) in a SOAP 1.1 `Envelope`/`Body`, `text/xml; charset=…`, header `SOAPAction: "<soap_action>"` |
 //! | `transport = "soap12"` | the same in a SOAP 1.2 envelope, `application/soap+xml; charset=…; action="<soap_action>"` |
 //!
+//! A pull over SOAP (`[[pull]] transport`) goes through [`encode_with`] too: the poller writes
+//! its parameters as the children of `soap_operation` and reads the page from the SOAP answer.
+//!
 //! The answer of a SOAP partner is read by [`crate::answer`] (`[answer] format = "soap"`): a
 //! Fault is classified by its code. A body that cannot be put on the wire (a GET whose mapping
 //! made a nested object) is refused with `EGRESS_UNENCODABLE` and dead-lettered: sending it
@@ -117,8 +120,25 @@ pub fn encode(
     body: Vec<u8>,
     content_type: &str,
 ) -> Result<Outgoing, Unencodable> {
-    let method = spec.method.to_ascii_uppercase();
-    match spec.transport {
+    encode_with(
+        spec.transport,
+        &spec.method,
+        spec.soap_action.as_deref(),
+        body,
+        content_type,
+    )
+}
+
+/// [`encode`] for any request (a delivery's or a SOAP pull's).
+pub fn encode_with(
+    transport: Transport,
+    method: &str,
+    soap_action: Option<&str>,
+    body: Vec<u8>,
+    content_type: &str,
+) -> Result<Outgoing, Unencodable> {
+    let method = method.to_ascii_uppercase();
+    match transport {
         Transport::Http if method == "GET" => Ok(Outgoing {
             query: query_of(&body, content_type)?,
             method,
@@ -142,13 +162,13 @@ pub fn encode(
                 content_type: format!("text/xml; charset={label}"),
                 headers: vec![(
                     "SOAPAction".into(),
-                    format!("\"{}\"", spec.soap_action.as_deref().unwrap_or_default()),
+                    format!("\"{}\"", soap_action.unwrap_or_default()),
                 )],
             })
         }
         Transport::Soap12 => {
             let label = charset_label(content_type);
-            let content_type = match spec.soap_action.as_deref().filter(|a| !a.is_empty()) {
+            let content_type = match soap_action.filter(|a| !a.is_empty()) {
                 Some(action) => {
                     format!("application/soap+xml; charset={label}; action=\"{action}\"")
                 }
@@ -263,68 +283,150 @@ pub fn check(
             }
         }
     };
-    for (i, d) in m.deliveries.iter().enumerate() {
-        let format = mappings.get(&m.partner, &d.mapping).map(|map| map.format);
-        let method = d.method.to_ascii_uppercase();
-        if d.transport.is_soap() {
-            if format.is_some_and(|f| f != Format::Xml) {
-                out.push(at("delivery", i, &d.name, "mapping", format!(
-                    "SOAP 的映射须输出 XML（操作元素）/ a SOAP delivery's mapping `{}` must write XML (the operation element)",
-                    d.mapping
-                )));
-            }
-            if method != "POST" {
-                out.push(at(
-                    "delivery",
-                    i,
-                    &d.name,
-                    "method",
-                    "SOAP 只用 POST / SOAP is sent with POST".into(),
-                ));
-            }
-            if !soap {
-                out.push(at("delivery", i, &d.name, "transport", "SOAP 投递需要 `[answer] format = \"soap\"` / a SOAP delivery needs `[answer] format = \"soap\"`".into()));
-            }
-            match (&d.soap_action, d.transport) {
-                (None, Transport::Soap11) => out.push(at("delivery", i, &d.name, "soap_action", "SOAP 1.1 需要 soap_action（可为空串）/ SOAP 1.1 needs `soap_action` (may be \"\")".into())),
-                (Some(a), _) if a.chars().any(|c| c == '"' || c.is_control()) => out.push(at("delivery", i, &d.name, "soap_action", "不能含引号或控制字符 / must not hold quotes or control characters".into())),
-                _ => {}
-            }
-            match (&m.wsdl, &actions, d.soap_action.as_deref()) {
-                (None, _, _) => out.push(at("delivery", i, &d.name, "transport", "SOAP 合作方的 WSDL 须放在适配器目录并以 `wsdl` 指明 / a SOAP partner keeps its WSDL in its adapter folder, named by `wsdl`".into())),
-                (Some(_), Some((wsdl, list)), Some(action)) if !action.is_empty() && !list.iter().any(|a| a == action) => {
-                    out.push(at("delivery", i, &d.name, "soap_action", format!(
-                        "WSDL {} 中没有 soapAction `{action}` / `{action}` is not a soapAction of {} (it declares {:?})",
-                        wsdl.display(), wsdl.display(), list
-                    )));
-                }
-                _ => {}
-            }
+    // The rules every SOAP request (delivery or pull) and every plain one follow.
+    let route_rules = |table: &str,
+                       i: usize,
+                       name: &str,
+                       transport: Transport,
+                       method: &str,
+                       soap_action: Option<&str>,
+                       out: &mut Vec<Problem>| {
+        let kind = if table == "delivery" {
+            "投递"
         } else {
-            if d.soap_action.is_some() {
+            "拉取"
+        };
+        if !transport.is_soap() {
+            if soap_action.is_some() {
                 out.push(at(
-                    "delivery",
+                    table,
                     i,
-                    &d.name,
+                    name,
                     "soap_action",
                     "只用于 soap11/soap12 / only for `transport = \"soap11\"` or `\"soap12\"`"
                         .into(),
                 ));
             }
             if soap {
-                out.push(at("delivery", i, &d.name, "transport", "`[answer] format = \"soap\"` 时每个投递都须是 SOAP / with `[answer] format = \"soap\"` every delivery is SOAP (a partner answering both ways is two adapters)".into()));
+                out.push(at(table, i, name, "transport", format!("`[answer] format = \"soap\"` 时每个{kind}都须是 SOAP / with `[answer] format = \"soap\"` every delivery and pull is SOAP (a partner answering both ways is two adapters)")));
             }
-            if method == "GET" && format == Some(Format::Xml) {
-                out.push(at("delivery", i, &d.name, "method", format!(
-                    "GET 只携带查询参数：映射 `{}` 须为 json 或 form / a GET carries query parameters: mapping `{}` must be json or form",
-                    d.mapping, d.mapping
+            return;
+        }
+        if !method.eq_ignore_ascii_case("POST") {
+            out.push(at(
+                table,
+                i,
+                name,
+                "method",
+                "SOAP 只用 POST / SOAP is sent with POST".into(),
+            ));
+        }
+        if !soap {
+            out.push(at(
+                table,
+                i,
+                name,
+                "transport",
+                "SOAP 需要 `[answer] format = \"soap\"` / SOAP needs `[answer] format = \"soap\"`"
+                    .into(),
+            ));
+        }
+        match (soap_action, transport) {
+            (None, Transport::Soap11) => out.push(at(
+                table,
+                i,
+                name,
+                "soap_action",
+                "SOAP 1.1 需要 soap_action（可为空串）/ SOAP 1.1 needs `soap_action` (may be \"\")"
+                    .into(),
+            )),
+            (Some(a), _) if a.chars().any(|c| c == '"' || c.is_control()) => out.push(at(
+                table,
+                i,
+                name,
+                "soap_action",
+                "不能含引号或控制字符 / must not hold quotes or control characters".into(),
+            )),
+            _ => {}
+        }
+        match (&m.wsdl, &actions, soap_action) {
+            (None, _, _) => out.push(at(table, i, name, "transport", "SOAP 合作方的 WSDL 须放在适配器目录并以 `wsdl` 指明 / a SOAP partner keeps its WSDL in its adapter folder, named by `wsdl`".into())),
+            (Some(_), Some((wsdl, list)), Some(action)) if !action.is_empty() && !list.iter().any(|a| a == action) => {
+                out.push(at(table, i, name, "soap_action", format!(
+                    "WSDL {} 中没有 soapAction `{action}` / `{action}` is not a soapAction of {} (it declares {:?})",
+                    wsdl.display(), wsdl.display(), list
                 )));
             }
+            _ => {}
+        }
+    };
+    for (i, d) in m.deliveries.iter().enumerate() {
+        let format = mappings.get(&m.partner, &d.mapping).map(|map| map.format);
+        route_rules(
+            "delivery",
+            i,
+            &d.name,
+            d.transport,
+            &d.method,
+            d.soap_action.as_deref(),
+            &mut out,
+        );
+        if d.transport.is_soap() && format.is_some_and(|f| f != Format::Xml) {
+            out.push(at("delivery", i, &d.name, "mapping", format!(
+                "SOAP 的映射须输出 XML（操作元素）/ a SOAP delivery's mapping `{}` must write XML (the operation element)",
+                d.mapping
+            )));
+        }
+        if !d.transport.is_soap()
+            && d.method.eq_ignore_ascii_case("GET")
+            && format == Some(Format::Xml)
+        {
+            out.push(at("delivery", i, &d.name, "method", format!(
+                "GET 只携带查询参数：映射 `{}` 须为 json 或 form / a GET carries query parameters: mapping `{}` must be json or form",
+                d.mapping, d.mapping
+            )));
         }
     }
     for (i, p) in m.pulls.iter().enumerate() {
-        if soap {
-            out.push(at("pull", i, &p.name, "path", "未实现：SOAP 拉取 / not implemented: pulls from a SOAP partner (pages are read as JSON)".into()));
+        route_rules(
+            "pull",
+            i,
+            &p.name,
+            p.transport,
+            &p.method,
+            p.soap_action.as_deref(),
+            &mut out,
+        );
+        if p.transport.is_soap() {
+            if p.soap_operation.as_deref().is_none_or(|o| o.is_empty()) {
+                out.push(at("pull", i, &p.name, "soap_operation", "SOAP 拉取需要请求的操作元素名 / a SOAP pull needs its request's operation element".into()));
+            }
+            for k in p.xml_order.iter().filter(|k| !p.request.contains_key(*k)) {
+                out.push(at(
+                    "pull",
+                    i,
+                    &p.name,
+                    "xml_order",
+                    format!("`{k}` 不是 request 的键 / `{k}` is not a key of `[pull.request]`"),
+                ));
+            }
+        } else {
+            for (key, set) in [
+                ("soap_operation", p.soap_operation.is_some()),
+                ("soap_namespace", p.soap_namespace.is_some()),
+                ("xml_order", !p.xml_order.is_empty()),
+            ] {
+                if set {
+                    out.push(at(
+                        "pull",
+                        i,
+                        &p.name,
+                        key,
+                        "只用于 soap11/soap12 / only for `transport = \"soap11\"` or `\"soap12\"`"
+                            .into(),
+                    ));
+                }
+            }
         }
         let values: Vec<&str> = p.request.values().filter_map(|v| v.as_str()).collect();
         let uses = |placeholder: &str| values.iter().any(|v| v.contains(placeholder));
@@ -560,7 +662,7 @@ item_id = "/id"
         let expect = [
             "3: key `answer.fault_code`: 只用于 SOAP 应答",
             "8: delivery `a`: key `delivery.soap_action`: 只用于 soap11/soap12",
-            "13: delivery `b`: key `delivery.transport`: SOAP 投递需要 `[answer] format = \"soap\"`",
+            "13: delivery `b`: key `delivery.transport`: SOAP 需要 `[answer] format = \"soap\"`",
             "9: delivery `b`: key `delivery.soap_action`: SOAP 1.1 需要 soap_action",
             "13: delivery `b`: key `delivery.transport`: SOAP 合作方的 WSDL",
             "19: pull `q`: key `pull.paging`: 请求参数中须有 {cursor}",
@@ -574,7 +676,7 @@ item_id = "/id"
     }
 
     #[test]
-    fn check_finds_soap_actions_in_the_wsdl_and_refuses_soap_pulls() {
+    fn check_finds_soap_actions_in_the_wsdl_and_wants_every_route_soap() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("s.wsdl"),
@@ -614,7 +716,7 @@ item_id = "/id"
         );
         assert!(got[0].contains("urn:b"), "{got:#?}");
         assert!(
-            got[1].starts_with("20: pull `q`: key `pull.path`: 未实现"),
+            got[1].starts_with("17: pull `q`: key `pull.transport`: `[answer] format = \"soap\"` 时每个拉取都须是 SOAP"),
             "{got:#?}"
         );
         let missing = text.replace("s.wsdl", "none.wsdl");
@@ -622,6 +724,54 @@ item_id = "/id"
         assert!(
             got.iter()
                 .any(|g| g.starts_with("2: key `wsdl`: 无法读取 WSDL")),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn a_soap_pull_needs_its_operation_and_orders_only_request_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s.wsdl"),
+            r#"<definitions><operation><soap12:operation xmlns:soap12="x" soapAction="urn:q"/></operation></definitions>"#,
+        )
+        .unwrap();
+        let text = r#"partner = "p"
+wsdl = "s.wsdl"
+[answer]
+format = "soap"
+[[pull]]
+name = "q"
+mapping = "m"
+path = "/q"
+transport = "soap12"
+soap_action = "urn:q"
+xml_order = ["From", "Nope"]
+every_ms = 1000
+[pull.request]
+From = "{since}"
+[pull.response]
+items = "/Cases/Case"
+item_id = "/Id"
+"#;
+        let got = problems(text, dir.path());
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(
+            got[0].starts_with("5: pull `q`: key `pull.soap_operation`: SOAP 拉取需要"),
+            "{got:#?}"
+        );
+        assert!(
+            got[1].starts_with("11: pull `q`: key `pull.xml_order`: `Nope` 不是 request 的键"),
+            "{got:#?}"
+        );
+        let plain = text
+            .replace("format = \"soap\"\n", "")
+            .replace("transport = \"soap12\"\n", "")
+            .replace("soap_action = \"urn:q\"\n", "");
+        let got = problems(&plain, dir.path());
+        assert!(
+            got.iter()
+                .any(|g| g.contains("key `pull.xml_order`: 只用于 soap11/soap12")),
             "{got:#?}"
         );
     }

@@ -3,7 +3,8 @@
 //! first with a Server Fault (retried) then with a response; a SOAP 1.2 delivery answered with a
 //! Sender Fault whose Subcode the adapter maps to a permanent code (a dead letter with that
 //! code); a form-encoded delivery; a GET delivery with query parameters; a form pushed to the
-//! gateway; pulls with offset/limit and with cursor paging; and `hub check` naming the file,
+//! gateway; pulls with offset/limit and with cursor paging, and from a SOAP query operation;
+//! and `hub check` naming the file,
 //! line and key of each transport problem. The partners are synthetic, kept in `hub/app/tests/synthetic/`.
 
 mod support;
@@ -89,9 +90,14 @@ async fn soap11(State(p): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     record(&p, "/soap11/CaseService", &headers, None, &body);
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok());
     let action = headers.get("soapaction").and_then(|v| v.to_str().ok());
-    if ct != Some("text/xml; charset=utf-8") || action != Some("\"urn:synthetic:case#SubmitCase\"")
-    {
+    if ct != Some("text/xml; charset=utf-8") {
         return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
+    }
+    // One endpoint, operations told apart by their action, as SOAP services do.
+    match action {
+        Some("\"urn:synthetic:case#SubmitCase\"") => {}
+        Some("\"urn:synthetic:case#QueryCases\"") => return query_cases(&p, &body),
+        _ => return StatusCode::BAD_REQUEST.into_response(),
     }
     let Some(op) = operation(&body, SOAP11) else {
         return StatusCode::BAD_REQUEST.into_response();
@@ -115,6 +121,53 @@ async fn soap11(State(p): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         "text/xml; charset=utf-8",
         format!(
             r#"<?xml version="1.0" encoding="utf-8"?><S:Envelope xmlns:S="{SOAP11}"><S:Body><ns2:SubmitCaseResponse xmlns:ns2="urn:synthetic:case"><ns2:ResultCode>0</ns2:ResultCode><ns2:ResultMessage>已受理 {case}</ns2:ResultMessage></ns2:SubmitCaseResponse></S:Body></S:Envelope>"#
+        ),
+    )
+}
+
+/// QueryCases: the items of `[From, To)` from `Offset`, `Rows` of them, as `<Case>` elements.
+/// The request's children must come in the XSD's order (From, To, Offset, Rows).
+fn query_cases(p: &Partner, body: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(body).into_owned();
+    let Some(op) = (|| {
+        let (root, tree) = hub_mapping::xml::to_value(&text).ok()?;
+        (root == "soap:Envelope" && tree["@xmlns:soap"] == SOAP11).then_some(())?;
+        tree["soap:Body"].get("QueryCases").cloned()
+    })() else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let at = |tag: &str| text.find(&format!("<{tag}>")).unwrap_or(usize::MAX);
+    if !(text.contains("<QueryCases xmlns=\"urn:synthetic:case\"><From>")
+        && at("From") < at("To")
+        && at("To") < at("Offset")
+        && at("Offset") < at("Rows"))
+    {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let n = |k: &str| op[k].as_str().and_then(|v| v.parse::<i64>().ok());
+    let (Some(from), Some(to), Some(offset), Some(rows)) =
+        (n("From"), n("To"), n("Offset"), n("Rows"))
+    else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    p.pages.lock().unwrap().push(format!("{offset}/{rows}"));
+    let cases: String = window(p, from, to)
+        .into_iter()
+        .skip(offset as usize)
+        .take(rows as usize)
+        .map(|c| {
+            format!(
+                "<c:Case><c:Id>{}</c:Id><c:Status>{}</c:Status></c:Case>",
+                c["id"].as_str().unwrap(),
+                c["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    xml(
+        StatusCode::OK,
+        "text/xml; charset=utf-8",
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP11}"><soap:Body><c:QueryCasesResponse xmlns:c="urn:synthetic:case"><c:ResultCode>0</c:ResultCode><c:Cases>{cases}</c:Cases></c:QueryCasesResponse></soap:Body></soap:Envelope>"#
         ),
     )
 }
@@ -700,6 +753,36 @@ async fn a_form_push_at_the_gateway_is_read_as_flat_fields() {
     assert_eq!(status, 200, "{}", answer.text().await.unwrap_or_default());
     let records = records_on_kafka(&s, &s.topic("synthrest.case.updated.v1"), &case, 1).await;
     assert_eq!(records[0], json!({"case_no": case, "status": "办结 +1&x"}));
+}
+
+#[tokio::test]
+async fn a_soap_pull_asks_page_by_page_in_the_xsd_order_and_reads_the_cases() {
+    let partner: Shared = Arc::default();
+    let base = serve(Arc::clone(&partner)).await;
+    let prefix = case_no();
+    seed(&partner, &prefix);
+    let dir = tempfile::tempdir().unwrap();
+    let s = install(dir.path(), "synthetic_soap", "synthsoap");
+    let cfg = config(
+        dir.path(),
+        &s,
+        &base,
+        &format!("deliveries = []\npulls = [\"{}\"]", s.pull("cases_soap")),
+    );
+    let _hub = start(&cfg).await;
+    let topic = s.topic("synthsoap.case.updated.v1");
+    let records = records_on_kafka(&s, &topic, &prefix, 7).await;
+    let mut cases: Vec<String> = records
+        .iter()
+        .map(|r| r["case_no"].as_str().unwrap().to_string())
+        .collect();
+    cases.sort();
+    cases.dedup();
+    assert_eq!(cases.len(), 7, "{records:?}");
+    assert!(records.iter().all(|r| r["status"] == "办结"));
+    // The last page holds one <Case>: read as one item, not refused as "not an array".
+    let pages = partner.pages.lock().unwrap().clone();
+    assert_eq!(pages[..3], ["0/3", "3/3", "6/3"]);
 }
 
 /// The line (1-based) of the first line of `text` containing `needle`.

@@ -410,7 +410,10 @@ async fn fetch_page(
 ) -> Result<(Vec<Value>, Option<String>), RunError> {
     let spec = &job.spec;
     let params = fill(spec, window, page, cursor);
-    let (query, body) = if spec.method == "GET" {
+    let soap = spec.transport.is_soap();
+    let (query, body) = if soap {
+        (String::new(), soap_request(spec, params)?)
+    } else if spec.method == "GET" {
         let q: Vec<String> = params
             .iter()
             .map(|(k, v)| {
@@ -432,16 +435,32 @@ async fn fetch_page(
             serde_json::to_vec(&Value::Object(params)).unwrap_or_default(),
         )
     };
+    let (method, body, content_type, headers) = if soap {
+        // The operation element in its envelope, with the SOAP content type and action.
+        let wire = hub_adapter::transport::encode_with(
+            spec.transport,
+            &spec.method,
+            spec.soap_action.as_deref(),
+            body,
+            "application/xml; charset=utf-8",
+        )
+        .map_err(|e| RunError::Config(e.to_string()))?;
+        (wire.method, wire.body, wire.content_type, wire.headers)
+    } else {
+        (
+            spec.method.clone(),
+            body,
+            "application/json; charset=utf-8".to_string(),
+            Vec::new(),
+        )
+    };
+    let headers: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.clone()))
+        .collect();
     let answer = job
         .client
-        .call(
-            &spec.method,
-            &spec.path,
-            &query,
-            body,
-            "application/json; charset=utf-8",
-            &[],
-        )
+        .call(&method, &spec.path, &query, body, &content_type, &headers)
         .await
         .map_err(|e| RunError::Partner(format!("{e:?}")))?;
     match classify(&job.answer, &answer) {
@@ -457,8 +476,20 @@ async fn fetch_page(
             )));
         }
     }
-    let doc: Value = serde_json::from_slice(&answer.body)
-        .map_err(|e| RunError::Page(format!("the page is not JSON: {e}")))?;
+    let doc: Value = if soap {
+        // The content of the response element, read within the payload limits.
+        match hub_adapter::answer::read_soap(&answer.body) {
+            Some(hub_adapter::answer::SoapAnswer::Body(doc)) => doc,
+            _ => {
+                return Err(RunError::Page(
+                    "页面不是 SOAP 应答 / the page is not a SOAP answer".into(),
+                ))
+            }
+        }
+    } else {
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| RunError::Page(format!("the page is not JSON: {e}")))?
+    };
     let next = spec
         .response
         .next_cursor
@@ -467,11 +498,40 @@ async fn fetch_page(
     match doc.pointer(&spec.response.items) {
         Some(Value::Array(items)) => Ok((items.clone(), next)),
         Some(Value::Null) | None => Ok((Vec::new(), next)),
+        // XML: one repeated element is an object, an empty container an empty string.
+        Some(Value::Object(item)) if soap => Ok((vec![Value::Object(item.clone())], next)),
+        Some(Value::String(s)) if soap && s.is_empty() => Ok((Vec::new(), next)),
         Some(_) => Err(RunError::Page(format!(
             "`{}` is not an array",
             spec.response.items
         ))),
     }
+}
+
+/// A SOAP pull's request: the operation element (`soap_operation`, in `soap_namespace`) with
+/// the filled parameters as its children, in `xml_order`.
+fn soap_request(
+    spec: &PullSpec,
+    params: serde_json::Map<String, Value>,
+) -> Result<Vec<u8>, RunError> {
+    let operation = spec
+        .soap_operation
+        .clone()
+        .ok_or_else(|| RunError::Config("soap_operation is not set".into()))?;
+    let mut element = serde_json::Map::new();
+    if let Some(ns) = &spec.soap_namespace {
+        element.insert("@xmlns".into(), Value::String(ns.clone()));
+    }
+    element.extend(params);
+    let mut order = hub_mapping::XmlOrder::new();
+    order.insert(operation.clone(), spec.xml_order.clone());
+    hub_mapping::xml::from_value_ordered(
+        &operation,
+        &Value::Object(element),
+        hub_mapping::Charset::Utf8,
+        &order,
+    )
+    .map_err(|e| RunError::Config(format!("the SOAP request cannot be written: {e}")))
 }
 
 fn text_at(item: &Value, pointer: &str) -> Option<String> {
