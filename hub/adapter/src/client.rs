@@ -187,7 +187,8 @@ impl PartnerClient {
     }
 
     /// Sends one signed request. Waits for the rate limit and a concurrency slot first (that
-    /// wait is not part of the timeout). `query` is the raw query string, already encoded.
+    /// wait is not part of the timeout). `query` is the raw query string, already encoded; an
+    /// empty `content_type` sends no `Content-Type`.
     pub async fn call(
         &self,
         method: &str,
@@ -214,14 +215,16 @@ impl PartnerClient {
             }
             None => (body, false),
         };
-        let mut headers = vec![(
-            "Content-Type".to_string(),
-            if encrypted {
-                "application/octet-stream".to_string()
-            } else {
-                content_type.to_string()
-            },
-        )];
+        // No content type for a request without one (a GET delivery's query carries its data).
+        let mut headers = Vec::new();
+        if encrypted {
+            headers.push((
+                "Content-Type".to_string(),
+                "application/octet-stream".to_string(),
+            ));
+        } else if !content_type.is_empty() {
+            headers.push(("Content-Type".to_string(), content_type.to_string()));
+        }
         if encrypted {
             headers.push((ENCRYPTION.to_string(), "SM4-GCM".to_string()));
         }

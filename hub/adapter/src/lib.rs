@@ -14,8 +14,10 @@
 //! [`client::PartnerClient`] joins them: every call to a partner is signed (`docs/security.md`,
 //! the same scheme partners use towards the hub), optionally body-encrypted, rate-limited,
 //! bounded in concurrency and time, and watched by a [`breaker::Breaker`]; its answer is
-//! classified by [`answer::classify`] into delivered, retryable or permanent. A delivery with a
-//! `reply` mapping is a request whose answer becomes a reply record (`hub_contracts::reply`).
+//! classified by [`answer::classify`] into delivered, retryable or permanent (a SOAP Fault by
+//! its code). [`transport`] puts a delivery's body on the wire: plain HTTP (JSON, XML, a form,
+//! or a GET's query string) or SOAP 1.1/1.2. A delivery with a `reply` mapping is a request
+//! whose answer becomes a reply record (`hub_contracts::reply`).
 
 pub mod answer;
 pub mod backoff;
@@ -24,6 +26,7 @@ pub mod client;
 pub mod manifest;
 pub mod partner;
 pub mod schedule;
+pub mod transport;
 
 pub use answer::{classify, Verdict};
 pub use client::{PartnerAnswer, PartnerClient};

@@ -38,6 +38,28 @@
 //! item_id = "/gdbh"
 //! ```
 //!
+//! A SOAP partner, a form or GET delivery, offset and cursor paging (docs/adapters.md,
+//! "Choosing a transport"; the encodings are [`crate::transport`]'s):
+//!
+//! ```toml
+//! wsdl = "CaseService.wsdl"     # the partner's WSDL, kept beside adapter.toml
+//! [answer]
+//! format = "soap"               # pointers address inside the Body's first child
+//! code = "/ResultCode"          # (the response element of any operation)
+//! fault_code = "/detail/ErrorCode"   # optional: the partner's own code inside a Fault
+//! [[delivery]]
+//! transport = "soap12"          # http (default) | soap11 | soap12
+//! soap_action = "urn:case#SubmitCase"   # must be in the WSDL
+//! [[pull]]
+//! transport = "soap11"          # optional: the query is a SOAP operation
+//! soap_operation = "QueryCases" # its element; the request's keys are its children
+//! paging = "cursor"             # page (default) | offset | cursor
+//! [pull.request]
+//! after = "{cursor}"
+//! [pull.response]
+//! next_cursor = "/data/next"
+//! ```
+//!
 //! ```toml
 //! [auth]                        # how the partner authenticates (docs/auth-schemes.md)
 //! scheme = "app-key-sign"       # hub-v1 (default) | app-key-sign | ak-sk | sm2-cert
@@ -74,6 +96,10 @@ pub enum AnswerFormat {
     #[default]
     Json,
     Xml,
+    /// A SOAP 1.1 or 1.2 envelope: pointers address the content of the Body's first child
+    /// (the operation's response element, whatever its name; element names without their
+    /// namespace prefix); a Fault is classified by its code ([`crate::answer::classify`]).
+    Soap,
 }
 
 /// One business code of the partner.
@@ -107,6 +133,10 @@ pub struct AnswerSpec {
     pub unknown: Outcome,
     #[serde(default)]
     pub codes: Vec<BusinessCode>,
+    /// SOAP only: pointer, inside a Fault (prefixes dropped: `/detail/ErrorCode`), to the
+    /// partner's own code; looked up in `codes` before the Subcode and the fault code.
+    #[serde(default)]
+    pub fault_code: Option<String>,
 }
 
 fn default_unknown() -> Outcome {
@@ -121,6 +151,7 @@ impl Default for AnswerSpec {
             message: None,
             unknown: default_unknown(),
             codes: Vec::new(),
+            fault_code: None,
         }
     }
 }
@@ -150,6 +181,48 @@ pub struct DeliverySpec {
     /// (`docs/request-reply.md`). Absent: the answer only says taken or refused.
     #[serde(default)]
     pub reply: Option<String>,
+    /// How the mapped body travels ([`crate::transport`]): plain HTTP, or inside a SOAP
+    /// envelope.
+    #[serde(default)]
+    pub transport: Transport,
+    /// SOAP: the operation's action (`SOAPAction` header in 1.1, the `action` parameter of
+    /// the content type in 1.2); it must appear in the adapter's WSDL.
+    #[serde(default)]
+    pub soap_action: Option<String>,
+}
+
+/// `[[delivery]] transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// The mapping's body as it is (JSON, XML or a form; `GET`: its fields as the query).
+    #[default]
+    Http,
+    /// SOAP 1.1: `text/xml`, `SOAPAction` header.
+    Soap11,
+    /// SOAP 1.2: `application/soap+xml` with an `action` parameter.
+    Soap12,
+}
+
+impl Transport {
+    pub fn is_soap(self) -> bool {
+        matches!(self, Transport::Soap11 | Transport::Soap12)
+    }
+}
+
+/// `[[pull]] paging`: how one page of a query is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Paging {
+    /// `{page}` (from 1) and `{page_size}`; the last page is the first one shorter than
+    /// `page_size`.
+    #[default]
+    Page,
+    /// `{offset}` (from 0) and `{limit}` (= `page_size`); the same end.
+    Offset,
+    /// `{cursor}`: empty on the first page, then the token found at `response.next_cursor`;
+    /// the last page is the one without a token.
+    Cursor,
 }
 
 fn default_method() -> String {
@@ -171,6 +244,9 @@ pub struct PullResponse {
     /// JSON pointer to the total number of items of the query, when the partner gives it.
     #[serde(default)]
     pub total: Option<String>,
+    /// `paging = "cursor"`: JSON pointer to the next page's token; absent or empty: the last.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// `[[pull]]`: a scheduled pull from a partner's query API.
@@ -195,6 +271,9 @@ pub struct PullSpec {
     /// Only run within these local hours, e.g. `07:00-22:00`.
     #[serde(default)]
     pub active_hours: Option<String>,
+    /// How pages are asked for; time windows (`{since}`/`{until}`) work with every mode.
+    #[serde(default)]
+    pub paging: Paging,
     #[serde(default = "default_page_size")]
     pub page_size: u32,
     /// Largest time window one run asks for; a longer gap is caught up window by window.
@@ -209,9 +288,27 @@ pub struct PullSpec {
     /// strftime format of `{since}` and `{until}`; `epoch_ms` for Unix milliseconds.
     #[serde(default = "default_time_format")]
     pub time_format: String,
-    /// The request body (JSON) or query parameters (GET), values templated.
+    /// The request body (JSON) or query parameters (GET), values templated; over SOAP, the
+    /// children of the operation element.
     #[serde(default)]
     pub request: BTreeMap<String, toml::Value>,
+    /// `http` (default: a GET query or a JSON body), or `soap11`/`soap12`: the request as the
+    /// operation element `soap_operation` in an envelope, the page read from the SOAP answer.
+    #[serde(default)]
+    pub transport: Transport,
+    /// SOAP: the query operation's action, a `soapAction` of the adapter's WSDL.
+    #[serde(default)]
+    pub soap_action: Option<String>,
+    /// SOAP: the request's operation element (`QueryCases`).
+    #[serde(default)]
+    pub soap_operation: Option<String>,
+    /// SOAP: the operation element's namespace (`xmlns`).
+    #[serde(default)]
+    pub soap_namespace: Option<String>,
+    /// SOAP: the order of the operation's children (keys of `request`) that the partner's
+    /// schema requires; keys not listed follow, sorted.
+    #[serde(default)]
+    pub xml_order: Vec<String>,
     pub response: PullResponse,
 }
 
@@ -241,6 +338,10 @@ pub struct Manifest {
     pub deliveries: Vec<DeliverySpec>,
     #[serde(rename = "pull", default)]
     pub pulls: Vec<PullSpec>,
+    /// The partner's WSDL, beside `adapter.toml`: required by SOAP deliveries, whose actions
+    /// `hub check` finds in it.
+    #[serde(default)]
+    pub wsdl: Option<PathBuf>,
     /// `[auth]` as written; [`Manifest::auth`] is what it means.
     #[serde(rename = "auth", default)]
     pub auth_table: Option<toml::Table>,
@@ -391,6 +492,7 @@ impl AdapterSet {
                         line: None,
                         message,
                     }));
+                    problems.extend(crate::transport::check(&m, &text, &path, &dir, mappings));
                     let (errors, warned) = load_auth(&mut m, &text, &path);
                     problems.extend(errors);
                     warnings.extend(warned);
@@ -479,7 +581,10 @@ fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
             out.push(format!("answer code `{}` is listed twice", code.code));
         }
     }
-    for p in [&m.answer.code, &m.answer.message].into_iter().flatten() {
+    for p in [&m.answer.code, &m.answer.message, &m.answer.fault_code]
+        .into_iter()
+        .flatten()
+    {
         if !is_pointer(p) {
             out.push(format!("answer pointer `{p}` must start with `/`"));
         }
@@ -530,9 +635,9 @@ fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
         if !d.path.starts_with('/') {
             out.push(format!("delivery `{}`: path must start with `/`", d.name));
         }
-        if !matches!(d.method.as_str(), "POST" | "PUT" | "PATCH") {
+        if !matches!(d.method.as_str(), "GET" | "POST" | "PUT" | "PATCH") {
             out.push(format!(
-                "delivery `{}`: method must be POST, PUT or PATCH",
+                "delivery `{}`: method must be GET, POST, PUT or PATCH",
                 d.name
             ));
         }
@@ -595,6 +700,7 @@ fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
             Some(&p.response.item_id),
             p.response.item_version.as_ref(),
             p.response.total.as_ref(),
+            p.response.next_cursor.as_ref(),
         ]
         .into_iter()
         .flatten()

@@ -1,5 +1,5 @@
 //! Request/reply (`docs/request-reply.md`) against a synthetic lookup partner
-//! (`tests/synthetic/lookup`): a real HTTP server that verifies the hub's `hub-v1` signatures
+//! (`tests/synthetic/synthetic_lookup`): a real HTTP server that verifies the hub's `hub-v1` signatures
 //! and answers licence lookups with data. Every request ends in exactly one reply record on the
 //! reply contract's topic, caused by the request and in its correlation: answered (with the
 //! partner's data, personal fields sealed), refused (a permanent business code), failed after
@@ -22,8 +22,8 @@ use axum::{Json, Router};
 use hub_bus::{now_shanghai, Consumer, Envelope, Producer};
 use hub_security::field::{FieldCipher, KeyRing};
 use serde_json::{json, Value};
-use support::isolate::copy_dir;
 use support::partner::verify_hub_v1;
+use support::synthetic::{self, Synthetic};
 use support::*;
 
 const SECRET: &str = "request-reply-secret-0123456789";
@@ -77,47 +77,23 @@ async fn serve(partner: &Arc<LookupPartner>) -> String {
     format!("http://{addr}")
 }
 
-/// The synthetic partner's files under `dir`, with topics of this test alone.
-struct Synthetic {
-    contracts: PathBuf,
-    mappings: PathBuf,
-    adapters: PathBuf,
+/// The synthetic lookup partner installed under `dir`, with topics of this test alone.
+struct Lookup {
+    s: Synthetic,
     request_topic: String,
     reply_topic: String,
 }
 
-fn synthetic(dir: &Path) -> Synthetic {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let tag = format!("synthetic.lookup_t{}.", &id[..10]);
-    let source = repo().join("hub/app/tests/synthetic/lookup");
-    let contracts = dir.join("contracts");
-    copy_dir(
-        &repo().join("contracts/schemas/hub"),
-        &contracts.join("hub"),
-    );
-    copy_dir(&source.join("contracts"), &contracts.join("synthetic"));
-    for entry in std::fs::read_dir(contracts.join("synthetic")).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("synthetic.lookup.", &tag)).unwrap();
-    }
-    let mappings = dir.join("mappings");
-    copy_dir(&source.join("mappings"), &mappings);
-    let file = mappings.join("synthetic_lookup/mappings.toml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("synthetic.lookup.", &tag)).unwrap();
-    let adapters = dir.join("adapters");
-    copy_dir(&source.join("adapters"), &adapters);
-    Synthetic {
-        contracts,
-        mappings,
-        adapters,
-        request_topic: format!("{tag}requested.v1"),
-        reply_topic: format!("{tag}answered.v1"),
+fn lookup(dir: &Path) -> Lookup {
+    let s = synthetic::install(dir, "synthetic_lookup", "synthetic");
+    Lookup {
+        request_topic: s.topic("synthetic.lookup.requested.v1"),
+        reply_topic: s.topic("synthetic.lookup.answered.v1"),
+        s,
     }
 }
 
-fn config(dir: &Path, s: &Synthetic, base_url: &str, admin: u16, gateway: u16) -> PathBuf {
+fn config(dir: &Path, l: &Lookup, base_url: &str, admin: u16, gateway: u16) -> PathBuf {
     write_config(
         dir,
         &format!(
@@ -130,9 +106,9 @@ fn config(dir: &Path, s: &Synthetic, base_url: &str, admin: u16, gateway: u16) -
              hmac_secret = \"{SECRET}\"\ntimeout_ms = 500\nmax_attempts = 2\n\
              backoff_initial_ms = 50\nbackoff_max_ms = 100\nbreaker_failures = 1000\n",
             kafka(),
-            s.contracts.display(),
-            s.mappings.display(),
-            s.adapters.display(),
+            l.s.contracts.display(),
+            l.s.mappings.display(),
+            l.s.adapters.display(),
             repo().join("ops/dev-keyring.toml").display(),
             uuid::Uuid::new_v4().simple(),
         ),
@@ -144,8 +120,8 @@ fn cipher() -> FieldCipher {
 }
 
 /// Asks about `licence`; returns the request's envelope.
-async fn ask(producer: &Producer, s: &Synthetic, licence: &str) -> Envelope {
-    let catalog = hub_contracts::load_dir(&s.contracts).unwrap();
+async fn ask(producer: &Producer, s: &Lookup, licence: &str) -> Envelope {
+    let catalog = hub_contracts::load_dir(&s.s.contracts).unwrap();
     let contract = catalog.contract(&s.request_topic).unwrap();
     let mut record = json!({
         "licence_no": licence,
@@ -178,8 +154,8 @@ struct ReplyRead {
 }
 
 /// Reads the reply topic until `want` replies arrived or `within` passed.
-async fn replies(s: &Synthetic, want: usize, within: Duration) -> Vec<ReplyRead> {
-    let catalog = hub_contracts::load_dir(&s.contracts).unwrap();
+async fn replies(s: &Lookup, want: usize, within: Duration) -> Vec<ReplyRead> {
+    let catalog = hub_contracts::load_dir(&s.s.contracts).unwrap();
     let contract = catalog.contract(&s.reply_topic).unwrap().clone();
     let group = format!("rr-reader-{}", uuid::Uuid::new_v4().simple());
     let consumer = Consumer::new(&bus_section("rr-reader"), &group, &[&s.reply_topic]).unwrap();
@@ -207,7 +183,7 @@ async fn replies(s: &Synthetic, want: usize, within: Duration) -> Vec<ReplyRead>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_request_ends_in_one_reply_answered_refused_or_failed() {
     let dir = tempfile::tempdir().unwrap();
-    let s = synthetic(dir.path());
+    let s = lookup(dir.path());
     let partner = Arc::new(LookupPartner::default());
     let base_url = serve(&partner).await;
     let (admin, gateway) = (free_port(), free_port());
@@ -345,9 +321,9 @@ async fn every_request_ends_in_one_reply_answered_refused_or_failed() {
 #[test]
 fn a_reply_contract_without_the_reply_fields_is_refused_by_check_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    let s = synthetic(dir.path());
+    let s = lookup(dir.path());
     // The reply mapping points at the request contract, which has none of the reply fields.
-    let file = s.mappings.join("synthetic_lookup/mappings.toml");
+    let file = s.s.mappings.join("synthetic_lookup/mappings.toml");
     let text_ = std::fs::read_to_string(&file).unwrap();
     let broken = text_.replacen(
         &format!(

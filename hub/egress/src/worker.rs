@@ -384,7 +384,15 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
         let spec = &route.spec.delivery;
         let client = &route.spec.client;
         let policy = &client.section;
-        let mut headers: Vec<(&str, String)> = Vec::new();
+        // The delivery's transport (HTTP, a GET's query, SOAP 1.1/1.2): hub_adapter::transport.
+        let wire = match hub_adapter::transport::encode(spec, rendered.body, &rendered.content_type) {
+            Ok(w) => w,
+            Err(e) => {
+                let asked = Asked { envelope: &envelope, hop: &hop, outcome: ReplyOutcome::Failed };
+                return give_up(route, &d, failure(e.code(), e.to_string(), 0), Some(asked), token).await;
+            }
+        };
+        let mut headers: Vec<(&str, String)> = wire.headers.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
         if let Some(h) = &spec.idempotency_header {
             headers.push((h.as_str(), envelope.message_id.to_string()));
         }
@@ -410,11 +418,11 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
             };
             attempts += 1;
             let call = client.call(
-                &spec.method,
+                &wire.method,
                 &spec.path,
-                "",
-                rendered.body.clone(),
-                &rendered.content_type,
+                &wire.query,
+                wire.body.clone(),
+                &wire.content_type,
                 &headers,
             );
             let result = tokio::select! {

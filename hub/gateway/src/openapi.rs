@@ -8,7 +8,6 @@
 //! parameters exactly as the adapter declares them (never credentials), which also covers
 //! what OpenAPI cannot express (a signature inside the body).
 
-use hub_mapping::{Charset, Format};
 use hub_protocols::AuthSpec;
 use serde_json::{json, Map, Value};
 
@@ -180,15 +179,8 @@ pub fn document(gw: &Gateway) -> Value {
             security_schemes.insert(name, scheme);
         }
         let x_hub_auth = spec.describe();
-        let charset = match m.charset {
-            Charset::Utf8 => "utf-8",
-            Charset::Gbk => "GBK",
-            Charset::Gb18030 => "GB18030",
-        };
-        let media = match m.format {
-            Format::Json => format!("application/json; charset={charset}"),
-            Format::Xml => format!("application/xml; charset={charset}"),
-        };
+        // The mapping's own media type (JSON, XML or a form), so this cannot drift from it.
+        let media = m.content_type();
         let path = format!("/v1/{}/{}", m.partner, m.name);
         let mut operation = json!({
                     "operationId": format!("{}_{}", m.partner, m.name),

@@ -191,6 +191,7 @@ fn run_case(
     };
     let json_path = dir.join(format!("{case}.expected.json"));
     let xml_path = dir.join(format!("{case}.expected.xml"));
+    let form_path = dir.join(format!("{case}.expected.form"));
     if json_path.exists() {
         let expected: serde_json::Value = match std::fs::read(&json_path)
             .map_err(|e| e.to_string())
@@ -232,9 +233,19 @@ fn run_case(
                 xml_path.display()
             )
         })
+    } else if form_path.exists() && m.format == Format::Form {
+        let expected = std::fs::read_to_string(&form_path).unwrap_or_default();
+        let got = String::from_utf8_lossy(&output);
+        (got.trim() != expected.trim()).then(|| {
+            format!(
+                "output differs from {}:\n got:      {got}\n expected: {}",
+                form_path.display(),
+                expected.trim()
+            )
+        })
     } else {
         Some(format!(
-            "no {case}.expected.json, {case}.expected.xml or {case}.error.json beside the input"
+            "no {case}.expected.json, {case}.expected.xml, {case}.expected.form or {case}.error.json beside the input"
         ))
     }
 }

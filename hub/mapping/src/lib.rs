@@ -3,23 +3,26 @@
 //! A mapping is a VRL program (the Vector Remap Language: a maintained language with a
 //! type-checking compiler, good diagnostics and a standard library), not Rust code. Each partner
 //! folder under `mappings/` holds a `mappings.toml` manifest naming its mappings, their programs,
-//! the contract each produces or consumes, the payload format (JSON or XML) and charset
+//! the contract each produces or consumes, the payload format (JSON, XML or a form) and charset
 //! (UTF-8, GBK, GB18030), and `fixtures/` with golden cases. Code tables (districts,
 //! categories, …) are JSON files in `mappings/tables/` that every program reads as
 //! `%tables.<name>`.
 //!
-//! Inbound: bytes → charset decode → JSON or XML tree → program → record → contract validation.
-//! Outbound: contract record → program → JSON or XML → charset encode → bytes.
+//! Inbound: bytes → charset decode → JSON, XML or form tree → program → record → contract
+//! validation. Outbound: contract record → program → JSON, XML (children in the order of the
+//! partner's XSD, [`xsd`]) or form ([`form`]) → charset encode → bytes.
 //!
 //! Every failure is a [`MappingError`] with a stable code, the mapping's name, the program line
 //! where VRL stopped (or where the offending field is set) and, for contract violations, every
 //! offending field path.
 
 mod fixtures;
+pub mod form;
 pub mod limits;
 mod program;
 mod target;
 pub mod xml;
+pub mod xsd;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -32,6 +35,7 @@ use serde::Deserialize;
 pub use fixtures::{run_fixtures, FixtureOutcome};
 pub use limits::InputLimits;
 pub use program::{CompileProblem, Program, RunError};
+pub use xsd::XmlOrder;
 
 /// Which way a mapping goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -52,6 +56,8 @@ pub enum Direction {
 pub enum Format {
     Json,
     Xml,
+    /// `application/x-www-form-urlencoded`: an object of scalar fields ([`form`]).
+    Form,
 }
 
 /// The partner payload's charset.
@@ -89,6 +95,57 @@ struct ManifestEntry {
     /// Outbound XML only: the root element to write.
     #[serde(default)]
     xml_root: Option<String>,
+    /// Outbound XML only: the partner's XML Schema (beside `mappings.toml`), whose
+    /// `xs:sequence`s fix the order of each element's children.
+    #[serde(default)]
+    xsd: Option<PathBuf>,
+    /// Outbound XML only: element orders written by hand, over the XSD's: a list (the root's
+    /// children) or a table of element name → its children.
+    #[serde(default)]
+    xml_order: Option<XmlOrderSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum XmlOrderSpec {
+    Root(Vec<String>),
+    Elements(BTreeMap<String, Vec<String>>),
+}
+
+/// The line (1-based) of `key` in the `index`-th (0-based) `[[array]]` table of a TOML text:
+/// the line that sets it, or the table's header when it is not written. For problems located
+/// by file, line and key.
+pub fn entry_line(text: &str, array: &str, index: usize, key: &str) -> Option<usize> {
+    let header = format!("[[{array}]]");
+    let mut seen = 0usize;
+    let mut header_line = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if header_line.is_some() {
+                // Left the entry (a sub-table of it still belongs to it).
+                if !t.starts_with(&format!("[{array}.")) {
+                    break;
+                }
+                continue;
+            }
+            if t.replace(' ', "") == header {
+                if seen == index {
+                    header_line = Some(i + 1);
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if header_line.is_some() {
+            if let Some(rest) = t.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    header_line
 }
 
 /// One mapping, ready to run.
@@ -102,6 +159,8 @@ pub struct Mapping {
     pub format: Format,
     pub charset: Charset,
     pub xml_root: Option<String>,
+    /// Outbound XML: the order of each element's children (from `xsd` and `xml_order`).
+    pub xml_order: Arc<XmlOrder>,
     /// The partner folder (holds `fixtures/`).
     pub folder: PathBuf,
     program: Arc<Program>,
@@ -201,6 +260,7 @@ impl MappingSet {
 
         for folder in partners {
             let manifest_path = folder.join("mappings.toml");
+            let manifest_text = std::fs::read_to_string(&manifest_path).unwrap_or_default();
             let manifest: Manifest = match std::fs::read_to_string(&manifest_path)
                 .map_err(|e| (None, e.to_string()))
                 .and_then(|t| {
@@ -219,7 +279,15 @@ impl MappingSet {
                     continue;
                 }
             };
-            for entry in manifest.mappings {
+            for (index, entry) in manifest.mappings.into_iter().enumerate() {
+                let xml_order = load_order(
+                    &folder,
+                    &manifest_path,
+                    &manifest_text,
+                    index,
+                    &entry,
+                    &mut problems,
+                );
                 let program_path = folder.join(&entry.program);
                 let program = match programs.get(&program_path) {
                     Some(p) => Arc::clone(p),
@@ -299,6 +367,7 @@ impl MappingSet {
                     format: entry.format,
                     charset: entry.encoding,
                     xml_root: entry.xml_root,
+                    xml_order: Arc::new(xml_order),
                     folder: folder.clone(),
                     program,
                     metadata: Arc::clone(&metadata),
@@ -376,6 +445,100 @@ impl MappingSet {
             .filter(is)
             .or_else(|| self.mappings.iter().find(is))
     }
+}
+
+/// The element order of one mapping entry: its XSD's, with `xml_order` over it. Every problem
+/// is located by line and key of `mappings.toml`.
+fn load_order(
+    folder: &Path,
+    manifest_path: &Path,
+    text: &str,
+    index: usize,
+    entry: &ManifestEntry,
+    problems: &mut Vec<Problem>,
+) -> XmlOrder {
+    let mut order = XmlOrder::new();
+    let at = |key: &str, message: String| Problem {
+        path: manifest_path.to_path_buf(),
+        line: entry_line(text, "mapping", index, key),
+        message: format!("mapping `{}`: key `{key}`: {message}", entry.name),
+    };
+    let writes_xml = entry.format == Format::Xml && entry.direction != Direction::Inbound;
+    for (key, set) in [
+        ("xsd", entry.xsd.is_some()),
+        ("xml_order", entry.xml_order.is_some()),
+    ] {
+        if set && !writes_xml {
+            problems.push(at(
+                key,
+                "只用于输出 XML 的映射 / only for a mapping that writes XML (outbound or answer)"
+                    .into(),
+            ));
+        }
+    }
+    let mut ambiguous = std::collections::BTreeSet::new();
+    if let Some(file) = &entry.xsd {
+        let path = folder.join(file);
+        match std::fs::read_to_string(&path) {
+            Err(e) => problems.push(at(
+                "xsd",
+                format!("无法读取 / cannot read {}: {e}", path.display()),
+            )),
+            Ok(xsd_text) => match xsd::read_order(&xsd_text, &InputLimits::default()) {
+                Err(e) => problems.push(at(
+                    "xsd",
+                    format!(
+                        "{} 不是可读的 XSD / is not a readable XSD: {e}",
+                        path.display()
+                    ),
+                )),
+                Ok(schema) => {
+                    order = schema.order;
+                    ambiguous = schema.ambiguous;
+                    if let Some(root) = &entry.xml_root {
+                        if !order.contains_key(root) {
+                            problems.push(at(
+                                "xsd",
+                                format!(
+                                    "{} 未以 xs:sequence 定义根元素 <{root}> / defines no sequence for the root element <{root}>",
+                                    path.display()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            },
+        }
+    }
+    match &entry.xml_order {
+        None => {}
+        Some(XmlOrderSpec::Root(list)) => match &entry.xml_root {
+            Some(root) => {
+                ambiguous.remove(root);
+                order.insert(root.clone(), list.clone());
+            }
+            None => problems.push(at(
+                "xml_order",
+                "列表形式需要 xml_root / a list needs `xml_root` (it orders the root's children)"
+                    .into(),
+            )),
+        },
+        Some(XmlOrderSpec::Elements(table)) => {
+            for (name, list) in table {
+                ambiguous.remove(name);
+                order.insert(name.clone(), list.clone());
+            }
+        }
+    }
+    for name in ambiguous {
+        problems.push(at(
+            "xsd",
+            format!(
+                "元素 <{name}> 在 XSD 中有两种顺序，请在 xml_order 中指定 / element <{name}> has two different orders in the XSD: settle it in `xml_order`"
+            ),
+        ));
+    }
+    order
 }
 
 fn load_tables(dir: &Path, problems: &mut Vec<Problem>) -> BTreeMap<String, serde_json::Value> {
@@ -515,6 +678,10 @@ impl Mapping {
                 let (root, v) = xml::to_value_limited(&text, &self.limits).map_err(refused)?;
                 Ok((v, Some(root)))
             }
+            Format::Form => {
+                let v = form::decode(body, self.charset, &self.limits).map_err(refused)?;
+                Ok((v, None))
+            }
         }
     }
 
@@ -601,6 +768,7 @@ impl Mapping {
         match self.format {
             Format::Json => format!("application/json; charset={charset}"),
             Format::Xml => format!("application/xml; charset={charset}"),
+            Format::Form => format!("application/x-www-form-urlencoded; charset={charset}"),
         }
     }
 
@@ -618,9 +786,12 @@ impl Mapping {
             }
             Format::Xml => {
                 let root = self.xml_root.as_deref().unwrap_or("root");
-                xml::from_value(root, &payload, self.charset)
+                xml::from_value_ordered(root, &payload, self.charset, &self.xml_order)
                     .map_err(|m| self.error("MAPPING_OUTPUT_UNENCODABLE", None, m))
             }
+            Format::Form => form::encode(&payload, self.charset)
+                .map(String::into_bytes)
+                .map_err(|m| self.error("MAPPING_OUTPUT_UNENCODABLE", None, m)),
         }
     }
 }

@@ -16,6 +16,7 @@ use quick_xml::Reader;
 use serde_json::{Map, Value};
 
 use crate::limits::{Exceeded, InputLimits};
+use crate::xsd::XmlOrder;
 use crate::Charset;
 
 /// Why a payload could not be read.
@@ -306,17 +307,45 @@ fn to_value_within(text: &str, budget: &mut Budget) -> Result<(String, Value), I
 /// Writes a tree (the shape [`to_value`] produces) as an XML document in `charset`.
 ///
 /// Child elements are written in key order (VRL objects, like serde_json's maps here, are
-/// sorted). A partner whose schema fixes another element order needs an ordering option in
-/// its manifest; none of today's partners does.
+/// sorted); [`from_value_ordered`] writes them in the order a partner's schema requires.
 pub fn from_value(root: &str, value: &Value, charset: Charset) -> Result<Vec<u8>, String> {
+    from_value_ordered(root, value, charset, &XmlOrder::new())
+}
+
+/// Like [`from_value`], with the children of each element named in `order` written in that
+/// order (from the partner's XSD or the mapping's `xml_order`, [`crate::xsd`]); children it
+/// does not list follow, sorted.
+pub fn from_value_ordered(
+    root: &str,
+    value: &Value,
+    charset: Charset,
+    order: &XmlOrder,
+) -> Result<Vec<u8>, String> {
     fn escape(s: &str) -> String {
         quick_xml::escape::escape(s).into_owned()
     }
-    fn element(out: &mut String, name: &str, value: &Value) -> Result<(), String> {
+    /// The keys of `map` in the order `listed` gives, then the others in map (sorted) order.
+    fn ordered<'m>(map: &'m Map<String, Value>, listed: Option<&Vec<String>>) -> Vec<&'m String> {
+        let Some(listed) = listed else {
+            return map.keys().collect();
+        };
+        let mut keys: Vec<&String> = listed
+            .iter()
+            .filter_map(|k| map.get_key_value(k).map(|(k, _)| k))
+            .collect();
+        keys.extend(map.keys().filter(|k| !listed.contains(k)));
+        keys
+    }
+    fn element(
+        out: &mut String,
+        name: &str,
+        value: &Value,
+        order: &XmlOrder,
+    ) -> Result<(), String> {
         match value {
             Value::Array(items) => {
                 for item in items {
-                    element(out, name, item)?;
+                    element(out, name, item, order)?;
                 }
                 Ok(())
             }
@@ -336,11 +365,12 @@ pub fn from_value(root: &str, value: &Value, charset: Charset) -> Result<Vec<u8>
                     }
                 }
                 out.push('>');
-                for (k, v) in map {
+                for k in ordered(map, order.get(name)) {
+                    let v = &map[k];
                     if k == "#text" {
                         out.push_str(&escape(&scalar(v).unwrap_or_default()));
                     } else if !k.starts_with('@') {
-                        element(out, k, v)?;
+                        element(out, k, v, order)?;
                     }
                 }
                 out.push_str(&format!("</{name}>"));
@@ -364,7 +394,7 @@ pub fn from_value(root: &str, value: &Value, charset: Charset) -> Result<Vec<u8>
     }
     let label = encoding_of(charset).name();
     let mut out = format!("<?xml version=\"1.0\" encoding=\"{label}\"?>");
-    element(&mut out, root, value)?;
+    element(&mut out, root, value, order)?;
     encode(&out, charset)
 }
 
@@ -434,6 +464,24 @@ mod tests {
         assert!(from_value("gd", &json!({"nr": "😀"}), Charset::Gbk)
             .unwrap_err()
             .contains("cannot be written in GBK"));
+    }
+
+    #[test]
+    fn children_follow_the_schema_order_where_one_is_given() {
+        let v = json!({"Title": "路灯", "CaseNo": "C1", "Extra": "x", "Addr": {"Street": "s", "District": "d"}});
+        let mut order = XmlOrder::new();
+        order.insert(
+            "Case".into(),
+            vec!["Title".into(), "CaseNo".into(), "Addr".into()],
+        );
+        order.insert("Addr".into(), vec!["Street".into(), "District".into()]);
+        let text =
+            String::from_utf8(from_value_ordered("Case", &v, Charset::Utf8, &order).unwrap())
+                .unwrap();
+        assert!(
+            text.ends_with("<Case><Title>路灯</Title><CaseNo>C1</CaseNo><Addr><Street>s</Street><District>d</District></Addr><Extra>x</Extra></Case>"),
+            "{text}"
+        );
     }
 
     #[test]

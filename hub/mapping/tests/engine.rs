@@ -286,3 +286,156 @@ format = "json"
         "{errors}"
     );
 }
+
+#[test]
+fn a_form_push_is_read_as_flat_fields_and_a_form_is_written_back() {
+    let manifest = r#"partner = "partner"
+[[mapping]]
+name = "in_form"
+direction = "inbound"
+contract = "test.sample.created.v1"
+program = "in.vrl"
+format = "form"
+encoding = "gbk"
+
+[[mapping]]
+name = "out_form"
+direction = "outbound"
+contract = "test.sample.created.v1"
+program = "out.vrl"
+format = "form"
+"#;
+    let f = Fixture::new(
+        manifest,
+        &[
+            (
+                "partner/in.vrl",
+                b". = {\"ticket_no\": .gdbh, \"district\": .qx, \"occurred_at\": \"2026-11-22T09:45:00+08:00\"}\n",
+            ),
+            (
+                "partner/out.vrl",
+                b". = {\"gdbh\": .ticket_no, \"qx\": .district}\n",
+            ),
+        ],
+    );
+    let set = f.load().unwrap();
+    let catalog = f.catalog();
+    let inbound = set.get("partner", "in_form").unwrap();
+    // 黄浦区 in GBK, percent-encoded; `+` a space, `%2B` a plus.
+    let body = b"gdbh=GD+1%2B2&qx=%BB%C6%C6%D6%C7%F8";
+    let record = inbound.inbound(body, &catalog).unwrap();
+    assert_eq!(record["ticket_no"], "GD 1+2");
+    assert_eq!(record["district"], "黄浦区");
+    let outbound = set.get("partner", "out_form").unwrap();
+    assert_eq!(
+        outbound.content_type(),
+        "application/x-www-form-urlencoded; charset=utf-8"
+    );
+    let written = outbound
+        .outbound(&json!({"ticket_no": "a&b=c", "district": "黄浦区", "occurred_at": "x"}))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(written).unwrap(),
+        "gdbh=a%26b%3Dc&qx=%E9%BB%84%E6%B5%A6%E5%8C%BA"
+    );
+}
+
+const XSD: &str = r#"<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <xs:element name="Case"><xs:complexType><xs:sequence>
+    <xs:element name="TicketNo"/><xs:element name="When"/><xs:element name="District"/>
+  </xs:sequence></xs:complexType></xs:element>
+</xs:schema>"#;
+
+fn xml_manifest(extra: &str) -> String {
+    format!(
+        r#"partner = "partner"
+[[mapping]]
+name = "out_xml"
+direction = "outbound"
+contract = "test.sample.created.v1"
+program = "out.vrl"
+format = "xml"
+xml_root = "Case"
+{extra}
+"#
+    )
+}
+
+const OUT_XML: &[u8] =
+    b". = {\"TicketNo\": .ticket_no, \"District\": .district, \"When\": .occurred_at, \"Zz\": 1, \"Aa\": 2}\n";
+
+#[test]
+fn outbound_xml_follows_the_xsd_order_not_the_sorted_one() {
+    let f = Fixture::new(
+        &xml_manifest("xsd = \"case.xsd\""),
+        &[
+            ("partner/out.vrl", OUT_XML),
+            ("partner/case.xsd", XSD.as_bytes()),
+        ],
+    );
+    let set = f.load().unwrap();
+    let m = set.get("partner", "out_xml").unwrap();
+    let out = m
+        .outbound(&json!({"ticket_no": "GD1", "district": "黄浦区", "occurred_at": "t"}))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        // Sorted would be Aa, District, TicketNo, When, Zz; unlisted children follow, sorted.
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Case><TicketNo>GD1</TicketNo><When>t</When><District>黄浦区</District><Aa>2</Aa><Zz>1</Zz></Case>"
+    );
+    // xml_order wins over the XSD for what it names.
+    let f = Fixture::new(
+        &xml_manifest("xsd = \"case.xsd\"\nxml_order = [\"Zz\", \"TicketNo\"]"),
+        &[
+            ("partner/out.vrl", OUT_XML),
+            ("partner/case.xsd", XSD.as_bytes()),
+        ],
+    );
+    let set = f.load().unwrap();
+    let out = set
+        .get("partner", "out_xml")
+        .unwrap()
+        .outbound(&json!({"ticket_no": "GD1", "district": "d", "occurred_at": "t"}))
+        .unwrap();
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .ends_with("<Case><Zz>1</Zz><TicketNo>GD1</TicketNo><Aa>2</Aa><District>d</District><When>t</When></Case>"));
+}
+
+#[test]
+fn xsd_problems_name_the_line_and_key_of_mappings_toml() {
+    let f = Fixture::new(
+        &xml_manifest("xsd = \"missing.xsd\""),
+        &[("partner/out.vrl", OUT_XML)],
+    );
+    let errors = f.load().err().expect("refused").join("\n");
+    assert!(
+        errors.contains("mappings.toml:9: mapping `out_xml`: key `xsd`"),
+        "{errors}"
+    );
+    let wrong_root = XSD.replace("\"Case\"", "\"Other\"");
+    let f = Fixture::new(
+        &xml_manifest("xsd = \"case.xsd\""),
+        &[
+            ("partner/out.vrl", OUT_XML),
+            ("partner/case.xsd", wrong_root.as_bytes()),
+        ],
+    );
+    let errors = f.load().err().expect("refused").join("\n");
+    assert!(
+        errors.contains("no sequence for the root element <Case>"),
+        "{errors}"
+    );
+    let f = Fixture::new(
+        &INBOUND.replace(
+            "format = \"json\"",
+            "format = \"json\"\nxml_order = [\"a\"]",
+        ),
+        &[("partner/in.vrl", b". = {}\n")],
+    );
+    let errors = f.load().err().expect("refused").join("\n");
+    assert!(
+        errors.contains("mappings.toml:8: mapping `in`: key `xml_order`"),
+        "{errors}"
+    );
+}

@@ -17,6 +17,9 @@ pub struct Window {
     pub since_ms: i64,
     pub until_ms: i64,
     pub next_page: u32,
+    /// `paging = "cursor"`: the partner's token for `next_page` (absent on the first page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 impl Cursor {

@@ -1,4 +1,10 @@
 //! One pull job: its schedule loop, and one run (windows and pages) under the job's lease.
+//!
+//! Pages are asked for as `[pull] paging` says: by page number (`{page}`, `{page_size}`), by
+//! offset (`{offset}`, `{limit}`) or by the partner's cursor token (`{cursor}`, read from
+//! `response.next_cursor`); every mode works inside the time windows (`{since}`, `{until}`).
+//! The page's position (number and token) is saved with the cursor after each page, so a run
+//! that stops resumes at the page it had reached.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -6,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, TimeZone};
 use hub_adapter::answer::{business_fields, classify, Verdict};
-use hub_adapter::manifest::{AnswerSpec, PullSpec};
+use hub_adapter::manifest::{AnswerSpec, Paging, PullSpec};
 use hub_adapter::schedule::{parse_cron, parse_hours, with_jitter, within_hours, Schedule};
 use hub_adapter::PartnerClient;
 use hub_bus::{now_shanghai, shanghai, Delivery, Envelope, Lifecycle, Producer};
@@ -266,22 +272,36 @@ async fn run_windows(
                     since_ms: since,
                     until_ms: until,
                     next_page: 1,
+                    next_cursor: None,
                 }
             }
         };
         let mut page = window.next_page;
+        let mut page_token = window.next_cursor.clone();
         loop {
             if token.is_cancelled() {
                 return Err(RunError::Stopped);
             }
-            let items = fetch_page(job, &window, page).await?;
+            let (items, next_token) = fetch_page(job, &window, page, page_token.as_deref()).await?;
             report.pages += 1;
             let count = items.len();
             for item in items {
                 put_item(ctx, job, mapping, &item, &mut report, None).await?;
             }
             failpoint("poller.after_page_produced");
-            let finished = count < spec.page_size as usize;
+            let finished = match spec.paging {
+                Paging::Page | Paging::Offset => count < spec.page_size as usize,
+                // The last page is the one without a token (or an empty one, so a partner
+                // that always sends a token cannot keep a run going forever).
+                Paging::Cursor => {
+                    if next_token.is_some() && next_token == page_token {
+                        return Err(RunError::Page(format!(
+                            "合作方对第 {page} 页返回了相同的游标 / the partner answered page {page} with the cursor it was asked for"
+                        )));
+                    }
+                    next_token.is_none() || count == 0
+                }
+            };
             // Only now, with every item of the page on Kafka, does the cursor move.
             cursor = if finished {
                 Cursor {
@@ -293,6 +313,7 @@ async fn run_windows(
                     watermark_ms: cursor.watermark_ms,
                     window: Some(Window {
                         next_page: page + 1,
+                        next_cursor: next_token.clone(),
                         ..window.clone()
                     }),
                 }
@@ -311,6 +332,7 @@ async fn run_windows(
                 break;
             }
             page += 1;
+            page_token = next_token;
         }
         gauge!("hub_poller_lag_seconds", "pull" => job.route())
             .set((chrono::Utc::now().timestamp_millis() - cursor.watermark_ms) as f64 / 1000.0);
@@ -343,21 +365,34 @@ fn format_time(ms: i64, format: &str) -> String {
     t.format(format).to_string()
 }
 
-/// The request's parameters with `{since}`, `{until}`, `{page}` and `{page_size}` filled in.
-/// A value that is exactly `{page}` or `{page_size}` becomes a number.
-fn fill(spec: &PullSpec, window: &Window, page: u32) -> serde_json::Map<String, Value> {
+/// The request's parameters with `{since}`, `{until}`, `{page}`, `{page_size}`, `{offset}`,
+/// `{limit}` and `{cursor}` filled in. A value that is exactly one of the numbers becomes a
+/// number; `{cursor}` is text (empty on a window's first page).
+fn fill(
+    spec: &PullSpec,
+    window: &Window,
+    page: u32,
+    cursor: Option<&str>,
+) -> serde_json::Map<String, Value> {
     let since = format_time(window.since_ms, &spec.time_format);
     let until = format_time(window.until_ms, &spec.time_format);
+    let offset = u64::from(page.saturating_sub(1)) * u64::from(spec.page_size);
     let mut out = serde_json::Map::new();
     for (k, v) in &spec.request {
         let value = match v {
             toml::Value::String(s) if s == "{page}" => Value::from(page),
-            toml::Value::String(s) if s == "{page_size}" => Value::from(spec.page_size),
+            toml::Value::String(s) if s == "{page_size}" || s == "{limit}" => {
+                Value::from(spec.page_size)
+            }
+            toml::Value::String(s) if s == "{offset}" => Value::from(offset),
             toml::Value::String(s) => Value::String(
                 s.replace("{since}", &since)
                     .replace("{until}", &until)
                     .replace("{page}", &page.to_string())
-                    .replace("{page_size}", &spec.page_size.to_string()),
+                    .replace("{page_size}", &spec.page_size.to_string())
+                    .replace("{offset}", &offset.to_string())
+                    .replace("{limit}", &spec.page_size.to_string())
+                    .replace("{cursor}", cursor.unwrap_or_default()),
             ),
             other => serde_json::to_value(other).unwrap_or(Value::Null),
         };
@@ -366,10 +401,19 @@ fn fill(spec: &PullSpec, window: &Window, page: u32) -> serde_json::Map<String, 
     out
 }
 
-async fn fetch_page(job: &PullJob, window: &Window, page: u32) -> Result<Vec<Value>, RunError> {
+/// One page: its items, and the next page's token (`paging = "cursor"`).
+async fn fetch_page(
+    job: &PullJob,
+    window: &Window,
+    page: u32,
+    cursor: Option<&str>,
+) -> Result<(Vec<Value>, Option<String>), RunError> {
     let spec = &job.spec;
-    let params = fill(spec, window, page);
-    let (query, body) = if spec.method == "GET" {
+    let params = fill(spec, window, page, cursor);
+    let soap = spec.transport.is_soap();
+    let (query, body) = if soap {
+        (String::new(), soap_request(spec, params)?)
+    } else if spec.method == "GET" {
         let q: Vec<String> = params
             .iter()
             .map(|(k, v)| {
@@ -391,16 +435,32 @@ async fn fetch_page(job: &PullJob, window: &Window, page: u32) -> Result<Vec<Val
             serde_json::to_vec(&Value::Object(params)).unwrap_or_default(),
         )
     };
+    let (method, body, content_type, headers) = if soap {
+        // The operation element in its envelope, with the SOAP content type and action.
+        let wire = hub_adapter::transport::encode_with(
+            spec.transport,
+            &spec.method,
+            spec.soap_action.as_deref(),
+            body,
+            "application/xml; charset=utf-8",
+        )
+        .map_err(|e| RunError::Config(e.to_string()))?;
+        (wire.method, wire.body, wire.content_type, wire.headers)
+    } else {
+        (
+            spec.method.clone(),
+            body,
+            "application/json; charset=utf-8".to_string(),
+            Vec::new(),
+        )
+    };
+    let headers: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.clone()))
+        .collect();
     let answer = job
         .client
-        .call(
-            &spec.method,
-            &spec.path,
-            &query,
-            body,
-            "application/json; charset=utf-8",
-            &[],
-        )
+        .call(&method, &spec.path, &query, body, &content_type, &headers)
         .await
         .map_err(|e| RunError::Partner(format!("{e:?}")))?;
     match classify(&job.answer, &answer) {
@@ -416,16 +476,62 @@ async fn fetch_page(job: &PullJob, window: &Window, page: u32) -> Result<Vec<Val
             )));
         }
     }
-    let doc: Value = serde_json::from_slice(&answer.body)
-        .map_err(|e| RunError::Page(format!("the page is not JSON: {e}")))?;
+    let doc: Value = if soap {
+        // The content of the response element, read within the payload limits.
+        match hub_adapter::answer::read_soap(&answer.body) {
+            Some(hub_adapter::answer::SoapAnswer::Body(doc)) => doc,
+            _ => {
+                return Err(RunError::Page(
+                    "页面不是 SOAP 应答 / the page is not a SOAP answer".into(),
+                ))
+            }
+        }
+    } else {
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| RunError::Page(format!("the page is not JSON: {e}")))?
+    };
+    let next = spec
+        .response
+        .next_cursor
+        .as_deref()
+        .and_then(|p| text_at(&doc, p));
     match doc.pointer(&spec.response.items) {
-        Some(Value::Array(items)) => Ok(items.clone()),
-        Some(Value::Null) | None => Ok(Vec::new()),
+        Some(Value::Array(items)) => Ok((items.clone(), next)),
+        Some(Value::Null) | None => Ok((Vec::new(), next)),
+        // XML: one repeated element is an object, an empty container an empty string.
+        Some(Value::Object(item)) if soap => Ok((vec![Value::Object(item.clone())], next)),
+        Some(Value::String(s)) if soap && s.is_empty() => Ok((Vec::new(), next)),
         Some(_) => Err(RunError::Page(format!(
             "`{}` is not an array",
             spec.response.items
         ))),
     }
+}
+
+/// A SOAP pull's request: the operation element (`soap_operation`, in `soap_namespace`) with
+/// the filled parameters as its children, in `xml_order`.
+fn soap_request(
+    spec: &PullSpec,
+    params: serde_json::Map<String, Value>,
+) -> Result<Vec<u8>, RunError> {
+    let operation = spec
+        .soap_operation
+        .clone()
+        .ok_or_else(|| RunError::Config("soap_operation is not set".into()))?;
+    let mut element = serde_json::Map::new();
+    if let Some(ns) = &spec.soap_namespace {
+        element.insert("@xmlns".into(), Value::String(ns.clone()));
+    }
+    element.extend(params);
+    let mut order = hub_mapping::XmlOrder::new();
+    order.insert(operation.clone(), spec.xml_order.clone());
+    hub_mapping::xml::from_value_ordered(
+        &operation,
+        &Value::Object(element),
+        hub_mapping::Charset::Utf8,
+        &order,
+    )
+    .map_err(|e| RunError::Config(format!("the SOAP request cannot be written: {e}")))
 }
 
 fn text_at(item: &Value, pointer: &str) -> Option<String> {
@@ -782,4 +888,61 @@ async fn unreadable_replay(
     .await
     .map_err(dead_letter_error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(paging: &str, request: &str) -> PullSpec {
+        toml::from_str(&format!(
+            "name = \"p\"\nmapping = \"m\"\npath = \"/q\"\nevery_ms = 1000\npage_size = 20\npaging = \"{paging}\"\n\
+             time_format = \"epoch_ms\"\n[request]\n{request}\n[response]\nitems = \"/items\"\nitem_id = \"/id\"\n"
+        ))
+        .unwrap()
+    }
+
+    fn window() -> Window {
+        Window {
+            since_ms: 1_000,
+            until_ms: 2_000,
+            next_page: 1,
+            next_cursor: None,
+        }
+    }
+
+    #[test]
+    fn offset_paging_fills_offset_and_limit_as_numbers() {
+        let s = spec(
+            "offset",
+            "offset = \"{offset}\"\nlimit = \"{limit}\"\nfrom = \"{since}\"\nrange = \"{offset}-{limit}\"",
+        );
+        let got = Value::Object(fill(&s, &window(), 3, None));
+        assert_eq!(
+            got,
+            serde_json::json!({"offset": 40, "limit": 20, "from": "1000", "range": "40-20"})
+        );
+    }
+
+    #[test]
+    fn cursor_paging_fills_the_token_empty_on_the_first_page() {
+        let s = spec("cursor", "after = \"{cursor}\"\nuntil = \"{until}\"");
+        assert_eq!(
+            Value::Object(fill(&s, &window(), 1, None)),
+            serde_json::json!({"after": "", "until": "2000"})
+        );
+        assert_eq!(
+            Value::Object(fill(&s, &window(), 2, Some("tok+/=2"))),
+            serde_json::json!({"after": "tok+/=2", "until": "2000"})
+        );
+    }
+
+    #[test]
+    fn a_saved_window_without_a_token_still_reads() {
+        let c = Cursor::parse(
+            r#"{"watermark_ms":5,"window":{"since_ms":1,"until_ms":2,"next_page":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.window.unwrap().next_cursor, None);
+    }
 }

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 pub mod broker;
 pub mod isolate;
 pub mod partner;
+pub mod synthetic;
 
 pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
 /// The `[admin] token` of the tests' hubs (`/api/v1/trace`; `/metrics` and `/registry` are
