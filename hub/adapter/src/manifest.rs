@@ -489,7 +489,7 @@ impl AdapterSet {
                     }
                     problems.extend(check(&m, mappings).into_iter().map(|message| Problem {
                         path: path.clone(),
-                        line: None,
+                        line: locate(&text, &message),
                         message,
                     }));
                     problems.extend(crate::transport::check(&m, &text, &path, &dir, mappings));
@@ -571,6 +571,38 @@ fn is_name(s: &str) -> bool {
 
 fn is_pointer(s: &str) -> bool {
     s.is_empty() || s.starts_with('/')
+}
+
+/// The line a problem of [`check`] is about: a route's `name = "…"` line for a message about
+/// `delivery `x``/`pull `x``, the `[answer]` header for one about the answer, else none.
+fn locate(text: &str, message: &str) -> Option<usize> {
+    let named = |kind: &str| {
+        let rest = message.strip_prefix(kind)?.strip_prefix(" `")?;
+        let name = rest.split('`').next()?;
+        let header = format!("[[{kind}]]");
+        let mut in_block = false;
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.starts_with('[') {
+                in_block = t == header;
+            } else if in_block
+                && t.strip_prefix("name")
+                    .map(str::trim_start)
+                    .and_then(|r| r.strip_prefix('='))
+                    .map(|r| r.trim().trim_matches('"'))
+                    == Some(name)
+            {
+                return Some(i + 1);
+            }
+        }
+        None
+    };
+    named("delivery").or_else(|| named("pull")).or_else(|| {
+        message
+            .starts_with("answer")
+            .then(|| line_of(text, "answer"))
+            .flatten()
+    })
 }
 
 fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
@@ -714,4 +746,29 @@ fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate;
+
+    const TEXT: &str = "partner = \"p\"\n\n[answer]\ncode = \"/code\"\n\n[[delivery]]\nname = \"sign\"\npath = \"/a\"\n\n[[delivery]]\nname = \"reply\"\npath = \"b\"\n\n[[pull]]\nname = \"reply\"\npath = \"/q\"\n";
+
+    #[test]
+    fn a_route_problem_points_at_the_name_of_its_own_block() {
+        assert_eq!(
+            locate(TEXT, "delivery `reply`: path must start with `/`"),
+            Some(11)
+        );
+        // The pull of the same name is another block.
+        assert_eq!(
+            locate(TEXT, "pull `reply`: every_ms must be at least 1000"),
+            Some(15)
+        );
+        assert_eq!(
+            locate(TEXT, "answer.codes names no `delivered` code"),
+            Some(3)
+        );
+        assert_eq!(locate(TEXT, "delivery `absent`: …"), None);
+    }
 }
