@@ -150,6 +150,9 @@ pub struct DeliverySpec {
     /// (`docs/request-reply.md`). Absent: the answer only says taken or refused.
     #[serde(default)]
     pub reply: Option<String>,
+    /// The mapped body references a stored file to send with it (`docs/files.md`).
+    #[serde(default)]
+    pub file: Option<hub_files::wiring::OutboundFile>,
 }
 
 fn default_method() -> String {
@@ -241,6 +244,9 @@ pub struct Manifest {
     pub deliveries: Vec<DeliverySpec>,
     #[serde(rename = "pull", default)]
     pub pulls: Vec<PullSpec>,
+    /// Inbound mappings whose pushes carry files (`docs/files.md`).
+    #[serde(rename = "file", default)]
+    pub files: Vec<hub_files::wiring::InboundFile>,
     /// `[auth]` as written; [`Manifest::auth`] is what it means.
     #[serde(rename = "auth", default)]
     pub auth_table: Option<toml::Table>,
@@ -537,6 +543,7 @@ fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
             ));
         }
     }
+    out.extend(crate::files::check(m, mappings));
     for p in &m.pulls {
         if !is_name(&p.name) || !routes.insert(format!("p:{}", p.name)) {
             out.push(format!("pull `{}`: name must be unique, a-z 0-9 _", p.name));

@@ -43,6 +43,8 @@ fn manifest_keys() -> BTreeSet<String> {
         ("delivery", "[[delivery]]"),
         ("pull", "[[pull]]"),
         ("pull.response", "[[pull]]\n[pull.response]"),
+        ("file", "[[file]]"),
+        ("delivery.file", "[[delivery]]\n[delivery.file]"),
     ] {
         keys.extend(
             fields_of(header)

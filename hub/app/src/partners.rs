@@ -16,6 +16,9 @@ pub struct Plan {
     pub pulls: Vec<PullJob>,
     /// Every adapter's authentication scheme, by partner (the gateway verifies pushes with it).
     pub auth: std::collections::HashMap<String, hub_protocols::AuthSpec>,
+    /// The `[[file]]`s of every adapter, by route `<partner>/<mapping>` (the gateway stores
+    /// them before the mapping, `docs/files.md`).
+    pub inbound_files: std::collections::HashMap<String, Vec<hub_files::wiring::InboundFile>>,
 }
 
 /// Loads the adapter manifests (checked against the mappings, and each request's reply
@@ -100,11 +103,28 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
         .iter()
         .map(|m| (m.partner.clone(), m.auth.clone()))
         .collect();
+    let mut inbound_files: std::collections::HashMap<String, Vec<_>> =
+        std::collections::HashMap::new();
+    for m in &adapters.adapters {
+        for f in &m.files {
+            inbound_files
+                .entry(format!("{}/{}", m.partner, f.mapping))
+                .or_default()
+                .push(f.clone());
+        }
+    }
+    let sends_files = routes.iter().any(|r| r.delivery.file.is_some());
+    if (sends_files || !inbound_files.is_empty()) && loaded.config.files.is_none() {
+        problems.push(format!(
+            "{file}: key `files`: an adapter declares files ([[file]] or a delivery's file), but there is no [files] section (the file store)"
+        ));
+    }
     if problems.is_empty() {
         Ok(Plan {
             routes,
             pulls,
             auth,
+            inbound_files,
         })
     } else {
         Err(problems)

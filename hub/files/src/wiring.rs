@@ -245,7 +245,11 @@ pub async fn intake(
                 .map(|(k, v)| (k, Value::String(v)))
                 .collect(),
         );
-        set_pointer(&mut json, &f.pointer, Value::String(got.file.id.to_string()));
+        set_pointer(
+            &mut json,
+            &f.pointer,
+            Value::String(got.file.id.to_string()),
+        );
         return Ok(Intake {
             body: serde_json::to_vec(&json).expect("JSON"),
             files: vec![got.file],
@@ -276,7 +280,9 @@ pub async fn intake(
             }
         };
         let meta = match f.style {
-            ReceiveStyle::Base64 => transfer::receive_base64(store, &text, &f.put_options()).await?,
+            ReceiveStyle::Base64 => {
+                transfer::receive_base64(store, &text, &f.put_options()).await?
+            }
             ReceiveStyle::Url => {
                 transfer::fetch_url(store, &text, &f.fetch_policy(), &f.put_options()).await?
             }
@@ -355,8 +361,7 @@ impl OutboundFile {
                 self.pointer
             ));
         }
-        if self.style != SendStyle::Multipart && (self.part.is_some() || self.file_name.is_some())
-        {
+        if self.style != SendStyle::Multipart && (self.part.is_some() || self.file_name.is_some()) {
             out.push("file.part and file.file_name are only for style = \"multipart\"".into());
         }
         if let Some(p) = &self.file_name {
@@ -455,7 +460,9 @@ pub async fn outbound_body(
 /// A name inside a quoted multipart header parameter (quotes and line breaks escaped as the
 /// HTML form encoding does).
 fn quote(s: &str) -> String {
-    s.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// `[[batch]]`: files picked up from the partner's SFTP folder (`[partners.<p>.sftp]`) on a
@@ -567,8 +574,14 @@ mod tests {
         .unwrap();
         assert_eq!(f.problems().len(), 3, "{:?}", f.problems());
         let two = [
-            toml::from_str::<InboundFile>("mapping = \"m\"\nstyle = \"multipart\"\npointer = \"/f\"\n").unwrap(),
-            toml::from_str::<InboundFile>("mapping = \"m\"\nstyle = \"base64\"\npointer = \"/g\"\n").unwrap(),
+            toml::from_str::<InboundFile>(
+                "mapping = \"m\"\nstyle = \"multipart\"\npointer = \"/f\"\n",
+            )
+            .unwrap(),
+            toml::from_str::<InboundFile>(
+                "mapping = \"m\"\nstyle = \"base64\"\npointer = \"/g\"\n",
+            )
+            .unwrap(),
         ];
         assert_eq!(inbound_problems(&two).len(), 1);
     }
@@ -578,13 +591,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::local(dir.path(), None, Default::default()).unwrap();
         let spec: InboundFile =
-            toml::from_str("mapping = \"m\"\nstyle = \"base64\"\npointer = \"/doc/pdf\"\n").unwrap();
+            toml::from_str("mapping = \"m\"\nstyle = \"base64\"\npointer = \"/doc/pdf\"\n")
+                .unwrap();
         let pdf = b"%PDF-1.7\n1 0 obj\n";
         let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pdf);
         let body = serde_json::to_vec(&serde_json::json!({"doc": {"pdf": b64}, "n": 1})).unwrap();
-        let got = intake(&store, std::slice::from_ref(&spec), "application/json", body)
-            .await
-            .unwrap();
+        let got = intake(
+            &store,
+            std::slice::from_ref(&spec),
+            "application/json",
+            body,
+        )
+        .await
+        .unwrap();
         let id = FileId::of(pdf).to_string();
         let json: Value = serde_json::from_slice(&got.body).unwrap();
         assert_eq!(json["doc"]["pdf"], Value::String(id.clone()));
@@ -595,7 +614,9 @@ mod tests {
         let sent: Value = serde_json::from_slice(&sent).unwrap();
         assert_eq!(sent["f"], Value::String(b64));
         let bad = serde_json::to_vec(&serde_json::json!({"doc": {"pdf": "%%%"}})).unwrap();
-        let e = intake(&store, &[spec], "application/json", bad).await.unwrap_err();
+        let e = intake(&store, &[spec], "application/json", bad)
+            .await
+            .unwrap_err();
         assert_eq!(e.code, FileErrorCode::Base64Invalid);
     }
 }

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod config;
 pub mod encryption;
 pub mod errors;
+pub mod files;
 mod ingest;
 pub mod metrics;
 mod oauth;
@@ -90,6 +91,8 @@ pub struct Gateway {
     pub(crate) schemes: HashMap<String, std::sync::Arc<dyn hub_protocols::InboundVerifier>>,
     /// Every partner's declared scheme (the token endpoint reads the oauth2 ones).
     pub(crate) auth_specs: HashMap<String, hub_protocols::AuthSpec>,
+    /// The file store and the routes whose pushes carry files (`files`).
+    pub(crate) files: Option<files::FileIntake>,
 }
 
 /// Key files, resolved against the configuration file's folder.
@@ -256,7 +259,19 @@ impl Gateway {
             refusals: refusals::RefusalAudit::default(),
             route_limits,
             schema_ids,
+            files: None,
         })
+    }
+
+    /// Stores the files of the routes that declare them (`[[file]]`) in `store` before their
+    /// mapping (`docs/files.md`).
+    pub fn with_files(
+        mut self,
+        store: hub_files::FileStore,
+        routes: HashMap<String, Vec<hub_files::wiring::InboundFile>>,
+    ) -> Self {
+        self.files = Some(files::FileIntake { store, routes });
+        self
     }
 
     /// The partners' router.
