@@ -619,4 +619,35 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, FileErrorCode::Base64Invalid);
     }
+
+    #[tokio::test]
+    async fn a_multipart_delivery_is_read_back_with_the_same_id_and_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::local(dir.path(), None, Default::default()).unwrap();
+        let pdf = b"%PDF-1.7\nmultipart\n";
+        let meta = store
+            .put_bytes(Bytes::from_static(pdf), &PutOptions::default())
+            .await
+            .unwrap();
+        let out: OutboundFile = toml::from_str(
+            "pointer = \"/fj\"\nstyle = \"multipart\"\npart = \"att\"\nfile_name = \"/wjm\"\n",
+        )
+        .unwrap();
+        assert!(out.problems().is_empty());
+        let mapped = serde_json::to_vec(
+            &serde_json::json!({"wsbh": "WS-1", "fj": meta.id.to_string(), "wjm": "a.pdf"}),
+        )
+        .unwrap();
+        let (body, ct) = outbound_body(&store, &out, &mapped).await.unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let partner = FileStore::local(other.path(), None, Default::default()).unwrap();
+        let stream = futures::stream::iter([Ok::<Bytes, std::io::Error>(Bytes::from(body))]);
+        let got = transfer::receive_multipart(&partner, &ct, stream, "att", &PutOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(got.file.id, meta.id);
+        assert_eq!(got.file_name.as_deref(), Some("a.pdf"));
+        assert_eq!(got.fields.get("wsbh").map(String::as_str), Some("WS-1"));
+        assert!(!got.fields.contains_key("fj"));
+    }
 }
