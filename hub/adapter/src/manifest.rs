@@ -247,6 +247,9 @@ pub struct Manifest {
     /// Inbound mappings whose pushes carry files (`docs/files.md`).
     #[serde(rename = "file", default)]
     pub files: Vec<hub_files::wiring::InboundFile>,
+    /// Batch files picked up from the partner's SFTP server (`docs/files.md`).
+    #[serde(rename = "batch", default)]
+    pub batches: Vec<hub_files::wiring::BatchSpec>,
     /// `[auth]` as written; [`Manifest::auth`] is what it means.
     #[serde(rename = "auth", default)]
     pub auth_table: Option<toml::Table>,

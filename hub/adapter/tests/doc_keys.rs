@@ -44,6 +44,7 @@ fn manifest_keys() -> BTreeSet<String> {
         ("pull", "[[pull]]"),
         ("pull.response", "[[pull]]\n[pull.response]"),
         ("file", "[[file]]"),
+        ("batch", "[[batch]]"),
         ("delivery.file", "[[delivery]]\n[delivery.file]"),
     ] {
         keys.extend(

@@ -478,6 +478,31 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             });
         }
     }
+    // SFTP batch pickups (`docs/files.md`): `hub check` made sure [files] is there.
+    if !plan.batches.is_empty() {
+        let (Some(ring), Some(store)) = (&key_ring, &files) else {
+            error!("batch pickups need [gateway] (its key ring) and [files]");
+            return abort_start(&lifecycle, &producer, 2).await;
+        };
+        let ctx = Arc::new(crate::batches::BatchContext {
+            catalog: Arc::clone(&catalog),
+            mappings: Arc::clone(&mappings),
+            cipher: hub_security::field::FieldCipher::new(ring.clone()),
+            producer: producer.clone(),
+            state: state.clone(),
+            store: store.clone(),
+            schema_ids: schema_ids.clone(),
+            instance_id: instance_id.clone(),
+            base_dir: base_dir.clone(),
+        });
+        match crate::batches::start_batches(ctx, plan.batches, &lifecycle) {
+            Ok(names) => info!(jobs = ?names, "batch pickups scheduled"),
+            Err(e) => {
+                error!(error = %e, "cannot start the batch pickups");
+                return abort_start(&lifecycle, &producer, 2).await;
+            }
+        }
+    }
     info!(admin = %cfg.admin.listen, "hub running");
 
     let grace = Duration::from_millis(cfg.hub.shutdown_grace_ms);

@@ -486,6 +486,10 @@ pub struct BatchSpec {
     /// The folder to pick up from; absent: the partner's `sftp.inbox`.
     #[serde(default)]
     pub remote_dir: Option<String>,
+    /// The type the partner's files are declared as (checked against the content), e.g.
+    /// `text/csv`: text files are otherwise `text/plain`.
+    #[serde(default)]
+    pub media_type: Option<String>,
     #[serde(default)]
     pub personal: bool,
     #[serde(default)]
@@ -516,11 +520,21 @@ impl BatchSpec {
             &self.allowed_types,
             &format!("{at}: allowed_types"),
         ));
+        if let Some(t) = &self.media_type {
+            out.extend(types_problems(
+                &Some(vec![t.clone()]),
+                &format!("{at}: media_type"),
+            ));
+        }
         out
     }
 
     pub fn put_options(&self) -> PutOptions {
-        put_options(self.personal, &self.allowed_types, self.max_bytes)
+        let o = put_options(self.personal, &self.allowed_types, self.max_bytes);
+        match &self.media_type {
+            Some(t) => o.declared(t.clone()),
+            None => o,
+        }
     }
 
     /// Does `name` match the pattern?
