@@ -1,6 +1,7 @@
 //! Files wired into an adapter (`docs/files.md`, "Wiring files into an adapter") against a
-//! synthetic document partner (`tests/synthetic/files`): a PDF pushed as base64 in a JSON field
-//! and one pushed as multipart (personal: sealed at rest) are stored by the gateway before the
+//! synthetic document partner (`tests/synthetic/files`): a PDF pushed as base64 in a JSON field,
+//! one pushed as multipart (personal: sealed at rest) and one given as a URL the hub fetches
+//! from the partner's file host are stored by the gateway before the
 //! mapping, referenced on Kafka by their hub file ids, read back by an app from the same store
 //! by id, and delivered onward as base64 to a partner stand-in that checks the SM3 of what it
 //! got equals the id. Each refusal answers its `FILE_*` code.
@@ -35,6 +36,8 @@ const APP: &str = "files-app";
 struct Archive {
     got: Mutex<Vec<(String, String)>>,
     bad: Mutex<u32>,
+    /// What `/files/doc.pdf` serves.
+    hosted: Mutex<Vec<u8>>,
 }
 
 async fn archive(State(a): State<Arc<Archive>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -53,9 +56,16 @@ async fn archive(State(a): State<Arc<Archive>>, headers: HeaderMap, body: Bytes)
     Json(json!({"code": "0", "msg": "成功"})).into_response()
 }
 
+/// The partner's file host: the PDF the URL push names.
+async fn file_host(State(a): State<Arc<Archive>>) -> Response {
+    let body = a.hosted.lock().unwrap().clone();
+    ([("content-type", "application/pdf")], body).into_response()
+}
+
 async fn serve_archive(a: &Arc<Archive>) -> String {
     let app = Router::new()
         .route("/api/archive", post(archive))
+        .route("/files/doc.pdf", axum::routing::get(file_host))
         .with_state(Arc::clone(a));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -223,6 +233,35 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
     .await;
     assert_eq!(status, 200, "{answer}");
 
+    // A URL the hub fetches from the partner's file host.
+    let url_pdf = pdf(&format!("url-{suffix}"), 4_000);
+    *partner.hosted.lock().unwrap() = url_pdf.clone();
+    let doc_url = format!("WS-U-{suffix}");
+    let body = json!({"wsbh": doc_url, "sj": "2026-12-03T10:00:00.000+08:00",
+                      "fj": format!("{base_url}/files/doc.pdf")});
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_url",
+        &serde_json::to_vec(&body).unwrap(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let body = json!({"wsbh": "X", "sj": "2026-12-03T10:00:00.000+08:00",
+                      "fj": "https://10.0.0.1/files/doc.pdf"});
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_url",
+        &serde_json::to_vec(&body).unwrap(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("FILE_URL_REFUSED")),
+        "{answer}"
+    );
+
     // Refusals, each with its code; nothing is produced for them.
     let refusals = [
         (
@@ -282,7 +321,7 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
     .unwrap();
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while records.len() < 2 {
+    while records.len() < 3 {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(next) = tokio::time::timeout(left, consumer.next()).await else {
             break;
@@ -291,7 +330,7 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
         let (_, datum) = hub_contracts::unframe(d.payload.as_deref().unwrap()).unwrap();
         records.push(contract.decode_json(None, datum).unwrap());
     }
-    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records.len(), 3, "{records:?}");
     let id_of = |doc: &str| -> String {
         records
             .iter()
@@ -301,11 +340,16 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
     };
     assert_eq!(id_of(&doc_json), FileId::of(&json_pdf).to_string());
     assert_eq!(id_of(&doc_form), FileId::of(&form_pdf).to_string());
+    assert_eq!(id_of(&doc_url), FileId::of(&url_pdf).to_string());
 
     // An app reads the same store by id, with the same configuration and key ring.
     let section = hub_files::config::FilesSection::default(); // dir = "var/files"
     let store = section.open(dir.path(), Some(cipher())).unwrap();
-    for (doc, bytes, personal) in [(&doc_json, &json_pdf, false), (&doc_form, &form_pdf, true)] {
+    for (doc, bytes, personal) in [
+        (&doc_json, &json_pdf, false),
+        (&doc_form, &form_pdf, true),
+        (&doc_url, &url_pdf, false),
+    ] {
         let id = FileId::parse(&id_of(doc)).unwrap();
         let (meta, got) = store.read_all(&id, 1 << 20).await.unwrap();
         assert_eq!(&got[..], &bytes[..]);
@@ -318,7 +362,7 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
 
     // Delivered onward: the partner got each file, with the SM3 of its id.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while partner.got.lock().unwrap().len() < 2 && Instant::now() < deadline {
+    while partner.got.lock().unwrap().len() < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (_, logs) = stop_and_collect_logs(serving);
@@ -328,6 +372,7 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
     let mut want = vec![
         (doc_json.clone(), FileId::of(&json_pdf).to_string()),
         (doc_form.clone(), FileId::of(&form_pdf).to_string()),
+        (doc_url.clone(), FileId::of(&url_pdf).to_string()),
     ];
     want.sort();
     assert_eq!(got, want, "hub log:\n{logs}");
