@@ -23,6 +23,7 @@ pub mod answer;
 pub mod backoff;
 pub mod breaker;
 pub mod client;
+mod files;
 pub mod manifest;
 pub mod partner;
 pub mod schedule;

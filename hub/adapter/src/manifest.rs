@@ -189,6 +189,9 @@ pub struct DeliverySpec {
     /// the content type in 1.2); it must appear in the adapter's WSDL.
     #[serde(default)]
     pub soap_action: Option<String>,
+    /// The mapped body references a stored file to send with it (`docs/files.md`).
+    #[serde(default)]
+    pub file: Option<hub_files::wiring::OutboundFile>,
 }
 
 /// `[[delivery]] transport`.
@@ -342,6 +345,12 @@ pub struct Manifest {
     /// `hub check` finds in it.
     #[serde(default)]
     pub wsdl: Option<PathBuf>,
+    /// Inbound mappings whose pushes carry files (`docs/files.md`).
+    #[serde(rename = "file", default)]
+    pub files: Vec<hub_files::wiring::InboundFile>,
+    /// Batch files picked up from the partner's SFTP server (`docs/files.md`).
+    #[serde(rename = "batch", default)]
+    pub batches: Vec<hub_files::wiring::BatchSpec>,
     /// `[auth]` as written; [`Manifest::auth`] is what it means.
     #[serde(rename = "auth", default)]
     pub auth_table: Option<toml::Table>,
@@ -674,6 +683,7 @@ fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
             ));
         }
     }
+    out.extend(crate::files::check(m, mappings));
     for p in &m.pulls {
         if !is_name(&p.name) || !routes.insert(format!("p:{}", p.name)) {
             out.push(format!("pull `{}`: name must be unique, a-z 0-9 _", p.name));

@@ -77,6 +77,12 @@ pub struct PartnerSection {
     /// flight) before it stops reading more: bounds how far one stuck key holds the others.
     #[serde(default = "default_window")]
     pub window: usize,
+    /// The partner's SFTP server, for the adapter's `[[batch]]` pickups (`docs/files.md`).
+    #[serde(default)]
+    pub sftp: Option<hub_files::sftp::SftpSection>,
+    /// Batch pickups of the adapter to run (none unless listed, like pulls).
+    #[serde(default)]
+    pub batches: Vec<String>,
 }
 
 fn default_concurrency() -> usize {
@@ -183,6 +189,15 @@ impl Validate for PartnerSection {
                 "backoff_max_ms",
                 "must not be below backoff_initial_ms".into(),
             );
+        }
+        if !self.batches.is_empty() && self.sftp.is_none() {
+            bad(
+                "batches",
+                "batch pickups need the partner's SFTP server ([partners.<name>.sftp])".into(),
+            );
+        }
+        if let Some(sftp) = &self.sftp {
+            out.extend(sftp.validate(&join_key(prefix, "sftp")));
         }
         out
     }

@@ -515,6 +515,7 @@ mod tests {
             path: "/x".into(),
             idempotency_header: None,
             reply: None,
+            file: None,
             transport,
             soap_action: action.map(String::from),
         }

@@ -43,6 +43,9 @@ fn manifest_keys() -> BTreeSet<String> {
         ("delivery", "[[delivery]]"),
         ("pull", "[[pull]]"),
         ("pull.response", "[[pull]]\n[pull.response]"),
+        ("file", "[[file]]"),
+        ("batch", "[[batch]]"),
+        ("delivery.file", "[[delivery]]\n[delivery.file]"),
     ] {
         keys.extend(
             fields_of(header)

@@ -49,6 +49,10 @@ pub struct HubConfig {
     /// Signed checkpoints and retention of the audit chain (`docs/security.md`).
     #[serde(default)]
     pub audit: AuditSection,
+    /// The file store (`docs/files.md`); absent: the hub keeps no files, and an adapter that
+    /// declares files is refused at start.
+    #[serde(default)]
+    pub files: Option<hub_files::config::FilesSection>,
 }
 
 /// `[audit]`: signed checkpoints of the audit chain and its retention.
@@ -434,6 +438,9 @@ impl Validate for HubConfig {
                 join_key(prefix, "poller.lease_ttl_ms"),
                 format!("{} is outside 5000..=3600000", self.poller.lease_ttl_ms),
             ));
+        }
+        if let Some(f) = &self.files {
+            out.extend(f.validate(&join_key(prefix, "files")));
         }
         if self.hub.profile == Profile::Production {
             out.extend(self.production_problems(prefix));

@@ -14,6 +14,7 @@
 
 pub mod adapter_new;
 pub mod admin;
+pub mod batches;
 pub mod cli;
 pub mod config;
 pub mod contracts_gate;

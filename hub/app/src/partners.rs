@@ -16,6 +16,11 @@ pub struct Plan {
     pub pulls: Vec<PullJob>,
     /// Every adapter's authentication scheme, by partner (the gateway verifies pushes with it).
     pub auth: std::collections::HashMap<String, hub_protocols::AuthSpec>,
+    /// The `[[file]]`s of every adapter, by route `<partner>/<mapping>` (the gateway stores
+    /// them before the mapping, `docs/files.md`).
+    pub inbound_files: std::collections::HashMap<String, Vec<hub_files::wiring::InboundFile>>,
+    /// The SFTP batch pickups to run (`[partners.<name>] batches`).
+    pub batches: Vec<crate::batches::BatchJob>,
 }
 
 /// Loads the adapter manifests (checked against the mappings, and each request's reply
@@ -44,6 +49,7 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
     let mut problems = Vec::new();
     let mut routes = Vec::new();
     let mut pulls = Vec::new();
+    let mut batches = Vec::new();
     for (name, section) in &loaded.config.partners {
         let Some(manifest) = adapters.get(name) else {
             problems.push(format!(
@@ -81,6 +87,19 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
                 client: Arc::clone(&client),
             });
         }
+        for b in &section.batches {
+            match (manifest.batch(b), &section.sftp) {
+                (Some(spec), Some(sftp)) => batches.push(crate::batches::BatchJob {
+                    partner: name.clone(),
+                    spec: spec.clone(),
+                    sftp: sftp.clone(),
+                }),
+                (None, _) => problems.push(format!(
+                    "{file}: key `partners.{name}.batches`: adapter `{name}` has no batch `{b}`"
+                )),
+                (Some(_), None) => {} // reported by the section's validation
+            }
+        }
         for p in &section.pulls {
             match manifest.pull(p) {
                 Some(spec) => pulls.push(PullJob {
@@ -100,11 +119,31 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
         .iter()
         .map(|m| (m.partner.clone(), m.auth.clone()))
         .collect();
+    let mut inbound_files: std::collections::HashMap<String, Vec<_>> =
+        std::collections::HashMap::new();
+    for m in &adapters.adapters {
+        for f in &m.files {
+            inbound_files
+                .entry(format!("{}/{}", m.partner, f.mapping))
+                .or_default()
+                .push(f.clone());
+        }
+    }
+    let sends_files = routes.iter().any(|r| r.delivery.file.is_some());
+    if (sends_files || !inbound_files.is_empty() || !batches.is_empty())
+        && loaded.config.files.is_none()
+    {
+        problems.push(format!(
+            "{file}: key `files`: an adapter declares files ([[file]], a delivery's file or a batch pickup), but there is no [files] section (the file store)"
+        ));
+    }
     if problems.is_empty() {
         Ok(Plan {
             routes,
             pulls,
             auth,
+            inbound_files,
+            batches,
         })
     } else {
         Err(problems)

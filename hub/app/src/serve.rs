@@ -285,6 +285,29 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             None => return abort_start(&lifecycle, &producer, 2).await,
         },
     };
+    // The file store (`docs/files.md`): one for the whole hub, sealing personal files with
+    // the gateway's key ring; interrupted uploads swept at start and hourly.
+    let files = match &cfg.files {
+        None => None,
+        Some(section) => {
+            let cipher = key_ring.clone().map(hub_security::field::FieldCipher::new);
+            match section.open(&base_dir, cipher) {
+                Ok(store) => {
+                    info!(backend = ?section.backend, "file store ready");
+                    lifecycle.spawn(sweep_files(
+                        store.clone(),
+                        section.orphan_grace(),
+                        lifecycle.clone(),
+                    ));
+                    Some(store)
+                }
+                Err(e) => {
+                    error!(code = e.code(), error = %e, "cannot open the file store");
+                    return abort_start(&lifecycle, &producer, 2).await;
+                }
+            }
+        }
+    };
     if let Some(gcfg) = &cfg.gateway {
         let key_ring = key_ring.clone().expect("loaded with the gateway");
         let sm2_key = gcfg
@@ -308,7 +331,10 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 config_dir: loaded.resolve(std::path::Path::new(".")),
             },
         ) {
-            Ok(g) => Arc::new(g),
+            Ok(g) => Arc::new(match &files {
+                Some(store) => g.with_files(store.clone(), plan.inbound_files.clone()),
+                None => g,
+            }),
             Err(e) => {
                 error!(error = %e, "cannot build the gateway");
                 return abort_start(&lifecycle, &producer, 2).await;
@@ -392,6 +418,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 schema_ids: schema_ids.clone(),
                 commit_interval: Duration::from_millis(cfg.egress.commit_interval_ms),
                 group_prefix: cfg.egress.group_prefix.clone(),
+                files: files.clone(),
             });
             // Consumers subscribe only once the topics exist: librdkafka looks for a topic
             // that is missing at subscription only at its next metadata refresh (minutes).
@@ -449,6 +476,31 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                     lc.stop();
                 }
             });
+        }
+    }
+    // SFTP batch pickups (`docs/files.md`): `hub check` made sure [files] is there.
+    if !plan.batches.is_empty() {
+        let (Some(ring), Some(store)) = (&key_ring, &files) else {
+            error!("batch pickups need [gateway] (its key ring) and [files]");
+            return abort_start(&lifecycle, &producer, 2).await;
+        };
+        let ctx = Arc::new(crate::batches::BatchContext {
+            catalog: Arc::clone(&catalog),
+            mappings: Arc::clone(&mappings),
+            cipher: hub_security::field::FieldCipher::new(ring.clone()),
+            producer: producer.clone(),
+            state: state.clone(),
+            store: store.clone(),
+            schema_ids: schema_ids.clone(),
+            instance_id: instance_id.clone(),
+            base_dir: base_dir.clone(),
+        });
+        match crate::batches::start_batches(ctx, plan.batches, &lifecycle) {
+            Ok(names) => info!(jobs = ?names, "batch pickups scheduled"),
+            Err(e) => {
+                error!(error = %e, "cannot start the batch pickups");
+                return abort_start(&lifecycle, &producer, 2).await;
+            }
         }
     }
     info!(admin = %cfg.admin.listen, "hub running");
@@ -685,6 +737,29 @@ async fn purge_receipts(state: StateStore, retention_days: u32, lifecycle: Lifec
                 retention_days, "idempotency receipts past their retention purged"
             ),
             Err(e) => warn!(code = e.code(), error = %e, "receipt purge failed"),
+        }
+    }
+}
+
+/// How often the file store's interrupted uploads are swept.
+const FILES_SWEEP_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Removes the file store's leftovers of interrupted uploads older than `grace`, at start and
+/// then hourly (`FileStore::remove_orphans`). Every replica may run it: removals are idempotent.
+async fn sweep_files(store: hub_files::FileStore, grace: Duration, lifecycle: Lifecycle) {
+    let mut tick = tokio::time::interval(FILES_SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = lifecycle.token().cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match store.remove_orphans(grace).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                removed = n,
+                "file store: leftovers of interrupted uploads removed"
+            ),
+            Err(e) => warn!(code = e.code(), error = %e, "file store sweep failed"),
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct EgressContext {
     pub commit_interval: Duration,
     /// Consumer groups are `<group_prefix>.<partner>.<delivery>`.
     pub group_prefix: String,
+    /// The file store deliveries with a `file` read from (`docs/files.md`).
+    pub files: Option<hub_files::FileStore>,
 }
 
 impl EgressContext {
@@ -382,6 +384,23 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
             }
         };
         let spec = &route.spec.delivery;
+        // A delivery with a file: the file its record references put into the body.
+        let rendered = match (&spec.file, &route.ctx.files) {
+            (None, _) => rendered,
+            (Some(_), None) => {
+                let f = failure("FILE_CONFIG_INVALID", "the delivery sends a file but the hub has no [files] store".into(), 0);
+                let asked = Asked { envelope: &envelope, hop: &hop, outcome: ReplyOutcome::Failed };
+                return give_up(route, &d, f, Some(asked), token).await;
+            }
+            (Some(file), Some(store)) => match hub_files::wiring::outbound_body(store, file, &rendered.body).await {
+                Ok((body, content_type)) => hub_pipeline::Rendered { body, content_type },
+                Err(e) => {
+                    let f = failure(e.code(), e.detail.clone(), 0);
+                    let asked = Asked { envelope: &envelope, hop: &hop, outcome: ReplyOutcome::Failed };
+                    return give_up(route, &d, f, Some(asked), token).await;
+                }
+            },
+        };
         let client = &route.spec.client;
         let policy = &client.section;
         // The delivery's transport (HTTP, a GET's query, SOAP 1.1/1.2): hub_adapter::transport.

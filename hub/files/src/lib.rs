@@ -20,6 +20,7 @@ pub mod media;
 pub mod sftp;
 pub mod store;
 pub mod transfer;
+pub mod wiring;
 
 pub use error::{FileError, FileErrorCode};
 pub use id::FileId;

@@ -540,7 +540,21 @@ pub struct Pickup {
 impl Pickup {
     /// One run: take the job's lease, connect, pick up what is new, disconnect, give the
     /// lease back.
-    pub async fn run_once<F, Fut>(&self, mut handler: F) -> Result<PickupReport, FileError>
+    pub async fn run_once<F, Fut>(&self, handler: F) -> Result<PickupReport, FileError>
+    where
+        F: FnMut(PickedFile) -> Fut,
+        Fut: std::future::Future<Output = Result<(), FileError>>,
+    {
+        self.run_once_matching(&|_: &str| true, handler).await
+    }
+
+    /// [`Pickup::run_once`] for the files whose name `matches` (a batch's name pattern); the
+    /// others are left alone, unrecorded.
+    pub async fn run_once_matching<F, Fut>(
+        &self,
+        matches: &(dyn Fn(&str) -> bool + Sync),
+        mut handler: F,
+    ) -> Result<PickupReport, FileError>
     where
         F: FnMut(PickedFile) -> Fut,
         Fut: std::future::Future<Output = Result<(), FileError>>,
@@ -558,7 +572,7 @@ impl Pickup {
             return Ok(report);
         }
         let result = self
-            .run_leased(&lease, inbox, &mut handler, &mut report)
+            .run_leased(&lease, inbox, matches, &mut handler, &mut report)
             .await;
         let _ = self.state.release_lease(&lease, &self.holder).await;
         result.map(|()| report)
@@ -575,6 +589,7 @@ impl Pickup {
         &self,
         lease: &str,
         inbox: &str,
+        matches: &(dyn Fn(&str) -> bool + Sync),
         handler: &mut F,
         report: &mut PickupReport,
     ) -> Result<(), FileError>
@@ -590,7 +605,7 @@ impl Pickup {
                 return Err(e);
             }
         };
-        for rf in files {
+        for rf in files.into_iter().filter(|f| matches(&f.name)) {
             // Renewed before each file; lost (another replica took over after an expiry): stop.
             match self.lease(lease).await {
                 Ok(true) => {}

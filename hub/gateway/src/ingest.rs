@@ -300,6 +300,32 @@ async fn handle(
         },
     };
 
+    // Files the route carries are stored (durably) and replaced by their ids before the
+    // mapping, which then sees only ids (`files`, `docs/files.md`).
+    let body = match &gw.files {
+        None => body,
+        Some(intake) => {
+            match intake
+                .intake(&format!("{partner}/{mapping_name}"), &parts.headers, body)
+                .await
+            {
+                Ok(Ok(replaced)) => replaced,
+                Ok(Err(unchanged)) => unchanged,
+                Err(e) => {
+                    warn!(request_id = %id, code = e.code(), detail = %e.detail, "file refused");
+                    let outcome = Outcome {
+                        status: axum::http::StatusCode::from_u16(e.code.status())
+                            .unwrap_or(StatusCode::BAD_REQUEST),
+                        code: e.code(),
+                        app: Some(app_id.clone()),
+                        trace: Vec::new(),
+                    };
+                    return (crate::files::refusal(&e, id), outcome, size);
+                }
+            }
+        }
+    };
+
     // Map, validate, seal and encode before claiming anything: a payload that cannot be
     // mapped is refused the same way however often it is retried.
     let normalized = match normalize(mapping, &gw.catalog, &gw.cipher, |c| gw.schema_id(c), &body) {

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod config;
 pub mod encryption;
 pub mod errors;
+pub mod files;
 mod ingest;
 pub mod metrics;
 mod oauth;
@@ -93,6 +94,8 @@ pub struct Gateway {
     /// Topics of the reply contracts (`docs/request-reply.md`), found once at start: a reply is
     /// produced by the egress for a request the hub made, never pushed by a partner.
     reply_topics: std::collections::HashSet<String>,
+    /// The file store and the routes whose pushes carry files (`files`).
+    pub(crate) files: Option<files::FileIntake>,
 }
 
 /// Key files, resolved against the configuration file's folder.
@@ -266,6 +269,7 @@ impl Gateway {
             refusals: refusals::RefusalAudit::default(),
             route_limits,
             schema_ids,
+            files: None,
         })
     }
 
@@ -276,6 +280,17 @@ impl Gateway {
             .get(partner, mapping)
             .filter(|m| m.direction == hub_mapping::Direction::Inbound)
             .filter(|m| !self.reply_topics.contains(&m.contract))
+    }
+
+    /// Stores the files of the routes that declare them (`[[file]]`) in `store` before their
+    /// mapping (`docs/files.md`).
+    pub fn with_files(
+        mut self,
+        store: hub_files::FileStore,
+        routes: HashMap<String, Vec<hub_files::wiring::InboundFile>>,
+    ) -> Self {
+        self.files = Some(files::FileIntake { store, routes });
+        self
     }
 
     /// The partners' router.

@@ -1,0 +1,85 @@
+//! The file declarations of a manifest checked against its mappings (`docs/files.md`):
+//! `[[file]]`, a delivery's `file` and `[[batch]]`. The declarations themselves are in
+//! `hub_files::wiring`, shared with the gateway and the egress.
+
+use hub_mapping::{Direction, MappingSet};
+
+use crate::manifest::Manifest;
+
+/// Every problem of the manifest's file declarations.
+pub(crate) fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
+    let mut out = hub_files::wiring::inbound_problems(&m.files);
+    let inbound =
+        |name: &str, what: String, out: &mut Vec<String>| match mappings.get(&m.partner, name) {
+            Some(map) if map.direction == Direction::Inbound => {}
+            Some(_) => out.push(format!(
+                "{what}: mapping `{name}` is not an inbound mapping"
+            )),
+            None => out.push(format!(
+                "{what}: mapping `{name}` is not in mappings/{}/mappings.toml",
+                m.partner
+            )),
+        };
+    for f in &m.files {
+        inbound(&f.mapping, "file".into(), &mut out);
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for b in &m.batches {
+        let ok_name = !b.name.is_empty()
+            && b.name.len() <= 64
+            && b.name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+        if !ok_name || !names.insert(b.name.clone()) {
+            out.push(format!(
+                "batch `{}`: name must be unique, a-z 0-9 _",
+                b.name
+            ));
+        }
+        inbound(&b.mapping, format!("batch `{}`", b.name), &mut out);
+        match (&b.every_ms, &b.cron) {
+            (Some(ms), None) if *ms >= 1_000 => {}
+            (Some(_), None) => out.push(format!(
+                "batch `{}`: every_ms must be at least 1000",
+                b.name
+            )),
+            (None, Some(c)) => {
+                if let Err(e) = crate::schedule::parse_cron(c) {
+                    out.push(format!("batch `{}`: cron `{c}`: {e}", b.name));
+                }
+            }
+            _ => out.push(format!(
+                "batch `{}`: set exactly one of every_ms and cron",
+                b.name
+            )),
+        }
+        out.extend(b.problems());
+    }
+    for d in &m.deliveries {
+        if let Some(f) = &d.file {
+            out.extend(
+                f.problems()
+                    .into_iter()
+                    .map(|p| format!("delivery `{}`: {p}", d.name)),
+            );
+        }
+    }
+    out
+}
+
+impl Manifest {
+    /// The `[[file]]` declarations of one inbound mapping.
+    pub fn files_of(&self, mapping: &str) -> Vec<hub_files::wiring::InboundFile> {
+        self.files
+            .iter()
+            .filter(|f| f.mapping == mapping)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Manifest {
+    pub fn batch(&self, name: &str) -> Option<&hub_files::wiring::BatchSpec> {
+        self.batches.iter().find(|b| b.name == name)
+    }
+}

@@ -1,0 +1,382 @@
+//! Files wired into an adapter (`docs/files.md`, "Wiring files into an adapter") against a
+//! synthetic document partner (`tests/synthetic/files`): a PDF pushed as base64 in a JSON field,
+//! one pushed as multipart (personal: sealed at rest) and one given as a URL the hub fetches
+//! from the partner's file host are stored by the gateway before the
+//! mapping, referenced on Kafka by their hub file ids, read back by an app from the same store
+//! by id, and delivered onward as base64 to a partner stand-in that checks the SM3 of what it
+//! got equals the id. Each refusal answers its `FILE_*` code.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use hub_bus::Consumer;
+use hub_files::FileId;
+use hub_security::field::{FieldCipher, KeyRing};
+use hub_security::signing::SigningCredential;
+use serde_json::{json, Value};
+use support::isolate::copy_dir;
+use support::partner::verify_hub_v1;
+use support::*;
+
+const SECRET: &str = "files-partner-secret-0123456789";
+const APP: &str = "files-app";
+
+/// The partner stand-in's archive: what it got, as (document number, SM3 id of the file).
+#[derive(Default)]
+struct Archive {
+    got: Mutex<Vec<(String, String)>>,
+    bad: Mutex<u32>,
+    /// What `/files/doc.pdf` serves.
+    hosted: Mutex<Vec<u8>>,
+}
+
+async fn archive(State(a): State<Arc<Archive>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !verify_hub_v1(SECRET, &headers, "POST", "/api/archive", &body) {
+        *a.bad.lock().unwrap() += 1;
+        return Json(json!({"code": "E401", "msg": "签名错误"})).into_response();
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v["fjnr"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    a.got.lock().unwrap().push((
+        v["wsbh"].as_str().unwrap_or_default().to_string(),
+        FileId::of(&bytes).to_string(),
+    ));
+    Json(json!({"code": "0", "msg": "成功"})).into_response()
+}
+
+/// The partner's file host: the PDF the URL push names.
+async fn file_host(State(a): State<Arc<Archive>>) -> Response {
+    let body = a.hosted.lock().unwrap().clone();
+    ([("content-type", "application/pdf")], body).into_response()
+}
+
+async fn serve_archive(a: &Arc<Archive>) -> String {
+    let app = Router::new()
+        .route("/api/archive", post(archive))
+        .route("/files/doc.pdf", axum::routing::get(file_host))
+        .with_state(Arc::clone(a));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    format!("http://{addr}")
+}
+
+struct Synthetic {
+    contracts: PathBuf,
+    mappings: PathBuf,
+    adapters: PathBuf,
+    topic: String,
+}
+
+fn synthetic(dir: &Path) -> Synthetic {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let tag = format!("synthetic.files_t{}.", &id[..10]);
+    let source = repo().join("hub/app/tests/synthetic/files");
+    let contracts = dir.join("contracts");
+    copy_dir(
+        &repo().join("contracts/schemas/hub"),
+        &contracts.join("hub"),
+    );
+    copy_dir(&source.join("contracts"), &contracts.join("synthetic"));
+    for entry in std::fs::read_dir(contracts.join("synthetic")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("synthetic.files.", &tag)).unwrap();
+    }
+    let mappings = dir.join("mappings");
+    copy_dir(&source.join("mappings"), &mappings);
+    let file = mappings.join("synthetic_files/mappings.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("synthetic.files.", &tag)).unwrap();
+    let adapters = dir.join("adapters");
+    copy_dir(&source.join("adapters"), &adapters);
+    Synthetic {
+        contracts,
+        mappings,
+        adapters,
+        topic: format!("{tag}document_received.v1"),
+    }
+}
+
+fn config(dir: &Path, s: &Synthetic, base_url: &str, admin: u16, gateway: u16) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[hub]\nprofile = \"development\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\n\
+             [bus]\nbootstrap_servers = \"{}\"\n[state]\nurl = \"sqlite://state/hub.db\"\n\
+             [contracts]\ndir = \"{}\"\n[mappings]\ndir = \"{}\"\n[adapters]\ndir = \"{}\"\n\
+             [log]\nformat = \"json\"\n[files]\ndir = \"var/files\"\nmax_bytes = 1048576\n\
+             [gateway]\nlisten = \"127.0.0.1:{gateway}\"\nplain_http = true\nkey_ring = \"{}\"\n\
+             [[gateway.apps]]\napp_id = \"{APP}\"\npartner = \"synthetic_files\"\nhmac_secret = \"{SECRET}\"\n\
+             [egress]\ncommit_interval_ms = 200\ngroup_prefix = \"files-{}\"\n\
+             [partners.synthetic_files]\nbase_url = \"{base_url}\"\napp_id = \"hub\"\n\
+             hmac_secret = \"{SECRET}\"\ntimeout_ms = 2000\nmax_attempts = 3\n\
+             backoff_initial_ms = 50\nbackoff_max_ms = 100\nbreaker_failures = 1000\n",
+            kafka(),
+            s.contracts.display(),
+            s.mappings.display(),
+            s.adapters.display(),
+            repo().join("ops/dev-keyring.toml").display(),
+            uuid::Uuid::new_v4().simple(),
+        ),
+    )
+}
+
+fn cipher() -> FieldCipher {
+    FieldCipher::new(KeyRing::from_file(&repo().join("ops/dev-keyring.toml")).unwrap())
+}
+
+/// A small, distinct PDF.
+fn pdf(tag: &str, len: usize) -> Vec<u8> {
+    let mut b = format!("%PDF-1.7\n% {tag}\n").into_bytes();
+    while b.len() < len {
+        b.extend_from_slice(b"1 0 obj << /Type /Catalog >> endobj\n");
+    }
+    b
+}
+
+/// POSTs `body` signed with hub-v1 by the test app; the status and the unified answer.
+async fn push(gateway: &str, path: &str, body: &[u8], content_type: &str) -> (u16, Value) {
+    let headers = SigningCredential::HmacSm3 {
+        secret: SECRET.as_bytes().to_vec(),
+    }
+    .sign_request(
+        APP,
+        "POST",
+        path,
+        "",
+        body,
+        chrono::Utc::now().timestamp_millis(),
+    );
+    let mut req = reqwest::Client::new()
+        .post(format!("{gateway}{path}"))
+        .header("content-type", content_type)
+        .body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn multipart(boundary: &str, doc_no: &str, file: &[u8]) -> Vec<u8> {
+    let mut b = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"wsbh\"\r\n\r\n{doc_no}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"sj\"\r\n\r\n2026-12-03T10:00:00.000+08:00\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"张三.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
+    )
+    .into_bytes();
+    b.extend_from_slice(file);
+    b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_the_same_sm3() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = synthetic(dir.path());
+    let partner = Arc::new(Archive::default());
+    let base_url = serve_archive(&partner).await;
+    let (admin, gw) = (free_port(), free_port());
+    let config = config(dir.path(), &s, &base_url, admin, gw);
+    let check = hub(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    let serving = serve_config(&config, &format!("http://127.0.0.1:{admin}"), &[]);
+    wait_for_status(
+        &format!("http://127.0.0.1:{admin}/readyz"),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+    let gateway = format!("http://127.0.0.1:{gw}");
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+
+    // Base64 in a JSON field.
+    let json_pdf = pdf(&format!("json-{suffix}"), 2_000);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&json_pdf);
+    let doc_json = format!("WS-J-{suffix}");
+    let body = json!({"wsbh": doc_json, "sj": "2026-12-03T10:00:00.000+08:00", "fj": b64});
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_json",
+        &serde_json::to_vec(&body).unwrap(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    // Multipart, personal: sealed at rest.
+    let form_pdf = pdf(&format!("form-{suffix}"), 3_000);
+    let doc_form = format!("WS-M-{suffix}");
+    let boundary = "hub-test-boundary-7d1c";
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_form",
+        &multipart(boundary, &doc_form, &form_pdf),
+        &format!("multipart/form-data; boundary={boundary}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    // A URL the hub fetches from the partner's file host.
+    let url_pdf = pdf(&format!("url-{suffix}"), 4_000);
+    *partner.hosted.lock().unwrap() = url_pdf.clone();
+    let doc_url = format!("WS-U-{suffix}");
+    let body = json!({"wsbh": doc_url, "sj": "2026-12-03T10:00:00.000+08:00",
+                      "fj": format!("{base_url}/files/doc.pdf")});
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_url",
+        &serde_json::to_vec(&body).unwrap(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let body = json!({"wsbh": "X", "sj": "2026-12-03T10:00:00.000+08:00",
+                      "fj": "https://10.0.0.1/files/doc.pdf"});
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_url",
+        &serde_json::to_vec(&body).unwrap(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("FILE_URL_REFUSED")),
+        "{answer}"
+    );
+
+    // Refusals, each with its code; nothing is produced for them.
+    let refusals = [
+        (
+            json!({"wsbh": "X", "sj": "2026-12-03T10:00:00.000+08:00", "fj": "%%% not base64"}),
+            400,
+            "FILE_BASE64_INVALID",
+        ),
+        (
+            json!({"wsbh": "X", "sj": "2026-12-03T10:00:00.000+08:00",
+                   "fj": base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n0000IHDR")}),
+            415,
+            "FILE_TYPE_NOT_ALLOWED",
+        ),
+        (
+            json!({"wsbh": "X", "sj": "2026-12-03T10:00:00.000+08:00",
+                   "fj": base64::engine::general_purpose::STANDARD.encode(pdf("big", 70_000))}),
+            413,
+            "FILE_TOO_LARGE",
+        ),
+    ];
+    for (body, want_status, want_code) in refusals {
+        let (status, answer) = push(
+            &gateway,
+            "/v1/synthetic_files/document_json",
+            &serde_json::to_vec(&body).unwrap(),
+            "application/json",
+        )
+        .await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{answer}"
+        );
+        assert!(answer["message_zh"].is_string() && answer["message_en"].is_string());
+    }
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_form",
+        b"{\"wsbh\": \"X\"}",
+        "application/json",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("FILE_MULTIPART_INVALID")),
+        "{answer}"
+    );
+
+    // On Kafka: the ids, never the bytes.
+    let catalog = hub_contracts::load_dir(&s.contracts).unwrap();
+    let contract = catalog.contract(&s.topic).unwrap().clone();
+    let consumer = Consumer::new(
+        &bus_section("files-reader"),
+        &format!("files-reader-{}", uuid::Uuid::new_v4().simple()),
+        &[&s.topic],
+    )
+    .unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(next) = tokio::time::timeout(left, consumer.next()).await else {
+            break;
+        };
+        let d = next.unwrap();
+        let (_, datum) = hub_contracts::unframe(d.payload.as_deref().unwrap()).unwrap();
+        records.push(contract.decode_json(None, datum).unwrap());
+    }
+    assert_eq!(records.len(), 3, "{records:?}");
+    let id_of = |doc: &str| -> String {
+        records
+            .iter()
+            .find(|r| r["doc_no"] == doc)
+            .map(|r| r["file_id"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no record for {doc}: {records:?}"))
+    };
+    assert_eq!(id_of(&doc_json), FileId::of(&json_pdf).to_string());
+    assert_eq!(id_of(&doc_form), FileId::of(&form_pdf).to_string());
+    assert_eq!(id_of(&doc_url), FileId::of(&url_pdf).to_string());
+
+    // An app reads the same store by id, with the same configuration and key ring.
+    let section = hub_files::config::FilesSection::default(); // dir = "var/files"
+    let store = section.open(dir.path(), Some(cipher())).unwrap();
+    for (doc, bytes, personal) in [
+        (&doc_json, &json_pdf, false),
+        (&doc_form, &form_pdf, true),
+        (&doc_url, &url_pdf, false),
+    ] {
+        let id = FileId::parse(&id_of(doc)).unwrap();
+        let (meta, got) = store.read_all(&id, 1 << 20).await.unwrap();
+        assert_eq!(&got[..], &bytes[..]);
+        assert_eq!(meta.media_type, "application/pdf");
+        assert_eq!(
+            meta.encrypted, personal,
+            "personal files are sealed at rest"
+        );
+    }
+
+    // Delivered onward: the partner got each file, with the SM3 of its id.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while partner.got.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, logs) = stop_and_collect_logs(serving);
+    let mut got = partner.got.lock().unwrap().clone();
+    got.sort();
+    got.dedup();
+    let mut want = vec![
+        (doc_json.clone(), FileId::of(&json_pdf).to_string()),
+        (doc_form.clone(), FileId::of(&form_pdf).to_string()),
+        (doc_url.clone(), FileId::of(&url_pdf).to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want, "hub log:\n{logs}");
+    assert_eq!(*partner.bad.lock().unwrap(), 0);
+    // File names may be personal: never in the logs.
+    assert!(!logs.contains("张三"), "a file name was logged");
+}

@@ -1,0 +1,258 @@
+//! SFTP batch pickup as a hub job (`docs/files.md`, "Batch files over SFTP"): the synthetic
+//! partner's `[[batch]] recon` (`tests/synthetic/files`) runs every second against Debian's
+//! OpenSSH server started by the test on a free loopback port (`HUB_TEST_SSHD` may name another
+//! sshd). A reconciliation file left in the inbox is picked up and announced on Kafka once, and
+//! still only once after the hub is restarted while the file is still there; a file arriving
+//! after the restart is announced too; a name outside the batch's pattern is left alone.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hub_bus::Consumer;
+use hub_files::FileId;
+use serde_json::Value;
+use support::isolate::copy_dir;
+use support::*;
+
+struct Sshd {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    fingerprint: String,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "hub-test", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen runs (apt-get install openssh-client)");
+    assert!(ok.success());
+}
+
+async fn sshd() -> Sshd {
+    let exe = std::env::var("HUB_TEST_SSHD").unwrap_or_else(|_| "/usr/sbin/sshd".into());
+    assert!(
+        Path::new(&exe).exists(),
+        "{exe} is missing: apt-get install openssh-server (or set HUB_TEST_SSHD)"
+    );
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    keygen(&d.join("host_key"));
+    keygen(&d.join("user_key"));
+    std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all(d.join("inbox")).unwrap();
+    let port = free_port();
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+         AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+         PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
+        d = d.display()
+    );
+    std::fs::write(d.join("sshd_config"), config).unwrap();
+    let child = Command::new(&exe)
+        .args(["-D", "-e", "-f"])
+        .arg(d.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+        .spawn()
+        .expect("sshd starts");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sshd did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(d.join("host_key.pub"))
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    Sshd {
+        child,
+        dir,
+        port,
+        fingerprint,
+    }
+}
+
+fn user() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The synthetic partner under `dir` with topics of this test alone; the batch topic.
+fn synthetic(dir: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let tag = format!("synthetic.files_b{}.", &id[..10]);
+    let source = repo().join("hub/app/tests/synthetic/files");
+    let contracts = dir.join("contracts");
+    copy_dir(
+        &repo().join("contracts/schemas/hub"),
+        &contracts.join("hub"),
+    );
+    copy_dir(&source.join("contracts"), &contracts.join("synthetic"));
+    for entry in std::fs::read_dir(contracts.join("synthetic")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("synthetic.files.", &tag)).unwrap();
+    }
+    let mappings = dir.join("mappings");
+    copy_dir(&source.join("mappings"), &mappings);
+    let file = mappings.join("synthetic_files/mappings.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("synthetic.files.", &tag)).unwrap();
+    let adapters = dir.join("adapters");
+    copy_dir(&source.join("adapters"), &adapters);
+    (
+        contracts,
+        mappings,
+        adapters,
+        format!("{tag}batch_received.v1"),
+    )
+}
+
+/// Reads `consumer` until `want` records arrived in all or `within` passed.
+async fn read(
+    consumer: &Consumer,
+    contract: &hub_contracts::Contract,
+    got: &mut Vec<Value>,
+    want: usize,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    while got.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(next) = tokio::time::timeout(left, consumer.next()).await else {
+            return;
+        };
+        let d = next.unwrap();
+        let (_, datum) = hub_contracts::unframe(d.payload.as_deref().unwrap()).unwrap();
+        got.push(contract.decode_json(None, datum).unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_file_is_picked_up_once_and_only_once_across_a_hub_restart() {
+    let sshd = sshd().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (contracts, mappings, adapters, topic) = synthetic(dir.path());
+    let admin = free_port();
+    let d = sshd.dir.path().display().to_string();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[hub]\nprofile = \"development\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\n\
+             [bus]\nbootstrap_servers = \"{}\"\n[state]\nurl = \"sqlite://state/hub.db\"\n\
+             [contracts]\ndir = \"{}\"\n[mappings]\ndir = \"{}\"\n[adapters]\ndir = \"{}\"\n\
+             [log]\nformat = \"json\"\n[files]\ndir = \"var/files\"\n\
+             [gateway]\nlisten = \"127.0.0.1:{}\"\nplain_http = true\nkey_ring = \"{}\"\n\
+             [partners.synthetic_files]\nbase_url = \"http://127.0.0.1:9\"\napp_id = \"hub\"\n\
+             hmac_secret = \"files-partner-secret-0123456789\"\ndeliveries = []\nbatches = [\"recon\"]\n\
+             [partners.synthetic_files.sftp]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
+             host_key_sha256 = \"{}\"\nprivate_key_file = \"{d}/user_key\"\ninbox = \"{d}/inbox\"\ntimeout_ms = 10000\n",
+            kafka(),
+            contracts.display(),
+            mappings.display(),
+            adapters.display(),
+            free_port(),
+            repo().join("ops/dev-keyring.toml").display(),
+            sshd.port,
+            user(),
+            sshd.fingerprint,
+        ),
+    );
+    let check = hub(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+
+    let inbox = sshd.dir.path().join("inbox");
+    let first = "流水号,金额\nP0001,120.00\n".as_bytes().to_vec();
+    std::fs::write(inbox.join("DZ_20261203.csv"), &first).unwrap();
+    std::fs::write(inbox.join("README.txt"), b"not a reconciliation file\n").unwrap();
+
+    let catalog = hub_contracts::load_dir(&contracts).unwrap();
+    let contract = catalog.contract(&topic).unwrap().clone();
+    let mut got = Vec::new();
+
+    let admin_url = format!("http://127.0.0.1:{admin}");
+    let serving = serve_config(&config, &admin_url, &[]);
+    wait_for_status(&format!("{admin_url}/readyz"), 200, Duration::from_secs(60)).await;
+    // Ready: the topics exist (read from the start, whatever was produced already).
+    let consumer = Consumer::new(
+        &bus_section("batch-reader"),
+        &format!("batch-reader-{}", uuid::Uuid::new_v4().simple()),
+        &[&topic],
+    )
+    .unwrap();
+    read(&consumer, &contract, &mut got, 1, Duration::from_secs(60)).await;
+    // A few more runs: the file, still in the inbox, is not announced again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, logs_before) = stop_and_collect_logs(serving);
+    assert_eq!(got.len(), 1, "{got:?}\nhub log:\n{logs_before}");
+
+    // Restarted (same state store and file store), the file still there, a new one beside it.
+    let second = "流水号,金额\nP0002,0.01\n".as_bytes().to_vec();
+    std::fs::write(inbox.join("DZ_20261204.csv"), &second).unwrap();
+    let serving = serve_config(&config, &admin_url, &[]);
+    wait_for_status(&format!("{admin_url}/readyz"), 200, Duration::from_secs(60)).await;
+    read(&consumer, &contract, &mut got, 2, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    read(&consumer, &contract, &mut got, 3, Duration::from_secs(1)).await;
+    let (_, logs) = stop_and_collect_logs(serving);
+    assert_eq!(got.len(), 2, "each file once: {got:?}\nhub log:\n{logs}");
+
+    let ids: Vec<&str> = got.iter().map(|r| r["file_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            FileId::of(&first).to_string().as_str(),
+            FileId::of(&second).to_string().as_str()
+        ]
+    );
+    for (r, size) in got.iter().zip([first.len(), second.len()]) {
+        assert_eq!(r["partner"], "synthetic_files");
+        assert_eq!(r["media_type"], "text/csv");
+        assert_eq!(r["size"], size as i64);
+        // The file name (also in the pickup id) is personal data for the contract: sealed.
+        assert!(
+            r["file_name"].as_str().unwrap().starts_with("sm4gcm:"),
+            "{r}"
+        );
+        assert!(
+            r["pickup_id"].as_str().unwrap().starts_with("sm4gcm:"),
+            "{r}"
+        );
+    }
+    // The files are in the hub's store, readable by id.
+    let store = hub_files::config::FilesSection::default()
+        .open(dir.path(), None)
+        .unwrap();
+    for (id, bytes) in ids.iter().zip([&first, &second]) {
+        let (_, read) = store
+            .read_all(&FileId::parse(id).unwrap(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(&read[..], &bytes[..]);
+    }
+    assert!(
+        !logs.contains("DZ_20261204") && !logs_before.contains("DZ_20261203"),
+        "a file name was logged"
+    );
+}

@@ -1,0 +1,667 @@
+//! What an adapter declares about files in its `adapter.toml` (`docs/files.md`, "Wiring files
+//! into an adapter"), and the steps the hub runs with it:
+//!
+//! * `[[file]]` ([`InboundFile`]): an inbound mapping whose pushes carry a file, and how
+//!   (base64 in a JSON field, a multipart part, a URL the hub fetches); the gateway stores the
+//!   file before the mapping and puts its hub file id where the file was ([`intake`]);
+//! * `file = { … }` on a `[[delivery]]` ([`OutboundFile`]): the mapped body's field holding a
+//!   file id is replaced by the file's base64, or the body is sent as multipart
+//!   ([`outbound_body`]);
+//! * `[[batch]]` ([`BatchSpec`]): files picked up from a partner's SFTP folder on a schedule.
+//!
+//! The declarations live here, beside the helpers they drive, so the gateway, the egress and
+//! the manifest loader share one definition.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{FileError, FileErrorCode};
+use crate::id::FileId;
+use crate::media::MediaType;
+use crate::store::{FileMeta, FileStore, PutOptions};
+use crate::transfer::{self, FetchPolicy};
+
+/// How a partner sends a file with a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiveStyle {
+    /// Base64 text (or a `data:` URL) in a JSON field.
+    Base64,
+    /// A multipart/form-data body: one file part, its text fields become the JSON the mapping
+    /// reads.
+    Multipart,
+    /// An https URL in a JSON field, fetched by the hub.
+    Url,
+}
+
+/// `[[file]]`: a file carried by the pushes of one inbound mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundFile {
+    /// The inbound mapping (route `/v1/<partner>/<mapping>`).
+    pub mapping: String,
+    pub style: ReceiveStyle,
+    /// JSON pointer of the field: it holds the base64 text or the URL, and gets the hub file
+    /// id; for multipart, where the id is put in the JSON made of the text fields.
+    pub pointer: String,
+    /// Multipart: the name of the file part (default `file`).
+    #[serde(default)]
+    pub part: Option<String>,
+    /// The file holds personal data: encrypted with SM4 at rest.
+    #[serde(default)]
+    pub personal: bool,
+    /// Media types accepted for this route (narrows `files.allowed_types`).
+    #[serde(default)]
+    pub allowed_types: Option<Vec<String>>,
+    /// Largest file for this route (at most `files.max_bytes`).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// URL: the only hosts the hub fetches from (the partner's file hosts).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// URL: allow `http://` to a loopback address (simulators and tests only).
+    #[serde(default)]
+    pub allow_loopback_http: bool,
+    /// URL: the whole fetch within this many milliseconds.
+    #[serde(default = "default_fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
+}
+
+fn default_fetch_timeout_ms() -> u64 {
+    60_000
+}
+
+fn is_pointer(p: &str) -> bool {
+    p.starts_with('/') && p.len() > 1
+}
+
+fn types_problems(types: &Option<Vec<String>>, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(types) = types {
+        if types.is_empty() {
+            out.push(format!("{key}: must name at least one type"));
+        }
+        for t in types {
+            if MediaType::parse(t).is_none() {
+                out.push(format!(
+                    "{key}: `{t}` is not one of {}",
+                    MediaType::ALL
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn put_options(
+    personal: bool,
+    allowed_types: &Option<Vec<String>>,
+    max_bytes: Option<u64>,
+) -> PutOptions {
+    let mut o = PutOptions::default().personal(personal);
+    if let Some(types) = allowed_types {
+        let t: Vec<MediaType> = types.iter().filter_map(|t| MediaType::parse(t)).collect();
+        o = o.allowed(&t);
+    }
+    if let Some(m) = max_bytes {
+        o = o.max_bytes(m);
+    }
+    o
+}
+
+impl InboundFile {
+    /// What is wrong with the declaration (the caller adds file and key).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let at = format!("file for mapping `{}`", self.mapping);
+        if !is_pointer(&self.pointer) {
+            out.push(format!(
+                "{at}: pointer `{}` must be a JSON pointer such as `/file`",
+                self.pointer
+            ));
+        }
+        if self.part.is_some() && self.style != ReceiveStyle::Multipart {
+            out.push(format!("{at}: part is only for style = \"multipart\""));
+        }
+        if let Some(p) = &self.part {
+            if p.is_empty() {
+                out.push(format!("{at}: part must not be empty"));
+            }
+        }
+        if self.style != ReceiveStyle::Url
+            && (!self.allowed_hosts.is_empty() || self.allow_loopback_http)
+        {
+            out.push(format!(
+                "{at}: allowed_hosts and allow_loopback_http are only for style = \"url\""
+            ));
+        }
+        if self.max_bytes == Some(0) {
+            out.push(format!("{at}: max_bytes must be at least 1"));
+        }
+        if !(1_000..=600_000).contains(&self.fetch_timeout_ms) {
+            out.push(format!("{at}: fetch_timeout_ms must be 1000..=600000"));
+        }
+        out.extend(types_problems(
+            &self.allowed_types,
+            &format!("{at}: allowed_types"),
+        ));
+        out
+    }
+
+    /// How the file is put.
+    pub fn put_options(&self) -> PutOptions {
+        put_options(self.personal, &self.allowed_types, self.max_bytes)
+    }
+
+    fn fetch_policy(&self) -> FetchPolicy {
+        FetchPolicy {
+            allowed_hosts: self.allowed_hosts.clone(),
+            allow_loopback_http: self.allow_loopback_http,
+            timeout: Duration::from_millis(self.fetch_timeout_ms),
+        }
+    }
+}
+
+/// Problems of the `[[file]]` declarations of one adapter taken together: one multipart
+/// declaration per mapping, and not mixed with the other styles.
+pub fn inbound_problems(files: &[InboundFile]) -> Vec<String> {
+    let mut out: Vec<String> = files.iter().flat_map(InboundFile::problems).collect();
+    let mut by_mapping: BTreeMap<&str, Vec<&InboundFile>> = BTreeMap::new();
+    for f in files {
+        by_mapping.entry(&f.mapping).or_default().push(f);
+    }
+    for (mapping, fs) in by_mapping {
+        let multipart = fs
+            .iter()
+            .filter(|f| f.style == ReceiveStyle::Multipart)
+            .count();
+        if multipart > 0 && fs.len() > 1 {
+            out.push(format!(
+                "mapping `{mapping}`: a multipart file is the only [[file]] of its mapping"
+            ));
+        }
+        let mut pointers: Vec<&str> = fs.iter().map(|f| f.pointer.as_str()).collect();
+        pointers.sort_unstable();
+        if pointers.windows(2).any(|w| w[0] == w[1]) {
+            out.push(format!(
+                "mapping `{mapping}`: two [[file]] declarations name the same pointer"
+            ));
+        }
+    }
+    out
+}
+
+/// What [`intake`] did: the body the mapping reads and the files stored for it.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    /// The JSON body with each file replaced by its hub file id.
+    pub body: Vec<u8>,
+    pub files: Vec<FileMeta>,
+}
+
+/// Stores the files of a push declared by `files` (the `[[file]]`s of its mapping) and
+/// replaces each by its hub file id. `content_type` is the request's. A field that is absent
+/// or `null` is left alone (the mapping decides whether the file is required). A body that is
+/// not JSON is handed on unchanged (the mapping refuses it). Every file is durable in the
+/// store when this returns; a push that fails afterwards leaves files nothing references,
+/// which [`FileStore::remove_orphans`] does not touch (they are complete) but which are
+/// harmless: content-addressed, a retry reuses them.
+pub async fn intake(
+    store: &FileStore,
+    files: &[InboundFile],
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<Intake, FileError> {
+    if let Some(f) = files.iter().find(|f| f.style == ReceiveStyle::Multipart) {
+        if !content_type
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+        {
+            return Err(FileError::new(
+                FileErrorCode::MultipartInvalid,
+                "this route takes a multipart/form-data body",
+            ));
+        }
+        let stream = futures::stream::iter([Ok::<Bytes, std::io::Error>(Bytes::from(body))]);
+        let got = transfer::receive_multipart(
+            store,
+            content_type,
+            stream,
+            f.part.as_deref().unwrap_or("file"),
+            &f.put_options(),
+        )
+        .await?;
+        let mut json = Value::Object(
+            got.fields
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        );
+        set_pointer(
+            &mut json,
+            &f.pointer,
+            Value::String(got.file.id.to_string()),
+        );
+        return Ok(Intake {
+            body: serde_json::to_vec(&json).expect("JSON"),
+            files: vec![got.file],
+        });
+    }
+    let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(Intake {
+            body,
+            files: Vec::new(),
+        });
+    };
+    let mut stored = Vec::new();
+    for f in files {
+        let Some(field) = json.pointer_mut(&f.pointer) else {
+            continue;
+        };
+        let text = match field {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            _ => {
+                return Err(FileError::new(
+                    match f.style {
+                        ReceiveStyle::Url => FileErrorCode::UrlRefused,
+                        _ => FileErrorCode::Base64Invalid,
+                    },
+                    format!("the field at {} is not a string", f.pointer),
+                ))
+            }
+        };
+        let meta = match f.style {
+            ReceiveStyle::Base64 => {
+                transfer::receive_base64(store, &text, &f.put_options()).await?
+            }
+            ReceiveStyle::Url => {
+                transfer::fetch_url(store, &text, &f.fetch_policy(), &f.put_options()).await?
+            }
+            ReceiveStyle::Multipart => unreachable!("handled above"),
+        };
+        *field = Value::String(meta.id.to_string());
+        stored.push(meta);
+    }
+    Ok(Intake {
+        body: serde_json::to_vec(&json).expect("JSON"),
+        files: stored,
+    })
+}
+
+/// Sets `pointer` in `value` to `new`, making the objects on the way.
+pub fn set_pointer(value: &mut Value, pointer: &str, new: Value) {
+    let mut at = value;
+    let tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    for (i, t) in tokens.iter().enumerate() {
+        if !at.is_object() {
+            *at = Value::Object(serde_json::Map::new());
+        }
+        let obj = at.as_object_mut().expect("an object");
+        if i + 1 == tokens.len() {
+            obj.insert(t.clone(), new);
+            return;
+        }
+        at = obj.entry(t.clone()).or_insert(Value::Null);
+    }
+}
+
+/// How a delivery sends the file its record references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendStyle {
+    /// The field's file id replaced by the file's base64 text.
+    Base64,
+    /// A multipart/form-data body: the file as one part, the mapped body's other top-level
+    /// fields as text parts.
+    Multipart,
+}
+
+/// `file = { … }` on a `[[delivery]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundFile {
+    /// JSON pointer, in the mapped body, of the field holding the hub file id.
+    pub pointer: String,
+    pub style: SendStyle,
+    /// Multipart: the name of the file part (default `file`).
+    #[serde(default)]
+    pub part: Option<String>,
+    /// Multipart: JSON pointer, in the mapped body, of the file name sent with the part
+    /// (absent: the file id's hex digits).
+    #[serde(default)]
+    pub file_name: Option<String>,
+    /// Largest file sent (base64 and multipart hold it in memory); default 20 MiB.
+    #[serde(default = "default_send_max")]
+    pub max_bytes: u64,
+}
+
+fn default_send_max() -> u64 {
+    20 * 1024 * 1024
+}
+
+impl OutboundFile {
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !is_pointer(&self.pointer) {
+            out.push(format!(
+                "file.pointer `{}` must be a JSON pointer such as `/file`",
+                self.pointer
+            ));
+        }
+        if self.style != SendStyle::Multipart && (self.part.is_some() || self.file_name.is_some()) {
+            out.push("file.part and file.file_name are only for style = \"multipart\"".into());
+        }
+        if let Some(p) = &self.file_name {
+            if !is_pointer(p) {
+                out.push(format!("file.file_name `{p}` must be a JSON pointer"));
+            }
+        }
+        if self.max_bytes == 0 || self.max_bytes > 256 * 1024 * 1024 {
+            out.push("file.max_bytes must be 1..=268435456".into());
+        }
+        out
+    }
+}
+
+/// The body a delivery sends, and its content type, once the file its mapped JSON body
+/// references is put in: the file id at `spec.pointer` replaced by the file's base64, or the
+/// body turned into multipart/form-data. A missing or invalid id is `FILE_ID_INVALID`.
+pub async fn outbound_body(
+    store: &FileStore,
+    spec: &OutboundFile,
+    mapped: &[u8],
+) -> Result<(Vec<u8>, String), FileError> {
+    let mut json: Value = serde_json::from_slice(mapped).map_err(|_| {
+        FileError::new(
+            FileErrorCode::ConfigInvalid,
+            "a delivery with a file needs a JSON mapping",
+        )
+    })?;
+    let id_text = json
+        .pointer(&spec.pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            FileError::new(
+                FileErrorCode::IdInvalid,
+                format!("no file id at {}", spec.pointer),
+            )
+        })?;
+    let id = FileId::parse(id_text)?;
+    match spec.style {
+        SendStyle::Base64 => {
+            let text = transfer::send_base64(store, &id, spec.max_bytes).await?;
+            *json.pointer_mut(&spec.pointer).expect("read above") = Value::String(text);
+            Ok((
+                serde_json::to_vec(&json).expect("JSON"),
+                "application/json".into(),
+            ))
+        }
+        SendStyle::Multipart => {
+            let (meta, bytes) = store.read_all(&id, spec.max_bytes).await?;
+            let name = spec
+                .file_name
+                .as_deref()
+                .and_then(|p| json.pointer(p))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| id.sm3_hex());
+            let part = spec.part.as_deref().unwrap_or("file");
+            let boundary = format!("hub-{}", uuid::Uuid::now_v7().simple());
+            let mut body = Vec::with_capacity(bytes.len() + 512);
+            let field_of_file = spec.pointer.trim_start_matches('/');
+            if let Value::Object(fields) = &json {
+                for (k, v) in fields {
+                    if k == field_of_file {
+                        continue;
+                    }
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Null => continue,
+                        other => other.to_string(),
+                    };
+                    body.extend_from_slice(
+                        format!(
+                            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{v}\r\n",
+                            quote(k)
+                        )
+                        .as_bytes(),
+                    );
+                }
+            }
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
+                    quote(part),
+                    quote(&name),
+                    meta.media_type
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(&bytes);
+            body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            Ok((body, format!("multipart/form-data; boundary={boundary}")))
+        }
+    }
+}
+
+/// A name inside a quoted multipart header parameter (quotes and line breaks escaped as the
+/// HTML form encoding does).
+fn quote(s: &str) -> String {
+    s.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// `[[batch]]`: files picked up from the partner's SFTP folder (`[partners.<p>.sftp]`) on a
+/// schedule, each once and only once, each announced by one record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    pub name: String,
+    /// An inbound mapping: its input is `{"file_id", "file_name", "size", "media_type",
+    /// "partner", "batch", "pickup_id"}`, its contract the "file received" record.
+    pub mapping: String,
+    /// Run every so many milliseconds…
+    #[serde(default)]
+    pub every_ms: Option<u64>,
+    /// …or on a cron schedule (seconds field included), in Asia/Shanghai time.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// Only names matching this pattern (`*` and `?`), e.g. `DZ_*.csv`; absent: every file.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// The folder to pick up from; absent: the partner's `sftp.inbox`.
+    #[serde(default)]
+    pub remote_dir: Option<String>,
+    /// The type the partner's files are declared as (checked against the content), e.g.
+    /// `text/csv`: text files are otherwise `text/plain`.
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub personal: bool,
+    #[serde(default)]
+    pub allowed_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+}
+
+impl BatchSpec {
+    /// Problems besides the schedule and the mapping (which the manifest loader checks).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let at = format!("batch `{}`", self.name);
+        if let Some(p) = &self.pattern {
+            if p.is_empty() || p.contains('/') {
+                out.push(format!("{at}: pattern must be a file name pattern"));
+            }
+        }
+        if let Some(d) = &self.remote_dir {
+            if !d.starts_with('/') {
+                out.push(format!("{at}: remote_dir must be absolute"));
+            }
+        }
+        if self.max_bytes == Some(0) {
+            out.push(format!("{at}: max_bytes must be at least 1"));
+        }
+        out.extend(types_problems(
+            &self.allowed_types,
+            &format!("{at}: allowed_types"),
+        ));
+        if let Some(t) = &self.media_type {
+            out.extend(types_problems(
+                &Some(vec![t.clone()]),
+                &format!("{at}: media_type"),
+            ));
+        }
+        out
+    }
+
+    pub fn put_options(&self) -> PutOptions {
+        let o = put_options(self.personal, &self.allowed_types, self.max_bytes);
+        match &self.media_type {
+            Some(t) => o.declared(t.clone()),
+            None => o,
+        }
+    }
+
+    /// Does `name` match the pattern?
+    pub fn matches(&self, name: &str) -> bool {
+        self.pattern.as_deref().is_none_or(|p| glob(p, name))
+    }
+}
+
+/// `*` any run, `?` one character.
+fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_and_pointers() {
+        assert!(glob("DZ_*.csv", "DZ_20261203.csv"));
+        assert!(!glob("DZ_*.csv", "DZ_20261203.txt"));
+        assert!(glob("a?c", "abc"));
+        let mut v = serde_json::json!({"a": "x"});
+        set_pointer(&mut v, "/b/c", Value::String("id".into()));
+        assert_eq!(v, serde_json::json!({"a": "x", "b": {"c": "id"}}));
+    }
+
+    #[test]
+    fn declarations_are_checked() {
+        let f: InboundFile = toml::from_str(
+            "mapping = \"m\"\nstyle = \"base64\"\npointer = \"file\"\nallowed_hosts = [\"x\"]\nallowed_types = [\"application/x-exe\"]\n",
+        )
+        .unwrap();
+        assert_eq!(f.problems().len(), 3, "{:?}", f.problems());
+        let two = [
+            toml::from_str::<InboundFile>(
+                "mapping = \"m\"\nstyle = \"multipart\"\npointer = \"/f\"\n",
+            )
+            .unwrap(),
+            toml::from_str::<InboundFile>(
+                "mapping = \"m\"\nstyle = \"base64\"\npointer = \"/g\"\n",
+            )
+            .unwrap(),
+        ];
+        assert_eq!(inbound_problems(&two).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_base64_field_becomes_a_file_id_and_goes_back_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::local(dir.path(), None, Default::default()).unwrap();
+        let spec: InboundFile =
+            toml::from_str("mapping = \"m\"\nstyle = \"base64\"\npointer = \"/doc/pdf\"\n")
+                .unwrap();
+        let pdf = b"%PDF-1.7\n1 0 obj\n";
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pdf);
+        let body = serde_json::to_vec(&serde_json::json!({"doc": {"pdf": b64}, "n": 1})).unwrap();
+        let got = intake(
+            &store,
+            std::slice::from_ref(&spec),
+            "application/json",
+            body,
+        )
+        .await
+        .unwrap();
+        let id = FileId::of(pdf).to_string();
+        let json: Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(json["doc"]["pdf"], Value::String(id.clone()));
+        let out: OutboundFile = toml::from_str("pointer = \"/f\"\nstyle = \"base64\"\n").unwrap();
+        let mapped = serde_json::to_vec(&serde_json::json!({"f": id})).unwrap();
+        let (sent, ct) = outbound_body(&store, &out, &mapped).await.unwrap();
+        assert_eq!(ct, "application/json");
+        let sent: Value = serde_json::from_slice(&sent).unwrap();
+        assert_eq!(sent["f"], Value::String(b64));
+        let bad = serde_json::to_vec(&serde_json::json!({"doc": {"pdf": "%%%"}})).unwrap();
+        let e = intake(&store, &[spec], "application/json", bad)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, FileErrorCode::Base64Invalid);
+    }
+
+    #[tokio::test]
+    async fn a_multipart_delivery_is_read_back_with_the_same_id_and_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::local(dir.path(), None, Default::default()).unwrap();
+        let pdf = b"%PDF-1.7\nmultipart\n";
+        let meta = store
+            .put_bytes(Bytes::from_static(pdf), &PutOptions::default())
+            .await
+            .unwrap();
+        let out: OutboundFile = toml::from_str(
+            "pointer = \"/fj\"\nstyle = \"multipart\"\npart = \"att\"\nfile_name = \"/wjm\"\n",
+        )
+        .unwrap();
+        assert!(out.problems().is_empty());
+        let mapped = serde_json::to_vec(
+            &serde_json::json!({"wsbh": "WS-1", "fj": meta.id.to_string(), "wjm": "a.pdf"}),
+        )
+        .unwrap();
+        let (body, ct) = outbound_body(&store, &out, &mapped).await.unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let partner = FileStore::local(other.path(), None, Default::default()).unwrap();
+        let stream = futures::stream::iter([Ok::<Bytes, std::io::Error>(Bytes::from(body))]);
+        let got = transfer::receive_multipart(&partner, &ct, stream, "att", &PutOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(got.file.id, meta.id);
+        assert_eq!(got.file_name.as_deref(), Some("a.pdf"));
+        assert_eq!(got.fields.get("wsbh").map(String::as_str), Some("WS-1"));
+        assert!(!got.fields.contains_key("fj"));
+    }
+}
