@@ -8,6 +8,9 @@
 
 mod support;
 
+#[path = "../../../tests/python/peer.rs"]
+mod peer;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -205,6 +208,26 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
     .await;
     let gateway = format!("http://127.0.0.1:{gw}");
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+
+    // The OpenAPI document shows the multipart route as multipart, and every route's files.
+    let doc: Value = reqwest::get(format!("{gateway}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let verdict: Vec<String> = peer::run("openapi_validate.py", &json!([doc]));
+    assert_eq!(verdict, ["ok"], "the document is not valid OpenAPI 3");
+    let form = &doc["paths"]["/v1/synthetic_files/document_form"]["post"];
+    assert_eq!(
+        form["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["file"]
+            ["format"],
+        "binary",
+        "{form}"
+    );
+    assert_eq!(form["x-hub-files"][0]["style"], "multipart", "{form}");
+    let by_json = &doc["paths"]["/v1/synthetic_files/document_json"]["post"];
+    assert_eq!(by_json["x-hub-files"][0]["pointer"], "/fj", "{by_json}");
 
     // Base64 in a JSON field.
     let json_pdf = pdf(&format!("json-{suffix}"), 2_000);

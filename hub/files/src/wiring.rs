@@ -26,7 +26,7 @@ use crate::store::{FileMeta, FileStore, PutOptions};
 use crate::transfer::{self, FetchPolicy};
 
 /// How a partner sends a file with a push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReceiveStyle {
     /// Base64 text (or a `data:` URL) in a JSON field.
@@ -39,7 +39,7 @@ pub enum ReceiveStyle {
 }
 
 /// `[[file]]`: a file carried by the pushes of one inbound mapping.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InboundFile {
     /// The inbound mapping (route `/v1/<partner>/<mapping>`).

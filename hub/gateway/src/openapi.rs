@@ -182,6 +182,28 @@ pub fn document(gw: &Gateway) -> Value {
         // The mapping's own media type (JSON, XML or a form), so this cannot drift from it.
         let media = m.content_type();
         let path = format!("/v1/{}/{}", m.partner, m.name);
+        // A route whose pushes carry files (`[[file]]`, docs/files.md): a multipart body is
+        // documented as one, and every declaration is shown as `x-hub-files`.
+        let files = gw
+            .files
+            .as_ref()
+            .and_then(|f| f.routes.get(&format!("{}/{}", m.partner, m.name)));
+        let multipart = files
+            .into_iter()
+            .flatten()
+            .find(|f| f.style == hub_files::wiring::ReceiveStyle::Multipart);
+        let body_content = match multipart {
+            Some(f) => {
+                let part = f.part.clone().unwrap_or_else(|| "file".into());
+                json!({ "multipart/form-data": { "schema": {
+                    "type": "object",
+                    "required": [part],
+                    "properties": { part.clone(): { "type": "string", "format": "binary" } },
+                    "additionalProperties": { "type": "string" }
+                } } })
+            }
+            None => json!({ media: { "schema": { "type": "string", "format": "binary" } } }),
+        };
         let mut operation = json!({
                     "operationId": format!("{}_{}", m.partner, m.name),
                     "summary": format!("{} → {}", m.name, m.contract),
@@ -192,7 +214,7 @@ pub fn document(gw: &Gateway) -> Value {
                     "tags": [m.partner],
                     "x-hub-auth": x_hub_auth,
                     "parameters": parameters(&spec),
-                    "requestBody": { "required": true, "content": { media: { "schema": { "type": "string", "format": "binary" } } } },
+                    "requestBody": { "required": true, "content": body_content },
                     "responses": {
                         "200": { "description": "已接收（已写入 Kafka，acks=all）/ accepted: on Kafka with acks=all", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Accepted" } } } },
                         "default": { "description": "拒绝，未接收 / refused: nothing was accepted", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
@@ -202,6 +224,9 @@ pub fn document(gw: &Gateway) -> Value {
         // the operation takes none; `x-hub-auth` describes it.
         if let Some(requirement) = requirement {
             operation["security"] = json!([requirement]);
+        }
+        if let Some(files) = files {
+            operation["x-hub-files"] = serde_json::to_value(files).unwrap_or(Value::Null);
         }
         paths.insert(path, json!({ "post": operation }));
     }
