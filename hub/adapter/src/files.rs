@@ -62,6 +62,23 @@ pub(crate) fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
                     .into_iter()
                     .map(|p| format!("delivery `{}`: {p}", d.name)),
             );
+            // The file goes into a JSON body (base64) or makes the body multipart: neither fits
+            // a SOAP envelope, a GET without a body, or an XML or form mapping. Refused here
+            // rather than dead-lettering every message at run time.
+            if d.transport.is_soap() || d.method == "GET" {
+                out.push(format!(
+                    "delivery `{}`: key `file`: 文件只能随 HTTP POST/PUT/PATCH 请求体发送 / a file is sent only in the body of an HTTP POST, PUT or PATCH (not with transport `soap11`/`soap12` or method GET)",
+                    d.name
+                ));
+            }
+            if let Some(map) = mappings.get(&m.partner, &d.mapping) {
+                if map.format != hub_mapping::Format::Json {
+                    out.push(format!(
+                        "delivery `{}`: key `file`: 文件需要 JSON 映射 / a delivery with a file needs a JSON mapping (`{}` is not)",
+                        d.name, d.mapping
+                    ));
+                }
+            }
         }
     }
     out

@@ -1,5 +1,5 @@
 //! Files wired into an adapter (`docs/files.md`, "Wiring files into an adapter") against a
-//! synthetic document partner (`tests/synthetic/files`): a PDF pushed as base64 in a JSON field,
+//! synthetic document partner (`tests/synthetic/synthetic_files`): a PDF pushed as base64 in a JSON field,
 //! one pushed as multipart (personal: sealed at rest) and one given as a URL the hub fetches
 //! from the partner's file host are stored by the gateway before the
 //! mapping, referenced on Kafka by their hub file ids, read back by an app from the same store
@@ -27,8 +27,8 @@ use hub_files::FileId;
 use hub_security::field::{FieldCipher, KeyRing};
 use hub_security::signing::SigningCredential;
 use serde_json::{json, Value};
-use support::isolate::copy_dir;
 use support::partner::verify_hub_v1;
+use support::synthetic::{self, Synthetic};
 use support::*;
 
 const SECRET: &str = "files-partner-secret-0123456789";
@@ -78,41 +78,11 @@ async fn serve_archive(a: &Arc<Archive>) -> String {
     format!("http://{addr}")
 }
 
-struct Synthetic {
-    contracts: PathBuf,
-    mappings: PathBuf,
-    adapters: PathBuf,
-    topic: String,
-}
-
-fn synthetic(dir: &Path) -> Synthetic {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let tag = format!("synthetic.files_t{}.", &id[..10]);
-    let source = repo().join("hub/app/tests/synthetic/files");
-    let contracts = dir.join("contracts");
-    copy_dir(
-        &repo().join("contracts/schemas/hub"),
-        &contracts.join("hub"),
-    );
-    copy_dir(&source.join("contracts"), &contracts.join("synthetic"));
-    for entry in std::fs::read_dir(contracts.join("synthetic")).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("synthetic.files.", &tag)).unwrap();
-    }
-    let mappings = dir.join("mappings");
-    copy_dir(&source.join("mappings"), &mappings);
-    let file = mappings.join("synthetic_files/mappings.toml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("synthetic.files.", &tag)).unwrap();
-    let adapters = dir.join("adapters");
-    copy_dir(&source.join("adapters"), &adapters);
-    Synthetic {
-        contracts,
-        mappings,
-        adapters,
-        topic: format!("{tag}document_received.v1"),
-    }
+/// The synthetic files partner under `dir`, with topics of this test alone; the documents' topic.
+fn synthetic(dir: &Path) -> (Synthetic, String) {
+    let s = synthetic::install(dir, "synthetic_files", "synthetic");
+    let topic = s.topic("synthetic.files.document_received.v1");
+    (s, topic)
 }
 
 fn config(dir: &Path, s: &Synthetic, base_url: &str, admin: u16, gateway: u16) -> PathBuf {
@@ -192,7 +162,7 @@ fn multipart(boundary: &str, doc_no: &str, file: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_the_same_sm3() {
     let dir = tempfile::tempdir().unwrap();
-    let s = synthetic(dir.path());
+    let (s, topic) = synthetic(dir.path());
     let partner = Arc::new(Archive::default());
     let base_url = serve_archive(&partner).await;
     let (admin, gw) = (free_port(), free_port());
@@ -335,11 +305,11 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
 
     // On Kafka: the ids, never the bytes.
     let catalog = hub_contracts::load_dir(&s.contracts).unwrap();
-    let contract = catalog.contract(&s.topic).unwrap().clone();
+    let contract = catalog.contract(&topic).unwrap().clone();
     let consumer = Consumer::new(
         &bus_section("files-reader"),
         &format!("files-reader-{}", uuid::Uuid::new_v4().simple()),
-        &[&s.topic],
+        &[&topic],
     )
     .unwrap();
     let mut records = Vec::new();
@@ -402,4 +372,44 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
     assert_eq!(*partner.bad.lock().unwrap(), 0);
     // File names may be personal: never in the logs.
     assert!(!logs.contains("张三"), "a file name was logged");
+}
+
+#[test]
+fn check_refuses_a_file_on_a_delivery_that_has_no_body_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = synthetic(dir.path());
+    let manifest = s.adapter_toml();
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let changed = original.replacen(
+        "name = \"forward\"\n",
+        "name = \"forward\"\nmethod = \"GET\"\n",
+        1,
+    );
+    assert_ne!(changed, original, "the test must change the delivery");
+    std::fs::write(&manifest, changed).unwrap();
+    let config = config(
+        dir.path(),
+        &s,
+        "http://127.0.0.1:9",
+        free_port(),
+        free_port(),
+    );
+    let out = hub(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    let line = changed_line(
+        &std::fs::read_to_string(&manifest).unwrap(),
+        "name = \"forward\"",
+    );
+    assert!(
+        err.contains(&format!(
+            "adapter.toml:{line}: delivery `forward`: key `file`"
+        )) && err.contains("a file is sent only in the body of an HTTP POST"),
+        "{err}"
+    );
+}
+
+/// The 1-based line of the first line of `text` that is `wanted`.
+fn changed_line(text: &str, wanted: &str) -> usize {
+    text.lines().position(|l| l.trim() == wanted).unwrap() + 1
 }

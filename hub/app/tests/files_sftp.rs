@@ -1,5 +1,5 @@
 //! SFTP batch pickup as a hub job (`docs/files.md`, "Batch files over SFTP"): the synthetic
-//! partner's `[[batch]] recon` (`tests/synthetic/files`) runs every second against Debian's
+//! partner's `[[batch]] recon` (`tests/synthetic/synthetic_files`) runs every second against Debian's
 //! OpenSSH server started by the test on a free loopback port (`HUB_TEST_SSHD` may name another
 //! sshd). A reconciliation file left in the inbox is picked up and announced on Kafka once, and
 //! still only once after the hub is restarted while the file is still there; a file arriving
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hub_bus::Consumer;
 use hub_files::FileId;
 use serde_json::Value;
-use support::isolate::copy_dir;
+use support::synthetic;
 use support::*;
 
 struct Sshd {
@@ -98,35 +98,11 @@ fn user() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// The synthetic partner under `dir` with topics of this test alone; the batch topic.
+/// The synthetic files partner under `dir` with topics of this test alone; the batch topic.
 fn synthetic(dir: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let tag = format!("synthetic.files_b{}.", &id[..10]);
-    let source = repo().join("hub/app/tests/synthetic/files");
-    let contracts = dir.join("contracts");
-    copy_dir(
-        &repo().join("contracts/schemas/hub"),
-        &contracts.join("hub"),
-    );
-    copy_dir(&source.join("contracts"), &contracts.join("synthetic"));
-    for entry in std::fs::read_dir(contracts.join("synthetic")).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("synthetic.files.", &tag)).unwrap();
-    }
-    let mappings = dir.join("mappings");
-    copy_dir(&source.join("mappings"), &mappings);
-    let file = mappings.join("synthetic_files/mappings.toml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("synthetic.files.", &tag)).unwrap();
-    let adapters = dir.join("adapters");
-    copy_dir(&source.join("adapters"), &adapters);
-    (
-        contracts,
-        mappings,
-        adapters,
-        format!("{tag}batch_received.v1"),
-    )
+    let s = synthetic::install(dir, "synthetic_files", "synthetic");
+    let topic = s.topic("synthetic.files.batch_received.v1");
+    (s.contracts, s.mappings, s.adapters, topic)
 }
 
 /// Reads `consumer` until `want` records arrived in all or `within` passed.

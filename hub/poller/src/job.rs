@@ -659,14 +659,8 @@ async fn put_item(
 
 /// Why the mapping refused an item, as a dead letter says it.
 fn normalize_failure(e: &NormalizeError) -> hub_egress::deadletter::Failure {
-    let code = match e {
-        NormalizeError::Mapping(m) => m.code.to_string(),
-        NormalizeError::NoContract(_) => "NORMALIZE_NO_CONTRACT".into(),
-        NormalizeError::Unprotected(_) => "PERSONAL_DATA_UNPROTECTED".into(),
-        NormalizeError::Invalid(_) => "MAPPING_OUTPUT_INVALID".into(),
-    };
     hub_egress::deadletter::Failure {
-        reason_code: code,
+        reason_code: e.code().to_string(),
         reason: e.to_string(),
         partner_code: None,
         partner_answer: None,
