@@ -14,9 +14,6 @@ use support::*;
 const SECRET: &str = "test-only-app-secret-0123456789";
 const PATH: &str = "/v1/hotline12345/dispatch_json";
 
-#[path = "../../../tests/python/peer.rs"]
-mod peer;
-
 fn python(ops: Value) -> Vec<Value> {
     peer::run("partner_auth.py", &ops)
 }
@@ -32,19 +29,6 @@ fn adapters_with(dir: &std::path::Path, auth: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, format!("{text}\n{auth}")).unwrap();
     adapters
-}
-
-/// The gateway's OpenAPI document, checked by an independent OpenAPI 3 validator.
-async fn openapi(gateway: &str) -> Value {
-    let doc: Value = reqwest::get(format!("{gateway}/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let verdict: Vec<String> = peer::run("openapi_validate.py", &json!([doc]));
-    assert_eq!(verdict, ["ok"], "the document is not valid OpenAPI 3");
-    doc
 }
 
 /// The query string of a push signed by Python with HMAC-SHA256 over the sorted parameters.

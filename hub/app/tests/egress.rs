@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hub_bus::{now_shanghai, Envelope, Producer};
@@ -14,6 +13,7 @@ use hub_security::field::{FieldCipher, KeyRing};
 use serde_json::{json, Value};
 use support::broker::{cpu_seconds, PrivateBroker};
 use support::isolate::{isolate, Isolated};
+use support::logged::{start, stop};
 use support::partner::{Fault, Platform};
 use support::*;
 
@@ -22,18 +22,6 @@ const SECRET: &str = "egress-test-secret-0123456789";
 fn unique_prefix() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("GDT{}", &id[..8].to_uppercase())
-}
-
-/// A hub whose stderr goes to a file (a long run must not fill a pipe).
-struct Hub {
-    child: std::process::Child,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn config(
@@ -64,75 +52,6 @@ fn config(
             repo().join("ops/dev-keyring.toml").display(),
         ),
     )
-}
-
-/// Starts the hub and waits until it is ready (its topics exist): records produced before the
-/// topic is created would not be read by a subscription made before it.
-async fn start(config: &Path, env: &[(&str, &str)]) -> Hub {
-    let hub = spawn(config, env);
-    let text = std::fs::read_to_string(config).unwrap();
-    let admin = text
-        .split("listen = \"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_string();
-    wait_for_status(
-        &format!("http://{admin}/readyz"),
-        200,
-        Duration::from_secs(60),
-    )
-    .await;
-    hub
-}
-
-fn spawn(config: &Path, env: &[(&str, &str)]) -> Hub {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.with_file_name("hub.log"))
-        .unwrap();
-    let mut cmd = Command::new(HUB);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB_")) {
-        cmd.env_remove(k);
-    }
-    cmd.envs(env.iter().copied());
-    let child = cmd
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    Hub { child }
-}
-
-/// SIGTERM, and wait: the hub drains and leaves its consumer groups.
-fn stop(mut hub: Hub) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(hub.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    hub.child.wait().unwrap();
-}
-
-fn dlq_list(config: &Path, about: &str) -> Vec<Value> {
-    let out = hub(
-        &[
-            "dlq",
-            "list",
-            "--json",
-            "--about",
-            about,
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn dlq_of_prefix(config: &Path, prefix: &str) -> Vec<Value> {
@@ -279,9 +198,9 @@ async fn every_message_ends_delivered_once_or_dead_lettered_with_its_reason() {
                 .iter()
                 .all(|n| !platform.effects_for(&t(*n)).is_empty())
                 && platform.effects_for(&t(11)).len() == 3
-                && dlq_list(&cfg, &t(7)).len() == 1
-                && dlq_list(&cfg, &t(8)).len() == 1
-                && dlq_list(&cfg, &t(10)).len() == 1
+                && dlq_list(&cfg, Some(&t(7))).len() == 1
+                && dlq_list(&cfg, Some(&t(8))).len() == 1
+                && dlq_list(&cfg, Some(&t(10))).len() == 1
             // The hub gave up on the slow answer and asked again; the platform answered the
             // retry from its idempotency store.
             && *platform.duplicates.lock().unwrap() >= 1
@@ -318,15 +237,18 @@ async fn every_message_ends_delivered_once_or_dead_lettered_with_its_reason() {
     assert_eq!(order, ordered, "one ticket's events are delivered in order");
     assert!(platform.effects_for(&t(7)).is_empty() && platform.effects_for(&t(8)).is_empty());
 
-    let refused = &dlq_list(&cfg, &t(7))[0];
+    let refused = &dlq_list(&cfg, Some(&t(7)))[0];
     assert_eq!(refused["reason_code"], "EGRESS_PARTNER_REFUSED");
     assert_eq!(refused["partner_code"], "1004");
     assert_eq!(refused["attempts"], 1);
     assert_eq!(refused["original_message_id"], ids[&7].as_str());
-    let exhausted = &dlq_list(&cfg, &t(8))[0];
+    let exhausted = &dlq_list(&cfg, Some(&t(8)))[0];
     assert_eq!(exhausted["reason_code"], "EGRESS_RETRY_EXHAUSTED");
     assert_eq!(exhausted["attempts"], 4);
-    assert_eq!(dlq_list(&cfg, &t(10))[0]["reason_code"], "EGRESS_MALFORMED");
+    assert_eq!(
+        dlq_list(&cfg, Some(&t(10)))[0]["reason_code"],
+        "EGRESS_MALFORMED"
+    );
     assert_eq!(
         *platform.bad_signatures.lock().unwrap(),
         0,
@@ -388,10 +310,10 @@ async fn a_dead_letter_replayed_after_the_fault_is_fixed_is_delivered_once() {
     let producer = Producer::new(&bus_section("egress-replay-test")).unwrap();
     let id = produce_signed(&producer, &iso, &ticket, "李四").await;
     until(&wrong, "the dead letter", Duration::from_secs(60), || {
-        dlq_list(&wrong, &ticket).len() == 1
+        dlq_list(&wrong, Some(&ticket)).len() == 1
     })
     .await;
-    let dl = dlq_list(&wrong, &ticket).remove(0);
+    let dl = dlq_list(&wrong, Some(&ticket)).remove(0);
     assert_eq!(dl["reason_code"], "EGRESS_RETRY_EXHAUSTED");
     assert!(*platform.bad_signatures.lock().unwrap() >= 4);
     stop(hub1);
@@ -437,7 +359,7 @@ async fn a_dead_letter_replayed_after_the_fault_is_fixed_is_delivered_once() {
         "{}",
         text(&again.stderr)
     );
-    let listed = dlq_list(&right, &ticket);
+    let listed = dlq_list(&right, Some(&ticket));
     assert_eq!(listed[0]["status"], "replayed");
     let audit = hub(&["audit", "tail", "--config", right.to_str().unwrap()], &[]);
     let audit = text(&audit.stdout);

@@ -8,9 +8,6 @@
 
 mod support;
 
-#[path = "../../../tests/python/peer.rs"]
-mod peer;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -167,27 +164,12 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
     let base_url = serve_archive(&partner).await;
     let (admin, gw) = (free_port(), free_port());
     let config = config(dir.path(), &s, &base_url, admin, gw);
-    let check = hub(&["check", "--config", config.to_str().unwrap()], &[]);
-    assert!(check.status.success(), "{}", text(&check.stderr));
-    let serving = serve_config(&config, &format!("http://127.0.0.1:{admin}"), &[]);
-    wait_for_status(
-        &format!("http://127.0.0.1:{admin}/readyz"),
-        200,
-        Duration::from_secs(60),
-    )
-    .await;
+    let serving = check_and_serve(&config, admin).await;
     let gateway = format!("http://127.0.0.1:{gw}");
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
 
     // The OpenAPI document shows the multipart route as multipart, and every route's files.
-    let doc: Value = reqwest::get(format!("{gateway}/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let verdict: Vec<String> = peer::run("openapi_validate.py", &json!([doc]));
-    assert_eq!(verdict, ["ok"], "the document is not valid OpenAPI 3");
+    let doc = openapi(&gateway).await;
     let form = &doc["paths"]["/v1/synthetic_files/document_form"]["post"];
     assert_eq!(
         form["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["file"]

@@ -7,8 +7,10 @@
 
 mod support;
 
+#[path = "../../files/tests/support/sshd.rs"]
+mod sshd;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hub_bus::Consumer;
@@ -16,87 +18,6 @@ use hub_files::FileId;
 use serde_json::Value;
 use support::synthetic;
 use support::*;
-
-struct Sshd {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    fingerprint: String,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn keygen(path: &Path) {
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "hub-test", "-f"])
-        .arg(path)
-        .status()
-        .expect("ssh-keygen runs (apt-get install openssh-client)");
-    assert!(ok.success());
-}
-
-async fn sshd() -> Sshd {
-    let exe = std::env::var("HUB_TEST_SSHD").unwrap_or_else(|_| "/usr/sbin/sshd".into());
-    assert!(
-        Path::new(&exe).exists(),
-        "{exe} is missing: apt-get install openssh-server (or set HUB_TEST_SSHD)"
-    );
-    let _ = std::fs::create_dir_all("/run/sshd");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    keygen(&d.join("host_key"));
-    keygen(&d.join("user_key"));
-    std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
-    std::fs::create_dir_all(d.join("inbox")).unwrap();
-    let port = free_port();
-    let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-         AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
-         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-         PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
-        d = d.display()
-    );
-    std::fs::write(d.join("sshd_config"), config).unwrap();
-    let child = Command::new(&exe)
-        .args(["-D", "-e", "-f"])
-        .arg(d.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
-        .spawn()
-        .expect("sshd starts");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not listen on {port}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(d.join("host_key.pub"))
-        .output()
-        .unwrap();
-    let fingerprint = String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    Sshd {
-        child,
-        dir,
-        port,
-        fingerprint,
-    }
-}
-
-fn user() -> String {
-    let out = Command::new("id").arg("-un").output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 /// The synthetic files partner under `dir` with topics of this test alone; the batch topic.
 fn synthetic(dir: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
@@ -127,7 +48,7 @@ async fn read(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_file_is_picked_up_once_and_only_once_across_a_hub_restart() {
-    let sshd = sshd().await;
+    let sshd = sshd::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (contracts, mappings, adapters, topic) = synthetic(dir.path());
     let admin = free_port();
@@ -151,14 +72,14 @@ async fn a_batch_file_is_picked_up_once_and_only_once_across_a_hub_restart() {
             free_port(),
             repo().join("ops/dev-keyring.toml").display(),
             sshd.port,
-            user(),
+            sshd::user(),
             sshd.fingerprint,
         ),
     );
     let check = hub(&["check", "--config", config.to_str().unwrap()], &[]);
     assert!(check.status.success(), "{}", text(&check.stderr));
 
-    let inbox = sshd.dir.path().join("inbox");
+    let inbox = sshd.path("inbox");
     let first = "流水号,金额\nP0001,120.00\n".as_bytes().to_vec();
     std::fs::write(inbox.join("DZ_20261203.csv"), &first).unwrap();
     std::fs::write(inbox.join("README.txt"), b"not a reconciliation file\n").unwrap();

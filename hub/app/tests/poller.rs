@@ -5,11 +5,11 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::broker::{cpu_seconds, PrivateBroker};
+use support::logged::{spawn, stop};
 use support::partner::Platform;
 use support::*;
 
@@ -82,33 +82,6 @@ fn config(dir: &Path, base_url: &str, state_url: &str) -> std::path::PathBuf {
     )
     .unwrap();
     path
-}
-
-struct Hub(std::process::Child);
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(config: &Path, env: &[(&str, &str)]) -> Hub {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.with_extension("log"))
-        .unwrap();
-    let mut cmd = Command::new(HUB);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB_")) {
-        cmd.env_remove(k);
-    }
-    cmd.envs(env.iter().copied());
-    Hub(cmd
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap())
 }
 
 /// `n` dispatched tickets over the last 40 minutes, whole seconds (the platform's precision).
@@ -198,9 +171,9 @@ async fn a_pull_crashed_between_producing_a_page_and_saving_its_cursor_loses_and
     let cfg = config(dir.path(), &base, "sqlite://state/hub.db");
 
     // The first run dies right after its first page is on Kafka, before the cursor is saved.
-    let mut crashing = start(&cfg, &[("HUB_FAILPOINT", "poller.after_page_produced")]);
+    let mut crashing = spawn(&cfg, &[("HUB_FAILPOINT", "poller.after_page_produced")]);
     let status = tokio::task::spawn_blocking(move || {
-        let s = crashing.0.wait().unwrap();
+        let s = crashing.child.wait().unwrap();
         std::mem::forget(crashing);
         s
     })
@@ -208,7 +181,7 @@ async fn a_pull_crashed_between_producing_a_page_and_saving_its_cursor_loses_and
     .unwrap();
     assert!(!status.success(), "the failpoint aborted the hub");
 
-    let _hub = start(&cfg, &[]);
+    let _hub = spawn(&cfg, &[]);
     let seen = on_kafka(&p, 120, Duration::from_secs(90)).await;
     assert_eq!(seen.len(), 120, "no ticket lost");
     for (ticket, ids) in &seen {
@@ -249,8 +222,8 @@ async fn two_replicas_never_run_the_same_pull_at_once() {
     let p = prefix();
     seed(&platform, &p, 120);
     let dir = tempfile::tempdir().unwrap();
-    let a = start(&config(dir.path(), &base, &state_url), &[]);
-    let _b = start(&config(dir.path(), &base, &state_url), &[]);
+    let a = spawn(&config(dir.path(), &base, &state_url), &[]);
+    let _b = spawn(&config(dir.path(), &base, &state_url), &[]);
     let seen = on_kafka(&p, 120, Duration::from_secs(120)).await;
     assert_eq!(
         seen.values().map(Vec::len).sum::<usize>(),
@@ -299,7 +272,7 @@ async fn while_kafka_is_away_a_pull_waits_without_spinning_and_then_loses_nothin
     std::fs::write(&cfg, text).unwrap();
     // Records the broker does not acknowledge within 5 s fail, so the outage below makes the
     // pull's produce fail (not merely wait) while the broker is away.
-    let hub = start(&cfg, &[("HUB_BUS__DELIVERY_TIMEOUT_MS", "5000")]);
+    let hub = spawn(&cfg, &[("HUB_BUS__DELIVERY_TIMEOUT_MS", "5000")]);
     // Ready: the private broker answers and the hub's topics exist.
     let admin = std::fs::read_to_string(&cfg)
         .unwrap()
@@ -323,9 +296,9 @@ async fn while_kafka_is_away_a_pull_waits_without_spinning_and_then_loses_nothin
     let now = chrono::Utc::now().timestamp() * 1000;
     seed_from(&platform, &format!("{p}L"), 20, now + 1_000, 400);
     let queries_before = *platform.queries.lock().unwrap();
-    let cpu_before = cpu_seconds(hub.0.id());
+    let cpu_before = cpu_seconds(hub.child.id());
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let cpu_used = cpu_seconds(hub.0.id()) - cpu_before;
+    let cpu_used = cpu_seconds(hub.child.id()) - cpu_before;
     let queries = *platform.queries.lock().unwrap() - queries_before;
     assert!(
         cpu_used < 5.0,
@@ -413,7 +386,7 @@ async fn a_refused_item_is_dead_lettered_sealed_and_replays_once_the_mapping_is_
     );
     std::fs::write(&cfg, text_of).unwrap();
 
-    let hub_process = start(&cfg, &[]);
+    let hub_process = spawn(&cfg, &[]);
     on_kafka(&p, 1, Duration::from_secs(60)).await;
     let dl = dead_letter_about(&cfg, &refused, Duration::from_secs(60)).await;
     assert_eq!(
@@ -475,19 +448,13 @@ async fn a_refused_item_is_dead_lettered_sealed_and_replays_once_the_mapping_is_
     // The mapping is fixed (the district becomes known) and the hub restarted: the replay
     // brings the item to its topic, once.
     // Stopped cleanly, so its replay reader leaves the consumer group at once.
-    let mut hub_process = hub_process;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(hub_process.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    hub_process.0.wait().unwrap();
+    stop(hub_process);
     let districts = mappings.join("tables/districts.json");
     let mut table: serde_json::Map<String, Value> =
         serde_json::from_str(&std::fs::read_to_string(&districts).unwrap()).unwrap();
     table.insert("310199".into(), json!("测试区"));
     std::fs::write(&districts, serde_json::to_string(&table).unwrap()).unwrap();
-    let _hub = start(&cfg, &[]);
+    let _hub = spawn(&cfg, &[]);
     let out = hub(
         &["dlq", "replay", &id, "--config", cfg.to_str().unwrap()],
         &[],

@@ -188,24 +188,11 @@ async fn every_request_ends_in_one_reply_answered_refused_or_failed() {
     let base_url = serve(&partner).await;
     let (admin, gateway) = (free_port(), free_port());
     let config = config(dir.path(), &s, &base_url, admin, gateway);
-    let check = hub(&["check", "--config", config.to_str().unwrap()], &[]);
-    assert!(check.status.success(), "{}", text(&check.stderr));
-    let serving = serve_config(&config, &format!("http://127.0.0.1:{admin}"), &[]);
-    wait_for_status(
-        &format!("http://127.0.0.1:{admin}/readyz"),
-        200,
-        Duration::from_secs(60),
-    )
-    .await;
+    let serving = check_and_serve(&config, admin).await;
 
     // A reply is produced by the hub for its own request, never pushed: the gateway neither
     // serves nor documents the reply mapping.
-    let doc: Value = reqwest::get(format!("http://127.0.0.1:{gateway}/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = openapi(&format!("http://127.0.0.1:{gateway}")).await;
     let paths = doc["paths"].as_object().unwrap();
     assert!(
         !paths.contains_key("/v1/synthetic_lookup/verify_reply"),
@@ -288,20 +275,8 @@ async fn every_request_ends_in_one_reply_answered_refused_or_failed() {
     assert_eq!(counts[&format!("SLOW-{suffix}")], 2);
 
     // The three that were not answered are dead letters too, for a replay.
-    let out = hub(
-        &[
-            "dlq",
-            "list",
-            "--json",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let reasons: Vec<String> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let reasons: Vec<String> = dlq_list(&config, None)
+        .iter()
         .map(|v| v["reason_code"].as_str().unwrap_or_default().to_string())
         .collect();
     let mut reasons = reasons;

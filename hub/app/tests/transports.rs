@@ -11,7 +11,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use hub_bus::{now_shanghai, Envelope, Producer};
 use serde_json::{json, Value};
+use support::logged::start;
 use support::synthetic::{install, Synthetic};
 use support::*;
 
@@ -301,15 +301,6 @@ async fn serve(p: Shared) -> String {
     format!("http://{addr}")
 }
 
-struct Hub(std::process::Child);
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The hub's configuration for one synthetic partner; `partner` is the rest of its
 /// `[partners.<name>]` section (which deliveries and pulls run).
 fn config(dir: &Path, s: &Synthetic, base_url: &str, partner: &str) -> PathBuf {
@@ -338,34 +329,6 @@ fn config(dir: &Path, s: &Synthetic, base_url: &str, partner: &str) -> PathBuf {
             s.partner,
         ),
     )
-}
-
-async fn start(config: &Path) -> Hub {
-    let log = std::fs::File::create(config.with_file_name("hub.log")).unwrap();
-    let mut cmd = Command::new(HUB);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB_")) {
-        cmd.env_remove(k);
-    }
-    let child = cmd
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let hub = Hub(child);
-    let text = std::fs::read_to_string(config).unwrap();
-    let admin = text
-        .split("listen = \"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_string();
-    wait_for_status(
-        &format!("http://{admin}/readyz"),
-        200,
-        Duration::from_secs(60),
-    )
-    .await;
-    hub
 }
 
 /// Waits for `done`; on time-out fails with the tail of the hub's log.
@@ -407,26 +370,6 @@ async fn produce(s: &Synthetic, topic: &str, object_id: &str, record: Value) {
     producer.send(&topic, &envelope, &framed).await.unwrap();
 }
 
-fn dlq_about(config: &Path, about: &str) -> Vec<Value> {
-    let out = hub(
-        &[
-            "dlq",
-            "list",
-            "--json",
-            "--about",
-            about,
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn seen_on(p: &Partner, path: &str) -> Vec<Seen> {
     p.seen
         .lock()
@@ -453,7 +396,7 @@ async fn a_soap11_delivery_survives_a_server_fault_and_is_taken_in_the_xsd_order
     let dir = tempfile::tempdir().unwrap();
     let s = install(dir.path(), "synthetic_soap", "synthsoap");
     let cfg = config(dir.path(), &s, &base, "deliveries = [\"submit11\"]");
-    let _hub = start(&cfg).await;
+    let _hub = start(&cfg, &[]).await;
     let case = case_no();
     partner
         .server_faults
@@ -475,7 +418,7 @@ async fn a_soap11_delivery_survives_a_server_fault_and_is_taken_in_the_xsd_order
     tokio::time::sleep(Duration::from_secs(1)).await;
     let seen = seen_on(&partner, "/soap11/CaseService");
     assert_eq!(seen.len(), 2, "one Server Fault, one retry: {seen:?}");
-    assert!(dlq_about(&cfg, &case).is_empty());
+    assert!(dlq_list(&cfg, Some(&case)).is_empty());
     let body = String::from_utf8(seen[1].body.clone()).unwrap();
     assert!(
         body.starts_with(&format!(
@@ -503,7 +446,7 @@ async fn a_soap12_sender_fault_is_dead_lettered_with_the_partners_mapped_code() 
     let dir = tempfile::tempdir().unwrap();
     let s = install(dir.path(), "synthetic_soap", "synthsoap");
     let cfg = config(dir.path(), &s, &base, "deliveries = [\"submit12\"]");
-    let _hub = start(&cfg).await;
+    let _hub = start(&cfg, &[]).await;
     let taken = case_no();
     let closed = format!("{}CLOSED", case_no());
     produce(&s, "synthsoap.case.submitted.v1", &taken, soap_case(&taken)).await;
@@ -515,10 +458,10 @@ async fn a_soap12_sender_fault_is_dead_lettered_with_the_partners_mapped_code() 
     )
     .await;
     until(&cfg, "the dead letter", Duration::from_secs(60), || {
-        dlq_about(&cfg, &closed).len() == 1
+        dlq_list(&cfg, Some(&closed)).len() == 1
     })
     .await;
-    let dl = &dlq_about(&cfg, &closed)[0];
+    let dl = &dlq_list(&cfg, Some(&closed))[0];
     assert_eq!(dl["reason_code"], "EGRESS_SOAP_FAULT");
     assert_eq!(dl["partner_code"], "CaseClosed");
     assert_eq!(dl["attempts"], 1, "a permanent fault is not retried");
@@ -528,7 +471,10 @@ async fn a_soap12_sender_fault_is_dead_lettered_with_the_partners_mapped_code() 
             .any(|r| String::from_utf8_lossy(&r.body).contains(&format!(">{taken}<")))
     })
     .await;
-    assert!(dlq_about(&cfg, &taken).is_empty(), "the response was read");
+    assert!(
+        dlq_list(&cfg, Some(&taken)).is_empty(),
+        "the response was read"
+    );
     let seen = seen_on(&partner, "/soap12/CaseService");
     assert!(seen.iter().all(|r| r.soap_action.is_none()));
     assert!(String::from_utf8_lossy(&seen[0].body).contains(&format!("xmlns:soap=\"{SOAP12}\"")));
@@ -546,7 +492,7 @@ async fn a_form_delivery_and_a_get_delivery_carry_chinese_and_reserved_character
         &base,
         "deliveries = [\"submit_form\", \"submit_get\"]",
     );
-    let _hub = start(&cfg).await;
+    let _hub = start(&cfg, &[]).await;
     let case = case_no();
     let title = "路灯不亮 a+b & c=d 100%";
     produce(
@@ -586,7 +532,7 @@ async fn a_form_delivery_and_a_get_delivery_carry_chinese_and_reserved_character
     assert!(got.body.is_empty(), "a GET has no body");
     assert_eq!(got.content_type, None, "nor a content type");
     assert_eq!(pairs(&got.query), expected);
-    assert!(dlq_about(&cfg, &case).is_empty());
+    assert!(dlq_list(&cfg, Some(&case)).is_empty());
 }
 
 /// Every record on `topic` whose object id starts with `prefix`: object id → how often.
@@ -628,8 +574,9 @@ fn seed(p: &Partner, prefix: &str) {
     }
 }
 
-#[tokio::test]
-async fn a_pull_with_offset_paging_asks_page_by_offset_and_limit() {
+/// Runs the pull job `job` of the synthetic REST partner over seven seeded items: each reaches
+/// Kafka once; returns the paging values the partner was asked for, in order.
+async fn pages_of_pull(job: &str) -> Vec<String> {
     let partner: Shared = Arc::default();
     let base = serve(Arc::clone(&partner)).await;
     let prefix = case_no();
@@ -640,13 +587,19 @@ async fn a_pull_with_offset_paging_asks_page_by_offset_and_limit() {
         dir.path(),
         &s,
         &base,
-        &format!("deliveries = []\npulls = [\"{}\"]", s.pull("cases_offset")),
+        &format!("deliveries = []\npulls = [\"{}\"]", s.pull(job)),
     );
-    let _hub = start(&cfg).await;
+    let _hub = start(&cfg, &[]).await;
     let seen = on_kafka(&s.topic("synthrest.case.updated.v1"), &prefix, 7).await;
     assert_eq!(seen.len(), 7, "{seen:?}");
     assert!(seen.values().all(|n| *n == 1), "each item once: {seen:?}");
-    let pages = partner.pages.lock().unwrap().clone();
+    let pages = partner.pages.lock().unwrap();
+    pages.clone()
+}
+
+#[tokio::test]
+async fn a_pull_with_offset_paging_asks_page_by_offset_and_limit() {
+    let pages = pages_of_pull("cases_offset").await;
     assert_eq!(
         pages[..3],
         ["0/3", "3/3", "6/3"],
@@ -656,23 +609,7 @@ async fn a_pull_with_offset_paging_asks_page_by_offset_and_limit() {
 
 #[tokio::test]
 async fn a_pull_with_cursor_paging_follows_the_partners_token_until_it_ends() {
-    let partner: Shared = Arc::default();
-    let base = serve(Arc::clone(&partner)).await;
-    let prefix = case_no();
-    seed(&partner, &prefix);
-    let dir = tempfile::tempdir().unwrap();
-    let s = install(dir.path(), "synthetic_rest", "synthrest");
-    let cfg = config(
-        dir.path(),
-        &s,
-        &base,
-        &format!("deliveries = []\npulls = [\"{}\"]", s.pull("cases_cursor")),
-    );
-    let _hub = start(&cfg).await;
-    let seen = on_kafka(&s.topic("synthrest.case.updated.v1"), &prefix, 7).await;
-    assert_eq!(seen.len(), 7, "{seen:?}");
-    assert!(seen.values().all(|n| *n == 1), "each item once: {seen:?}");
-    let pages = partner.pages.lock().unwrap().clone();
+    let pages = pages_of_pull("cases_cursor").await;
     assert_eq!(
         pages[..3],
         ["", "c+3/=", "c+6/="],
@@ -715,7 +652,7 @@ async fn a_form_push_at_the_gateway_is_read_as_flat_fields() {
     let dir = tempfile::tempdir().unwrap();
     let s = install(dir.path(), "synthetic_rest", "synthrest");
     let cfg = config(dir.path(), &s, "http://127.0.0.1:9", "deliveries = []");
-    let _hub = start(&cfg).await;
+    let _hub = start(&cfg, &[]).await;
     let gateway = std::fs::read_to_string(&cfg)
         .unwrap()
         .split("[gateway]\nlisten = \"")
@@ -769,7 +706,7 @@ async fn a_soap_pull_asks_page_by_page_in_the_xsd_order_and_reads_the_cases() {
         &base,
         &format!("deliveries = []\npulls = [\"{}\"]", s.pull("cases_soap")),
     );
-    let _hub = start(&cfg).await;
+    let _hub = start(&cfg, &[]).await;
     let topic = s.topic("synthsoap.case.updated.v1");
     let records = records_on_kafka(&s, &topic, &prefix, 7).await;
     let mut cases: Vec<String> = records

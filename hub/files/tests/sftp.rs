@@ -1,11 +1,10 @@
 //! SFTP batch-file exchange against Debian's OpenSSH server, started by the test on a free
 //! loopback port with its own configuration, host key and user key in a temporary folder
-//! (`apt-get install openssh-server`; `HUB_TEST_SSHD` may name another sshd).
+//! (`support/sshd.rs`).
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,124 +12,10 @@ use bytes::Bytes;
 use hub_files::sftp::{Pickup, SftpClient, SftpSection};
 use hub_files::{FileError, FileErrorCode, FileId, FileStore, Limits, PutOptions};
 use hub_state::{StateSection, StateStore};
+use support::sshd::{self, keygen, user, Sshd};
 use support::*;
 
-struct Sshd {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    fingerprint: String,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn keygen(path: &Path) {
-    let ok = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "hub-files-test",
-            "-f",
-        ])
-        .arg(path)
-        .status()
-        .expect("ssh-keygen runs (apt-get install openssh-client)");
-    assert!(ok.success());
-}
-
-fn fingerprint(pub_key: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(pub_key)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
-}
-
-async fn sshd() -> Sshd {
-    let exe = std::env::var("HUB_TEST_SSHD").unwrap_or_else(|_| "/usr/sbin/sshd".into());
-    assert!(
-        Path::new(&exe).exists(),
-        "{exe} is missing: apt-get install openssh-server (or set HUB_TEST_SSHD)"
-    );
-    // OpenSSH wants its privilege-separation folder when started as root.
-    let _ = std::fs::create_dir_all("/run/sshd");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    keygen(&d.join("host_key"));
-    keygen(&d.join("user_key"));
-    std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
-    for sub in ["inbox", "done", "outbox"] {
-        std::fs::create_dir_all(d.join(sub)).unwrap();
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-         AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
-         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-         PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
-        d = d.display()
-    );
-    std::fs::write(d.join("sshd_config"), config).unwrap();
-    let child = Command::new(&exe)
-        .arg("-D")
-        .arg("-e")
-        .arg("-f")
-        .arg(d.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
-        .spawn()
-        .expect("sshd starts");
-    let mut up = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        up,
-        "sshd did not listen on {port}: {}",
-        std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
-    );
-    let fingerprint = fingerprint(&d.join("host_key.pub"));
-    Sshd {
-        child,
-        dir,
-        port,
-        fingerprint,
-    }
-}
-
-fn user() -> String {
-    let out = Command::new("id").arg("-un").output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 impl Sshd {
-    fn path(&self, sub: &str) -> PathBuf {
-        self.dir.path().join(sub)
-    }
-
     fn section(&self, done: bool) -> SftpSection {
         let d = self.dir.path().display().to_string();
         let mut text = format!(
@@ -205,7 +90,7 @@ fn recorder(
 
 #[tokio::test]
 async fn a_batch_file_is_picked_up_once_and_only_once_across_restarts() {
-    let sshd = sshd().await;
+    let sshd = sshd::start().await;
     let work = tempfile::tempdir().unwrap();
     std::fs::write(sshd.path("inbox/recon_20261201.csv"), csv(1)).unwrap();
     std::fs::write(sshd.path("inbox/recon_20261202.csv"), csv(2)).unwrap();
@@ -298,7 +183,7 @@ async fn a_batch_file_is_picked_up_once_and_only_once_across_restarts() {
 
 #[tokio::test]
 async fn picked_files_move_to_the_done_folder_and_uploads_appear_whole() {
-    let sshd = sshd().await;
+    let sshd = sshd::start().await;
     let work = tempfile::tempdir().unwrap();
     std::fs::write(sshd.path("inbox/recon_20261201.csv"), csv(1)).unwrap();
     let seen: Seen = Arc::default();
@@ -353,7 +238,7 @@ async fn picked_files_move_to_the_done_folder_and_uploads_appear_whole() {
 
 #[tokio::test]
 async fn a_wrong_host_key_or_user_key_is_refused_with_its_code() {
-    let sshd = sshd().await;
+    let sshd = sshd::start().await;
     let work = tempfile::tempdir().unwrap();
     let mut wrong_host = sshd.section(false);
     wrong_host.host_key_sha256 = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
@@ -391,7 +276,7 @@ async fn a_wrong_host_key_or_user_key_is_refused_with_its_code() {
 
 #[tokio::test]
 async fn a_crash_after_the_handover_repeats_it_with_the_same_pickup_id() {
-    let sshd = sshd().await;
+    let sshd = sshd::start().await;
     let work = tempfile::tempdir().unwrap();
     std::fs::write(sshd.path("inbox/recon_20261201.csv"), csv(1)).unwrap();
     let ids: Arc<Mutex<Vec<String>>> = Arc::default();

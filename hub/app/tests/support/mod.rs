@@ -11,8 +11,12 @@ use nix::unistd::Pid;
 
 pub mod broker;
 pub mod isolate;
+pub mod logged;
 pub mod partner;
 pub mod synthetic;
+
+#[path = "../../../../tests/python/peer.rs"]
+pub mod peer;
 
 pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
 /// The `[admin] token` of the tests' hubs (`/api/v1/trace`; `/metrics` and `/registry` are
@@ -204,4 +208,49 @@ pub fn hub_answer(v: serde_json::Value) -> serde_json::Value {
         }
     }
     unified
+}
+
+/// `hub dlq list --json` of the hub of `config`, about `about` (a ticket, a case number) when
+/// given: one JSON value per dead letter.
+pub fn dlq_list(config: &Path, about: Option<&str>) -> Vec<serde_json::Value> {
+    let mut args = vec!["dlq", "list", "--json"];
+    if let Some(about) = about {
+        args.extend(["--about", about]);
+    }
+    args.extend(["--config", config.to_str().unwrap()]);
+    let out = hub(&args, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The gateway's OpenAPI document (`gateway` is its base URL), checked by an OpenAPI 3
+/// validator independent of the hub (`tests/python/openapi_validate.py`).
+pub async fn openapi(gateway: &str) -> serde_json::Value {
+    let doc: serde_json::Value = reqwest::get(format!("{gateway}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let verdict: Vec<String> = peer::run("openapi_validate.py", &serde_json::json!([doc]));
+    assert_eq!(verdict, ["ok"], "the document is not valid OpenAPI 3");
+    doc
+}
+
+/// `hub check` of `config` passes, then `hub serve` of it runs and is ready; its admin
+/// listener is on `admin`.
+pub async fn check_and_serve(config: &Path, admin: u16) -> Serving {
+    let check = hub(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    let serving = serve_config(config, &format!("http://127.0.0.1:{admin}"), &[]);
+    wait_for_status(
+        &format!("http://127.0.0.1:{admin}/readyz"),
+        200,
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    serving
 }

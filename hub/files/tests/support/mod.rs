@@ -1,6 +1,8 @@
 //! Shared pieces of hub-files' tests: key rings, sample files, streams that fail.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use hub_files::{FileError, FileErrorCode};
