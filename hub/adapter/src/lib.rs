@@ -26,6 +26,7 @@ pub mod client;
 mod files;
 pub mod manifest;
 pub mod partner;
+pub mod reference;
 pub mod schedule;
 pub mod transport;
 

@@ -78,7 +78,9 @@ use hub_mapping::{Direction, MappingSet};
 use serde::Deserialize;
 
 /// What an answer of the partner means for the message it answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The partner took the message.
@@ -90,7 +92,9 @@ pub enum Outcome {
 }
 
 /// Syntax of the partner's answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AnswerFormat {
     #[default]
@@ -103,10 +107,12 @@ pub enum AnswerFormat {
 }
 
 /// One business code of the partner.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BusinessCode {
+    /// The code as the partner writes it.
     pub code: String,
+    /// What the code means for the message: `delivered`, `retryable` or `permanent`.
     pub outcome: Outcome,
     /// Meaning in Chinese, as the partner's documentation gives it.
     pub zh: String,
@@ -115,9 +121,13 @@ pub struct BusinessCode {
 }
 
 /// `[answer]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerSpec {
+    /// `json`, `xml` or `soap` (a SOAP 1.1/1.2 envelope: pointers address inside the Body's
+    /// first child, the response element of whichever operation answered, element names
+    /// without prefix, e.g. `/ResultCode`; a Fault is classified by its code). `soap` needs
+    /// every delivery and pull to be SOAP.
     #[serde(default)]
     pub format: AnswerFormat,
     /// JSON pointer (`/code`) to the business code; for XML, the element path from the root
@@ -127,14 +137,17 @@ pub struct AnswerSpec {
     /// Pointer to the partner's message, kept (masked) with a dead letter.
     #[serde(default)]
     pub message: Option<String>,
-    /// What a code not listed means; `permanent` by default, so a surprise is looked at by a
-    /// person instead of being retried blindly.
+    /// The outcome of a code not listed (`delivered`, `retryable` or `permanent`): `permanent`
+    /// by default, so a surprise is looked at by a person instead of being retried blindly.
     #[serde(default = "default_unknown")]
     pub unknown: Outcome,
+    /// `[[answer.codes]]`, one per business code; when `answer.code` is set, at least one must
+    /// be `delivered`; no code twice.
     #[serde(default)]
     pub codes: Vec<BusinessCode>,
     /// SOAP only: pointer, inside a Fault (prefixes dropped: `/detail/ErrorCode`), to the
-    /// partner's own code; looked up in `codes` before the Subcode and the fault code.
+    /// partner's own code; looked up in `answer.codes` before the 1.2 Subcode and the fault
+    /// code (`Client`, `Server`, `Sender`, `Receiver`).
     #[serde(default)]
     pub fault_code: Option<String>,
 }
@@ -163,39 +176,47 @@ impl AnswerSpec {
 }
 
 /// `[[delivery]]`: messages of one contract delivered to one partner API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverySpec {
+    /// Unique among deliveries, `a-z 0-9 _`; `[partners.<partner>] deliveries` picks by it.
     pub name: String,
-    /// An outbound mapping of this partner; its contract names the topic consumed.
+    /// An **outbound** mapping of `mappings/<partner>/`; its contract names the topic consumed.
     pub mapping: String,
+    /// `POST`, `PUT`, `PATCH`, or `GET` (no body: the mapped object's top-level fields as
+    /// query parameters; a `json` or `form` mapping).
     #[serde(default = "default_method")]
     pub method: String,
-    /// Path on the partner's base URL.
+    /// Path on the partner's base URL, starting with `/`.
     pub path: String,
     /// Header carrying the message id, for a partner that removes duplicates by it.
     #[serde(default)]
     pub idempotency_header: Option<String>,
-    /// An inbound mapping of this partner that reads the answer: the route is then a request
-    /// whose answer carries data, produced as a reply record onto that mapping's contract
-    /// (`docs/request-reply.md`). Absent: the answer only says taken or refused.
+    /// An **inbound** mapping that reads the answer: the delivery is then a request whose
+    /// answer is produced as a reply record onto that mapping's contract, which must have the
+    /// reply fields (`request-reply.md`). Absent: the answer only says taken or refused.
     #[serde(default)]
     pub reply: Option<String>,
-    /// How the mapped body travels ([`crate::transport`]): plain HTTP, or inside a SOAP
-    /// envelope.
+    /// `http` (the mapping's JSON, XML or form body as it is), `soap11` or `soap12` (the
+    /// mapping's XML operation element inside a SOAP envelope; needs `wsdl` and `[answer]
+    /// format = "soap"`).
     #[serde(default)]
     pub transport: Transport,
-    /// SOAP: the operation's action (`SOAPAction` header in 1.1, the `action` parameter of
-    /// the content type in 1.2); it must appear in the adapter's WSDL.
+    /// SOAP: the operation's action, a `soapAction` of the WSDL; `soap11` requires it (`""`
+    /// allowed) and sends it as `SOAPAction: "…"`, `soap12` as the content type's `action`
+    /// parameter.
     #[serde(default)]
     pub soap_action: Option<String>,
-    /// The mapped body references a stored file to send with it (`docs/files.md`).
+    /// The mapped body references a stored file to send with it (`files.md`, "Wiring files
+    /// into an adapter"); needs `[files]` in `hub.toml`.
     #[serde(default)]
     pub file: Option<hub_files::wiring::OutboundFile>,
 }
 
 /// `[[delivery]] transport`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// The mapping's body as it is (JSON, XML or a form; `GET`: its fields as the query).
@@ -214,7 +235,9 @@ impl Transport {
 }
 
 /// `[[pull]] paging`: how one page of a query is asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Paging {
     /// `{page}` (from 1) and `{page_size}`; the last page is the first one shorter than
@@ -233,53 +256,62 @@ fn default_method() -> String {
 }
 
 /// `[pull.response]`: where the items and their ids are in a page.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PullResponse {
     /// JSON pointer to the array of items.
     pub items: String,
     /// JSON pointer, inside an item, to the partner's id of it.
     pub item_id: String,
-    /// JSON pointer, inside an item, to a version or update time: an item seen again with a
-    /// new version is a new message; the same version is a duplicate.
+    /// JSON pointer, inside an item, to a version or update time: the same id with a new
+    /// version is a new message; the same version is a duplicate.
     #[serde(default)]
     pub item_version: Option<String>,
-    /// JSON pointer to the total number of items of the query, when the partner gives it.
+    /// JSON pointer to the query's total number of items, when the partner gives it.
     #[serde(default)]
     pub total: Option<String>,
-    /// `paging = "cursor"`: JSON pointer to the next page's token; absent or empty: the last.
+    /// `paging = "cursor"` (and only then): JSON pointer to the next page's token; absent or
+    /// empty ends the window.
     #[serde(default)]
     pub next_cursor: Option<String>,
 }
 
 /// `[[pull]]`: a scheduled pull from a partner's query API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PullSpec {
+    /// Unique among pulls, `a-z 0-9 _`; `[partners.<partner>] pulls` picks by it.
     pub name: String,
-    /// The inbound mapping every item goes through (one item = one message).
+    /// The **inbound** mapping every item goes through (one item = one message).
     pub mapping: String,
+    /// `GET` (the request as query parameters) or `POST` (as a JSON body).
     #[serde(default = "default_method")]
     pub method: String,
+    /// Path on the partner's base URL, starting with `/`.
     pub path: String,
-    /// Run every so many milliseconds…
+    /// Run every so many milliseconds (at least 1000); exactly one of `every_ms` and `cron`.
     #[serde(default)]
     pub every_ms: Option<u64>,
-    /// …or on a cron schedule (seconds field included), in Asia/Shanghai time.
+    /// Or a cron schedule with a seconds field, in Asia/Shanghai time.
     #[serde(default)]
     pub cron: Option<String>,
     /// Random delay added to each run, so replicas and partners are not hit in step.
     #[serde(default)]
     pub jitter_ms: u64,
-    /// Only run within these local hours, e.g. `07:00-22:00`.
+    /// Only run within these local hours, `HH:MM-HH:MM`, e.g. `07:00-22:00`.
     #[serde(default)]
     pub active_hours: Option<String>,
-    /// How pages are asked for; time windows (`{since}`/`{until}`) work with every mode.
+    /// How pages are asked for: `page` (`{page}` from 1, `{page_size}`), `offset` (`{offset}`
+    /// from 0, `{limit}`) or `cursor` (`{cursor}`: empty first, then the token at
+    /// `response.next_cursor`); the mode's placeholder must be in `request`, another mode's
+    /// must not. Time windows (`{since}`/`{until}`) work with every mode.
     #[serde(default)]
     pub paging: Paging,
+    /// Items per page, 1–1000.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
-    /// Largest time window one run asks for; a longer gap is caught up window by window.
+    /// Largest time window one run asks for (at least 1000); a longer gap is caught up window
+    /// by window.
     #[serde(default = "default_max_window")]
     pub max_window_ms: u64,
     /// How far behind now a window ends, for partners whose latest records settle late.
@@ -291,18 +323,23 @@ pub struct PullSpec {
     /// strftime format of `{since}` and `{until}`; `epoch_ms` for Unix milliseconds.
     #[serde(default = "default_time_format")]
     pub time_format: String,
-    /// The request body (JSON) or query parameters (GET), values templated; over SOAP, the
-    /// children of the operation element.
+    /// The request's parameters: the JSON body (POST) or the query (GET), or over SOAP the
+    /// children of the operation element. Values are templated with `{since}`, `{until}` and
+    /// the paging mode's placeholders (`{page}`, `{page_size}`, `{offset}`, `{limit}`,
+    /// `{cursor}`); a value that is exactly a number placeholder is sent as a number.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub request: BTreeMap<String, toml::Value>,
-    /// `http` (default: a GET query or a JSON body), or `soap11`/`soap12`: the request as the
-    /// operation element `soap_operation` in an envelope, the page read from the SOAP answer.
+    /// `http` (a GET query or a JSON body, JSON pages) or `soap11`/`soap12`: the request's
+    /// parameters as the children of the operation element `soap_operation` in an envelope,
+    /// the page read from the SOAP answer (pointers inside the response element; one
+    /// repeated element is one item).
     #[serde(default)]
     pub transport: Transport,
-    /// SOAP: the query operation's action, a `soapAction` of the adapter's WSDL.
+    /// SOAP: the query operation's action, a `soapAction` of the WSDL (`soap11` requires it).
     #[serde(default)]
     pub soap_action: Option<String>,
-    /// SOAP: the request's operation element (`QueryCases`).
+    /// SOAP: the request's operation element, e.g. `QueryCases`; required.
     #[serde(default)]
     pub soap_operation: Option<String>,
     /// SOAP: the operation element's namespace (`xmlns`).
@@ -312,6 +349,7 @@ pub struct PullSpec {
     /// schema requires; keys not listed follow, sorted.
     #[serde(default)]
     pub xml_order: Vec<String>,
+    /// Where the items are in a page.
     pub response: PullResponse,
 }
 
@@ -329,30 +367,45 @@ fn default_time_format() -> String {
 }
 
 /// One adapter manifest.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The partner name; equal to the folder's name.
     pub partner: String,
+    /// Who the partner is, Chinese / English.
     #[serde(default)]
     pub description: String,
+    /// How the partner's answers to the hub's requests (deliveries, pulls) read.
     #[serde(default)]
+    #[schemars(extend("x-default" = "all defaults"))]
     pub answer: AnswerSpec,
+    /// `[[delivery]]`, one per outbound message: a topic → a partner API (egress).
     #[serde(rename = "delivery", default)]
     pub deliveries: Vec<DeliverySpec>,
+    /// `[[pull]]`, one per query API polled on a schedule (the poller).
     #[serde(rename = "pull", default)]
     pub pulls: Vec<PullSpec>,
-    /// The partner's WSDL, beside `adapter.toml`: required by SOAP deliveries, whose actions
-    /// `hub check` finds in it.
+    /// The partner's WSDL, a file beside `adapter.toml`; required when a delivery is SOAP,
+    /// whose `soap_action` must be a `soapAction` of it.
     #[serde(default)]
     pub wsdl: Option<PathBuf>,
-    /// Inbound mappings whose pushes carry files (`docs/files.md`).
+    /// `[[file]]`, one per file carried by the pushes of an inbound mapping: the gateway
+    /// stores it before the mapping and puts its hub file id in its place (`files.md`,
+    /// "Wiring files into an adapter"); needs `[files]` in `hub.toml`.
     #[serde(rename = "file", default)]
     pub files: Vec<hub_files::wiring::InboundFile>,
-    /// Batch files picked up from the partner's SFTP server (`docs/files.md`).
+    /// `[[batch]]`, one per batch file the partner leaves on its SFTP server (e.g. a daily
+    /// reconciliation file): picked up on a schedule into the file store once and only once,
+    /// and announced by one record (`files.md`, "SFTP batch files"); run when listed in
+    /// `[partners.<partner>] batches`, with `[partners.<partner>.sftp]`.
     #[serde(rename = "batch", default)]
     pub batches: Vec<hub_files::wiring::BatchSpec>,
-    /// `[auth]` as written; [`Manifest::auth`] is what it means.
+    /// The partner's authentication scheme, both ways: the gateway verifies its pushes with
+    /// it, the hub signs its calls with it. `auth.scheme` names it; the other keys are the
+    /// scheme's parameters (below), never credentials (those are the deployment's).
     #[serde(rename = "auth", default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    #[schemars(extend("x-default" = "`hub-v1`"))]
     pub auth_table: Option<toml::Table>,
     /// The partner's authentication scheme (hub-v1 when `[auth]` is absent).
     #[serde(skip)]

@@ -26,7 +26,9 @@ use crate::store::{FileMeta, FileStore, PutOptions};
 use crate::transfer::{self, FetchPolicy};
 
 /// How a partner sends a file with a push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ReceiveStyle {
     /// Base64 text (or a `data:` URL) in a JSON field.
@@ -39,34 +41,42 @@ pub enum ReceiveStyle {
 }
 
 /// `[[file]]`: a file carried by the pushes of one inbound mapping.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InboundFile {
-    /// The inbound mapping (route `/v1/<partner>/<mapping>`).
+    /// The **inbound** mapping (route `/v1/<partner>/<mapping>`).
     pub mapping: String,
+    /// `base64` (text or a `data:` URL in a JSON field), `multipart` (a multipart/form-data
+    /// body; its text fields become the JSON the mapping reads; the only `[[file]]` of its
+    /// mapping) or `url` (an https URL in a JSON field, fetched by the hub).
     pub style: ReceiveStyle,
-    /// JSON pointer of the field: it holds the base64 text or the URL, and gets the hub file
-    /// id; for multipart, where the id is put in the JSON made of the text fields.
+    /// JSON pointer of the field that holds the base64 or URL and gets the id; for multipart,
+    /// where the id is put in the JSON made of the text fields.
     pub pointer: String,
-    /// Multipart: the name of the file part (default `file`).
+    /// Multipart: the name of the file part.
     #[serde(default)]
+    #[schemars(extend("x-default" = "`file`"))]
     pub part: Option<String>,
-    /// The file holds personal data: encrypted with SM4 at rest.
+    /// The file holds personal data: SM4-GCM at rest.
     #[serde(default)]
     pub personal: bool,
-    /// Media types accepted for this route (narrows `files.allowed_types`).
+    /// Media types accepted on this route (by magic bytes), narrowing `files.allowed_types`.
     #[serde(default)]
+    #[schemars(extend("x-default" = "all of `files.allowed_types`"))]
     pub allowed_types: Option<Vec<String>>,
-    /// Largest file for this route (at most `files.max_bytes`).
+    /// Largest file on this route (never more than `files.max_bytes`; the push also stays
+    /// within `gateway.max_body_bytes`).
     #[serde(default)]
+    #[schemars(extend("x-default" = "`files.max_bytes`"))]
     pub max_bytes: Option<u64>,
-    /// URL: the only hosts the hub fetches from (the partner's file hosts).
+    /// URL: the only hosts fetched from (set it to the partner's file hosts); empty: any
+    /// public host.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
     /// URL: allow `http://` to a loopback address (simulators and tests only).
     #[serde(default)]
     pub allow_loopback_http: bool,
-    /// URL: the whole fetch within this many milliseconds.
+    /// URL: the whole fetch within this many milliseconds (1000–600000).
     #[serde(default = "default_fetch_timeout_ms")]
     pub fetch_timeout_ms: u64,
 }
@@ -319,7 +329,7 @@ pub fn set_pointer(value: &mut Value, pointer: &str, new: Value) {
 }
 
 /// How a delivery sends the file its record references.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SendStyle {
     /// The field's file id replaced by the file's base64 text.
@@ -330,20 +340,24 @@ pub enum SendStyle {
 }
 
 /// `file = { … }` on a `[[delivery]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundFile {
-    /// JSON pointer, in the mapped body, of the field holding the hub file id.
+    /// JSON pointer, in the mapped body, of the field holding the hub file id (`sm3:<hex>`).
     pub pointer: String,
+    /// `base64`: the id replaced by the file's base64; `multipart`: the body sent as
+    /// multipart/form-data, the file as one part and the body's other top-level fields as
+    /// text parts.
     pub style: SendStyle,
-    /// Multipart: the name of the file part (default `file`).
+    /// Multipart: the name of the file part.
     #[serde(default)]
+    #[schemars(extend("x-default" = "`file`"))]
     pub part: Option<String>,
     /// Multipart: JSON pointer, in the mapped body, of the file name sent with the part
     /// (absent: the file id's hex digits).
     #[serde(default)]
     pub file_name: Option<String>,
-    /// Largest file sent (base64 and multipart hold it in memory); default 20 MiB.
+    /// Largest file sent (held in memory while sent); 1–268435456.
     #[serde(default = "default_send_max")]
     pub max_bytes: u64,
 }
@@ -467,34 +481,43 @@ fn quote(s: &str) -> String {
 
 /// `[[batch]]`: files picked up from the partner's SFTP folder (`[partners.<p>.sftp]`) on a
 /// schedule, each once and only once, each announced by one record.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSpec {
+    /// Unique among batches, `a-z 0-9 _`; the ledger and lease name the job
+    /// `<partner>/<name>`.
     pub name: String,
-    /// An inbound mapping: its input is `{"file_id", "file_name", "size", "media_type",
-    /// "partner", "batch", "pickup_id"}`, its contract the "file received" record.
+    /// An **inbound** mapping from `{"file_id", "file_name", "size", "media_type", "partner",
+    /// "batch", "pickup_id"}` to the "file received" contract.
     pub mapping: String,
-    /// Run every so many milliseconds…
+    /// Run every so many milliseconds (at least 1000); exactly one of `every_ms` and `cron`.
     #[serde(default)]
     pub every_ms: Option<u64>,
-    /// …or on a cron schedule (seconds field included), in Asia/Shanghai time.
+    /// Or a cron schedule with a seconds field, in Asia/Shanghai time.
     #[serde(default)]
     pub cron: Option<String>,
-    /// Only names matching this pattern (`*` and `?`), e.g. `DZ_*.csv`; absent: every file.
+    /// Only file names matching it (`*`, `?`), e.g. `DZ_*.csv`; absent: every file (hidden
+    /// and `*.part`/`*.tmp` names are always left alone).
     #[serde(default)]
     pub pattern: Option<String>,
-    /// The folder to pick up from; absent: the partner's `sftp.inbox`.
+    /// The absolute remote folder picked up from.
     #[serde(default)]
+    #[schemars(extend("x-default" = "the partner's `sftp.inbox`"))]
     pub remote_dir: Option<String>,
     /// The type the partner's files are declared as (checked against the content), e.g.
     /// `text/csv`: text files are otherwise `text/plain`.
     #[serde(default)]
     pub media_type: Option<String>,
+    /// The files hold personal data: SM4-GCM at rest.
     #[serde(default)]
     pub personal: bool,
+    /// Media types accepted.
     #[serde(default)]
+    #[schemars(extend("x-default" = "all of `files.allowed_types`"))]
     pub allowed_types: Option<Vec<String>>,
+    /// Largest file picked up.
     #[serde(default)]
+    #[schemars(extend("x-default" = "`files.max_bytes`"))]
     pub max_bytes: Option<u64>,
 }
 

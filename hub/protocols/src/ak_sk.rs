@@ -32,21 +32,25 @@ use crate::{
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// Vendors whose scheme is implemented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 pub enum Vendor {
     #[serde(rename = "aws-sigv4")]
     AwsSigV4,
 }
 
 /// `[auth]` with `scheme = "ak-sk"`.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AkSkSpec {
+    /// The published scheme: `aws-sigv4` (the only one implemented).
     #[serde(default = "default_vendor")]
     pub vendor: Vendor,
     /// The region of the credential scope (`cn-north-1`, `us-east-1`, …).
     pub region: String,
-    /// The service of the credential scope (`execute-api`, `s3`, …).
+    /// The service of the credential scope (`execute-api`, `s3`, …; `s3` signs the path
+    /// without encoding it again).
     pub service: String,
     /// Headers signed besides `host` and `x-amz-date` (and `x-amz-content-sha256`), when the
     /// request carries them (e.g. `content-type`).

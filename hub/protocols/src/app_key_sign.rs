@@ -28,7 +28,9 @@ use crate::{
 };
 
 /// Where the app key, timestamp, nonce and signature travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Placement {
     /// Query parameters.
@@ -42,7 +44,9 @@ pub enum Placement {
 }
 
 /// What of the body is signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyPart {
     /// Nothing of the body (beyond form fields with `placement = "form"`).
@@ -56,7 +60,9 @@ pub enum BodyPart {
 }
 
 /// Case of parameter names before sorting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Case {
     Keep,
@@ -65,7 +71,9 @@ pub enum Case {
 }
 
 /// How the secret joins the string for unkeyed digests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretMode {
     /// `<string>&<secret_param>=<secret>`.
@@ -75,7 +83,9 @@ pub enum SecretMode {
 }
 
 /// Unit of the timestamp parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeUnit {
     Ms,
@@ -83,42 +93,62 @@ pub enum TimeUnit {
 }
 
 /// `[auth]` with `scheme = "app-key-sign"`.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppKeySignSpec {
     /// `sm3`, `hmac-sm3`, `sha256`, `hmac-sha256`, or `md5` (legacy; `hub check` warns).
     pub digest: Algorithm,
+    /// Where app key, timestamp, nonce and signature travel: `query`, `form` (fields of an
+    /// `application/x-www-form-urlencoded` body), `headers` (named like the parameters),
+    /// `json` (top-level fields of the JSON body).
     #[serde(default = "default_placement")]
     pub placement: Placement,
+    /// The name of the app key parameter.
     #[serde(default = "default_app_key")]
     pub app_key_param: String,
+    /// The name of the timestamp parameter.
     #[serde(default = "default_timestamp")]
     pub timestamp_param: String,
+    /// The name of the nonce parameter.
     #[serde(default = "default_nonce")]
     pub nonce_param: String,
+    /// The name of the signature parameter.
     #[serde(default = "default_sign")]
     pub sign_param: String,
+    /// The timestamp in milliseconds (`ms`) or seconds (`s`).
     #[serde(default = "default_unit")]
     pub timestamp_unit: TimeUnit,
+    /// What of the body is signed: `none`, `raw` (the body text as parameter `body_param`),
+    /// `digest` (hex digest of the body bytes with the unkeyed hash of `digest` as
+    /// `body_param`), `fields` (top-level string, number and boolean fields of a JSON object
+    /// body).
     #[serde(default = "default_body")]
     pub body: BodyPart,
+    /// The name of the body parameter.
     #[serde(default = "default_body_param")]
     pub body_param: String,
+    /// Case of names before sorting: `keep`, `lower`, `upper`.
     #[serde(default = "default_case")]
     pub key_case: Case,
-    /// Explicit order of names (after casing); names not listed follow in byte order.
+    /// Names put first, in this order (after casing); the rest follow in byte order.
     #[serde(default)]
     pub order: Vec<String>,
-    /// Names never signed (besides `sign_param`).
+    /// Names never signed (besides `sign_param`; app key, timestamp and nonce cannot be
+    /// excluded).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Leave parameters with empty values out.
     #[serde(default = "yes")]
     pub skip_empty: bool,
+    /// Unkeyed digests: `append` (`<string>&<secret_param>=<secret>`) or `wrap`
+    /// (`<secret><string><secret>`).
     #[serde(default = "default_secret_mode")]
     pub secret_mode: SecretMode,
+    /// The name used by `append`.
     #[serde(default = "default_secret_param")]
     pub secret_param: String,
-    /// Hex case of the signature: `lower` or `upper` (verification accepts either).
+    /// Hex case of the signature sent: `lower` or `upper` (verification accepts either;
+    /// `keep` is refused).
     #[serde(default = "default_signature_case")]
     pub signature_case: Case,
 }

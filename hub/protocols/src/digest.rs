@@ -7,7 +7,9 @@ use md5::Digest as _;
 use serde::Deserialize;
 
 /// A digest named in `adapter.toml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 pub enum Algorithm {
     #[serde(rename = "sm3")]
     Sm3,

@@ -301,6 +301,19 @@ pub(crate) fn params<T: serde::de::DeserializeOwned>(
 }
 
 impl AuthSpec {
+    /// The JSON Schema of a scheme's parameters, from the same struct [`AuthSpec::parse`]
+    /// reads them into (`None` for `hub-v1`, which takes none, and for an unknown scheme).
+    /// The key reference in docs/auth-schemes.md is generated from it.
+    pub fn parameters_schema(scheme: &str) -> Option<schemars::Schema> {
+        match scheme {
+            "app-key-sign" => Some(schemars::schema_for!(AppKeySignSpec)),
+            "ak-sk" => Some(schemars::schema_for!(AkSkSpec)),
+            "sm2-cert" => Some(schemars::schema_for!(Sm2CertSpec)),
+            "oauth2-client-credentials" => Some(schemars::schema_for!(OAuth2Spec)),
+            _ => None,
+        }
+    }
+
     /// Reads `[auth]` (absent: hub-v1). Returns the spec with its warnings, or every problem.
     pub fn parse(
         table: Option<&toml::Table>,

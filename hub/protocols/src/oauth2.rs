@@ -24,7 +24,9 @@ use crate::{
 };
 
 /// How the client authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// `Authorization: Basic base64(id:secret)` (RFC 6749 §2.3.1, the recommended way).
@@ -34,21 +36,24 @@ pub enum ClientAuth {
 }
 
 /// `[auth]` with `scheme = "oauth2-client-credentials"`.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Spec {
-    /// The partner's token endpoint: a path on its base URL, or an absolute URL.
+    /// The partner's token endpoint: a path on its base URL (`/oauth/token`) or an http(s)
+    /// URL; required to call the partner.
     #[serde(default)]
     pub token_url: Option<String>,
-    /// Scope asked for, if the partner wants one.
+    /// The scope asked for, if the partner wants one.
     #[serde(default)]
     pub scope: Option<String>,
+    /// `basic` (HTTP Basic of the form-encoded id and secret, RFC 6749 §2.3.1) or `body`
+    /// (`client_id`, `client_secret` in the form).
     #[serde(default = "default_client_auth")]
     pub client_auth: ClientAuth,
-    /// Renew this long before the token expires.
+    /// Renew a token this long before it expires.
     #[serde(default = "default_refresh_before")]
     pub refresh_before_ms: u64,
-    /// Lifetime of the tokens the hub issues to this partner (inbound).
+    /// Lifetime of the tokens the hub issues to this partner (inbound; 60 s – 24 h).
     #[serde(default = "default_lifetime")]
     pub issued_lifetime_ms: u64,
 }

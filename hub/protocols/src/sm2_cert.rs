@@ -23,21 +23,27 @@ use crate::{
     OutboundSigner, Refusal, SignError, SpecProblem,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Where {
     Header,
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     Hex,
     Base64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// `r‖s`, 64 bytes.
@@ -46,7 +52,9 @@ pub enum Format {
     Der,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Signed {
     /// The canonical string of the request (module docs).
@@ -56,38 +64,53 @@ pub enum Signed {
 }
 
 /// `[auth]` with `scheme = "sm2-cert"`.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sm2CertSpec {
+    /// `header`, or `json` (a signed JSON envelope).
     #[serde(default = "default_where")]
     pub signature_in: Where,
+    /// Signatures as `hex` or `base64`.
     #[serde(default = "default_encoding")]
     pub encoding: Encoding,
+    /// Signatures written as `raw` `r‖s` (64 bytes) or `der`; verification accepts both.
     #[serde(default = "default_format")]
     pub format: Format,
-    // Header placement.
+    /// Header placement: `canonical` (7 lines: method, path, canonical query as hub-v1's, app
+    /// id, timestamp, nonce, hex SM3 of the body) or `body` (the body bytes alone: `hub check`
+    /// warns that method, path and time are then unsigned).
     #[serde(default = "default_signed")]
     pub signed: Signed,
+    /// Header placement: the signature's header.
     #[serde(default = "default_signature_header")]
     pub signature_header: String,
+    /// Header placement: the app id's header.
     #[serde(default = "default_app_id_header")]
     pub app_id_header: String,
+    /// Header placement: the timestamp's header.
     #[serde(default = "default_timestamp_header")]
     pub timestamp_header: String,
+    /// Header placement: the nonce's header.
     #[serde(default = "default_nonce_header")]
     pub nonce_header: String,
     /// Outbound: a header carrying the hub's certificate (base64 of its DER bytes).
     #[serde(default)]
     pub certificate_header: Option<String>,
-    // JSON envelope.
+    /// JSON placement: JSON pointer of the signed value (`""`: the whole body).
     #[serde(default = "default_data_pointer")]
     pub data_pointer: String,
+    /// JSON placement: where the signature is.
     #[serde(default = "default_signature_pointer")]
     pub signature_pointer: String,
+    /// JSON placement: where the app id is.
     #[serde(default = "default_app_id_pointer")]
     pub app_id_pointer: String,
+    /// JSON placement: where the timestamp is (`hub check` warns when it lies outside the
+    /// signed data).
     #[serde(default = "default_timestamp_pointer")]
     pub timestamp_pointer: String,
+    /// JSON placement: where the nonce is (`hub check` warns when it lies outside the signed
+    /// data).
     #[serde(default = "default_nonce_pointer")]
     pub nonce_pointer: String,
 }
