@@ -211,6 +211,10 @@ pub struct DeliverySpec {
     /// into an adapter"); needs `[files]` in `hub.toml`.
     #[serde(default)]
     pub file: Option<hub_files::wiring::OutboundFile>,
+    /// The `[answers.<name>]` this API's answers are read by, for a partner whose APIs answer
+    /// in different ways; absent: `[answer]`.
+    #[serde(default)]
+    pub answer: Option<String>,
 }
 
 /// `[[delivery]] transport`.
@@ -351,6 +355,9 @@ pub struct PullSpec {
     pub xml_order: Vec<String>,
     /// Where the items are in a page.
     pub response: PullResponse,
+    /// The `[answers.<name>]` this API's answers are read by; absent: `[answer]`.
+    #[serde(default)]
+    pub answer: Option<String>,
 }
 
 fn default_page_size() -> u32 {
@@ -379,6 +386,11 @@ pub struct Manifest {
     #[serde(default)]
     #[schemars(extend("x-default" = "all defaults"))]
     pub answer: AnswerSpec,
+    /// More ways of answering, by name, for a partner whose APIs do not all answer alike (a
+    /// SOAP service beside a JSON API, two code lists): `[answers.<name>]` takes the keys of
+    /// `[answer]`, and a delivery or pull picks it with `answer = "<name>"`.
+    #[serde(default)]
+    pub answers: BTreeMap<String, AnswerSpec>,
     /// `[[delivery]]`, one per outbound message: a topic → a partner API (egress).
     #[serde(rename = "delivery", default)]
     pub deliveries: Vec<DeliverySpec>,
@@ -416,6 +428,22 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The answer spec a route names (`answer = "<name>"`), or `[answer]`. A name that is not
+    /// declared is a load problem, so it is never seen here; it falls back to `[answer]`.
+    pub fn answer_of(&self, name: Option<&str>) -> &AnswerSpec {
+        name.and_then(|n| self.answers.get(n))
+            .unwrap_or(&self.answer)
+    }
+
+    /// `[answer]` and every `[answers.<name>]`, with the key each is written under.
+    pub fn all_answers(&self) -> impl Iterator<Item = (String, &AnswerSpec)> {
+        std::iter::once(("answer".to_string(), &self.answer)).chain(
+            self.answers
+                .iter()
+                .map(|(name, spec)| (format!("answers.{name}"), spec)),
+        )
+    }
+
     pub fn delivery(&self, name: &str) -> Option<&DeliverySpec> {
         self.deliveries.iter().find(|d| d.name == name)
     }
@@ -450,12 +478,14 @@ pub struct AdapterSet {
     pub warnings: Vec<Problem>,
 }
 
-/// The line (1-based) of `key` (`auth` or `auth.<name>`) in a manifest's text: the `[auth]`
-/// header, or the line that sets the name inside that table.
+/// The line (1-based) of `key` (`auth`, `auth.<name>`, `answers.rest.<name>`) in a manifest's
+/// text: the table's header, or the line that sets the name inside that table (the last dotted
+/// part is the name, the rest the table).
 pub fn line_of(text: &str, key: &str) -> Option<usize> {
-    let mut parts = key.splitn(2, '.');
-    let table = parts.next()?;
-    let name = parts.next();
+    let (table, name) = match key.rsplit_once('.') {
+        Some((table, name)) => (table, Some(name)),
+        None => (key, None),
+    };
     let mut in_table = false;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
@@ -660,6 +690,14 @@ fn locate(text: &str, message: &str) -> Option<usize> {
         None
     };
     named("delivery").or_else(|| named("pull")).or_else(|| {
+        if let Some(rest) = message.strip_prefix("answers.") {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            let header = format!("[answers.{name}]");
+            return text.lines().position(|l| l.trim() == header).map(|i| i + 1);
+        }
         message
             .starts_with("answer")
             .then(|| line_of(text, "answer"))
@@ -669,30 +707,48 @@ fn locate(text: &str, message: &str) -> Option<usize> {
 
 fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
     let mut out = Vec::new();
-    let mut names = BTreeSet::new();
-    for code in &m.answer.codes {
-        if !names.insert(code.code.clone()) {
-            out.push(format!("answer code `{}` is listed twice", code.code));
+    for (key, answer) in m.all_answers() {
+        if let Some(name) = key.strip_prefix("answers.") {
+            if !is_name(name) {
+                out.push(format!("{key}: the name must be a-z 0-9 _"));
+            }
+        }
+        let mut names = BTreeSet::new();
+        for code in &answer.codes {
+            if !names.insert(code.code.clone()) {
+                out.push(format!("{key} code `{}` is listed twice", code.code));
+            }
+        }
+        for p in [&answer.code, &answer.message, &answer.fault_code]
+            .into_iter()
+            .flatten()
+        {
+            if !is_pointer(p) {
+                out.push(format!("{key} pointer `{p}` must start with `/`"));
+            }
+        }
+        if answer.code.is_some() && !answer.codes.iter().any(|c| c.outcome == Outcome::Delivered) {
+            out.push(format!(
+                "{key}.codes names no `delivered` code, so nothing could ever be delivered"
+            ));
         }
     }
-    for p in [&m.answer.code, &m.answer.message, &m.answer.fault_code]
-        .into_iter()
-        .flatten()
-    {
-        if !is_pointer(p) {
-            out.push(format!("answer pointer `{p}` must start with `/`"));
-        }
+    let unknown_answer = |kind: &str, route: &str, answer: &Option<String>| {
+        answer
+            .as_deref()
+            .filter(|a| !m.answers.contains_key(*a))
+            .map(|a| {
+                format!(
+                    "{kind} `{route}`: answer `{a}` is not declared: add `[answers.{a}]` (declared: {:?})",
+                    m.answers.keys().collect::<Vec<_>>()
+                )
+            })
+    };
+    for d in &m.deliveries {
+        out.extend(unknown_answer("delivery", &d.name, &d.answer));
     }
-    if m.answer.code.is_some()
-        && !m
-            .answer
-            .codes
-            .iter()
-            .any(|c| c.outcome == Outcome::Delivered)
-    {
-        out.push(
-            "answer.codes names no `delivered` code, so nothing could ever be delivered".into(),
-        );
+    for p in &m.pulls {
+        out.extend(unknown_answer("pull", &p.name, &p.answer));
     }
     let mut routes = BTreeSet::new();
     for d in &m.deliveries {
@@ -833,5 +889,22 @@ mod tests {
             Some(3)
         );
         assert_eq!(locate(TEXT, "delivery `absent`: …"), None);
+    }
+
+    #[test]
+    fn named_answers_are_checked_like_answer_and_routes_name_only_declared_ones() {
+        let text = "partner = \"p\"\n[answers.legacy]\ncode = \"/c\"\nmessage = \"m\"\n[[answers.legacy.codes]]\ncode = \"1\"\noutcome = \"permanent\"\nzh = \"错\"\nen = \"bad\"\n[answers.Bad]\n[[delivery]]\nname = \"d\"\nmapping = \"m\"\npath = \"/d\"\nanswer = \"nope\"\n";
+        let m: super::Manifest = toml::from_str(text).unwrap();
+        let got: Vec<String> = super::check(&m, &hub_mapping::MappingSet::default())
+            .into_iter()
+            .filter(|p| p.contains("answer"))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert!(got[0].starts_with("answers.Bad: the name must be a-z 0-9 _"));
+        assert!(got[1].starts_with("answers.legacy pointer `m` must start with `/`"));
+        assert!(got[2].starts_with("answers.legacy.codes names no `delivered` code"));
+        assert!(got[3].starts_with("delivery `d`: answer `nope` is not declared"));
+        assert_eq!(locate(text, &got[1]), Some(2));
+        assert_eq!(locate(text, &got[3]), Some(12));
     }
 }

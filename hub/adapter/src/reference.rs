@@ -217,6 +217,12 @@ fn rows_of(root: &Value, obj: &Value, prefix: &str, out: &mut Vec<Row>) {
         };
         if let Some(t) = table.filter(|t| t.get("properties").is_some()) {
             rows_of(root, t, &format!("{key}."), out);
+        } else if let Some(each) = target.get("additionalProperties").filter(|a| a.is_object()) {
+            // Tables by name (`[answers.<name>]`): the keys of each.
+            let t = value_schema(root, each);
+            if t.get("properties").is_some() {
+                rows_of(root, t, &format!("{key}.<name>."), out);
+            }
         }
     }
 }
@@ -332,6 +338,8 @@ mod tests {
         assert_eq!(row("delivery.reply").default, "absent");
         assert_eq!(row("delivery").default, "`[]`");
         assert_eq!(row("delivery.file").default, "absent");
+        assert_eq!(row("answers").default, "`{}`");
+        assert_eq!(row("answers.<name>.codes.outcome").default, "required");
         assert_eq!(
             row("answer.format").values,
             vec!["json".to_string(), "xml".into(), "soap".into()]

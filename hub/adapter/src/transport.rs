@@ -247,12 +247,13 @@ pub fn check(
         line: hub_mapping::entry_line(text, table, index, key),
         message: format!("{table} `{name}`: key `{table}.{key}`: {message}"),
     };
-    let soap = m.answer.format == AnswerFormat::Soap;
-    if m.answer.fault_code.is_some() && !soap {
-        out.push(top(
-            "answer.fault_code",
-            "只用于 SOAP 应答 / only for `[answer] format = \"soap\"`".into(),
-        ));
+    for (key, answer) in m.all_answers() {
+        if answer.fault_code.is_some() && answer.format != AnswerFormat::Soap {
+            out.push(top(
+                &format!("{key}.fault_code"),
+                format!("只用于 SOAP 应答 / only for `[{key}] format = \"soap\"`"),
+            ));
+        }
     }
     // The WSDL: present, readable, and the source of every SOAP action.
     let actions = match &m.wsdl {
@@ -290,7 +291,14 @@ pub fn check(
                        transport: Transport,
                        method: &str,
                        soap_action: Option<&str>,
+                       answer: Option<&str>,
                        out: &mut Vec<Problem>| {
+        // The route's answers are read by `[answer]` or the `[answers.<name>]` it names.
+        let soap = m.answer_of(answer).format == AnswerFormat::Soap;
+        let answer_key = match answer.filter(|a| m.answers.contains_key(*a)) {
+            Some(a) => format!("answers.{a}"),
+            None => "answer".to_string(),
+        };
         let kind = if table == "delivery" {
             "投递"
         } else {
@@ -308,7 +316,7 @@ pub fn check(
                 ));
             }
             if soap {
-                out.push(at(table, i, name, "transport", format!("`[answer] format = \"soap\"` 时每个{kind}都须是 SOAP / with `[answer] format = \"soap\"` every delivery and pull is SOAP (a partner answering both ways is two adapters)")));
+                out.push(at(table, i, name, "transport", format!("`[{answer_key}] format = \"soap\"` 的{kind}须是 SOAP / a {table} whose answers are read by `[{answer_key}] format = \"soap\"` must be SOAP (a partner whose other APIs answer otherwise declares `[answers.<name>]` for them)")));
             }
             return;
         }
@@ -327,8 +335,7 @@ pub fn check(
                 i,
                 name,
                 "transport",
-                "SOAP 需要 `[answer] format = \"soap\"` / SOAP needs `[answer] format = \"soap\"`"
-                    .into(),
+                format!("SOAP 需要 `format = \"soap\"` 的应答（`[{answer_key}]`）/ SOAP needs its answer (`[{answer_key}]`) to have `format = \"soap\"`"),
             ));
         }
         match (soap_action, transport) {
@@ -369,6 +376,7 @@ pub fn check(
             d.transport,
             &d.method,
             d.soap_action.as_deref(),
+            d.answer.as_deref(),
             &mut out,
         );
         if d.transport.is_soap() && format.is_some_and(|f| f != Format::Xml) {
@@ -395,6 +403,7 @@ pub fn check(
             p.transport,
             &p.method,
             p.soap_action.as_deref(),
+            p.answer.as_deref(),
             &mut out,
         );
         if p.transport.is_soap() {
@@ -516,6 +525,7 @@ mod tests {
             idempotency_header: None,
             reply: None,
             file: None,
+            answer: None,
             transport,
             soap_action: action.map(String::from),
         }
@@ -664,7 +674,7 @@ item_id = "/id"
         let expect = [
             "3: key `answer.fault_code`: 只用于 SOAP 应答",
             "8: delivery `a`: key `delivery.soap_action`: 只用于 soap11/soap12",
-            "13: delivery `b`: key `delivery.transport`: SOAP 需要 `[answer] format = \"soap\"`",
+            "13: delivery `b`: key `delivery.transport`: SOAP 需要 `format = \"soap\"` 的应答（`[answer]`）",
             "9: delivery `b`: key `delivery.soap_action`: SOAP 1.1 需要 soap_action",
             "13: delivery `b`: key `delivery.transport`: SOAP 合作方的 WSDL",
             "19: pull `q`: key `pull.paging`: 请求参数中须有 {cursor}",
@@ -718,7 +728,9 @@ item_id = "/id"
         );
         assert!(got[0].contains("urn:b"), "{got:#?}");
         assert!(
-            got[1].starts_with("17: pull `q`: key `pull.transport`: `[answer] format = \"soap\"` 时每个拉取都须是 SOAP"),
+            got[1].starts_with(
+                "17: pull `q`: key `pull.transport`: `[answer] format = \"soap\"` 的拉取须是 SOAP"
+            ),
             "{got:#?}"
         );
         let missing = text.replace("s.wsdl", "none.wsdl");
@@ -728,6 +740,64 @@ item_id = "/id"
                 .any(|g| g.starts_with("2: key `wsdl`: 无法读取 WSDL")),
             "{got:#?}"
         );
+    }
+
+    #[test]
+    fn a_partner_answering_both_ways_names_an_answer_per_route() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s.wsdl"),
+            r#"<definitions><operation><soap:operation xmlns:soap="x" soapAction="urn:a"/></operation></definitions>"#,
+        )
+        .unwrap();
+        // A SOAP service read by `[answer]`, a JSON API beside it read by `[answers.rest]`.
+        let text = r#"partner = "p"
+wsdl = "s.wsdl"
+[answer]
+format = "soap"
+[answers.rest]
+format = "json"
+code = "/code"
+fault_code = "/x"
+[[answers.rest.codes]]
+code = "0"
+outcome = "delivered"
+zh = "成功"
+en = "ok"
+[[delivery]]
+name = "soap"
+mapping = "m"
+path = "/a"
+transport = "soap11"
+soap_action = "urn:a"
+[[delivery]]
+name = "json"
+mapping = "m"
+path = "/b"
+answer = "rest"
+[[delivery]]
+name = "wrong"
+mapping = "m"
+path = "/c"
+transport = "soap11"
+soap_action = "urn:a"
+answer = "rest"
+"#;
+        let got = problems(text, dir.path());
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(
+            got[0].starts_with("8: key `answers.rest.fault_code`: 只用于 SOAP 应答"),
+            "{got:#?}"
+        );
+        assert!(
+            got[1].starts_with(
+                "29: delivery `wrong`: key `delivery.transport`: SOAP 需要 `format = \"soap\"` 的应答（`[answers.rest]`）"
+            ),
+            "{got:#?}"
+        );
+        let m: Manifest = toml::from_str(text).unwrap();
+        assert_eq!(m.answer_of(Some("rest")).code.as_deref(), Some("/code"));
+        assert_eq!(m.answer_of(None).format, AnswerFormat::Soap);
     }
 
     #[test]

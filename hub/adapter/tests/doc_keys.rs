@@ -44,6 +44,8 @@ fn manifest_keys() -> BTreeSet<String> {
     for (table, header) in [
         ("answer", "[answer]"),
         ("answer.codes", "[[answer.codes]]"),
+        ("answers.<name>", "[answers.x]"),
+        ("answers.<name>.codes", "[[answers.x.codes]]"),
         ("delivery", "[[delivery]]"),
         ("pull", "[[pull]]"),
         ("pull.response", "[[pull]]\n[pull.response]"),

@@ -82,8 +82,8 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
         for delivery in deliveries {
             routes.push(RouteSpec {
                 partner: name.clone(),
+                answer: manifest.answer_of(delivery.answer.as_deref()).clone(),
                 delivery,
-                answer: manifest.answer.clone(),
                 client: Arc::clone(&client),
             });
         }
@@ -104,8 +104,8 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
             match manifest.pull(p) {
                 Some(spec) => pulls.push(PullJob {
                     partner: name.clone(),
+                    answer: manifest.answer_of(spec.answer.as_deref()).clone(),
                     spec: spec.clone(),
-                    answer: manifest.answer.clone(),
                     client: Arc::clone(&client),
                 }),
                 None => problems.push(format!(

@@ -211,6 +211,14 @@ async fn form(State(p): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
     ok_json()
 }
 
+/// The partner's newer API: its own answer envelope; a title with 拒绝 is refused.
+async fn v2(State(p): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    record(&p, "/v2/cases", &headers, None, &body);
+    let refused = String::from_utf8_lossy(&body).contains("拒绝");
+    let status = if refused { "DENIED" } else { "OK" };
+    axum::Json(json!({"result": {"status": status, "reason": "测试 / test"}})).into_response()
+}
+
 async fn by_get(
     State(p): State<Shared>,
     headers: HeaderMap,
@@ -290,6 +298,7 @@ async fn serve(p: Shared) -> String {
         .route("/soap12/CaseService", post(soap12))
         .route("/form/cases", post(form))
         .route("/get/cases", get(by_get))
+        .route("/v2/cases", post(v2))
         .route("/query/offset", get(by_offset))
         .route("/query/cursor", post(by_cursor))
         .with_state(p);
@@ -533,6 +542,44 @@ async fn a_form_delivery_and_a_get_delivery_carry_chinese_and_reserved_character
     assert_eq!(got.content_type, None, "nor a content type");
     assert_eq!(pairs(&got.query), expected);
     assert!(dlq_list(&cfg, Some(&case)).is_empty());
+}
+
+#[tokio::test]
+async fn a_delivery_is_read_by_the_answer_it_names_not_the_partners_default() {
+    let partner: Shared = Arc::default();
+    let base = serve(Arc::clone(&partner)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = install(dir.path(), "synthetic_rest", "synthrest");
+    let cfg = config(dir.path(), &s, &base, "deliveries = [\"submit_v2\"]");
+    let _hub = start(&cfg, &[]).await;
+    let taken = case_no();
+    let refused = case_no();
+    for (case, title) in [(&taken, "路灯不亮"), (&refused, "请拒绝")] {
+        produce(
+            &s,
+            "synthrest.case.submitted.v1",
+            case,
+            json!({"case_no": case, "title": title, "district": "黄浦区"}),
+        )
+        .await;
+    }
+    until(&cfg, "the refusal", Duration::from_secs(60), || {
+        dlq_list(&cfg, Some(&refused)).len() == 1
+    })
+    .await;
+    let dl = &dlq_list(&cfg, Some(&refused))[0];
+    // `[answers.v2]` read the code at /result/status; `[answer]` (code at /code) would have
+    // found none and refused both with another code.
+    assert_eq!(dl["partner_code"], "DENIED");
+    assert_eq!(dl["attempts"], 1, "a permanent code is not retried");
+    until(&cfg, "both calls", Duration::from_secs(30), || {
+        seen_on(&partner, "/v2/cases").len() >= 2
+    })
+    .await;
+    assert!(
+        dlq_list(&cfg, Some(&taken)).is_empty(),
+        "OK at /result/status is taken"
+    );
 }
 
 /// Every record on `topic` whose object id starts with `prefix`: object id → how often.
