@@ -69,6 +69,21 @@ if [ "$(cat tests/console/node_modules/.package-lock.sha256 2>/dev/null)" != "$l
   echo "$lock" >tests/console/node_modules/.package-lock.sha256
 fi
 
+# npm sm-crypto, the second independent SM2/SM3/SM4 implementation the hub is compared with
+# (tests/node, run by tests/node/peer.rs with the Node.js of HUB_TEST_NODE): installed from its
+# lock, again only when the lock changes.
+if ! command -v node >/dev/null; then
+  echo "test.sh: the sm-crypto interop tests need Node.js: apt-get install nodejs npm" >&2
+  exit 1
+fi
+node_lock=$(sha256sum tests/node/package-lock.json | cut -d' ' -f1)
+if [ "$(cat tests/node/node_modules/.package-lock.sha256 2>/dev/null)" != "$node_lock" ]; then
+  echo "test.sh: installing the sm-crypto peer's npm packages (tests/node)"
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$node_lock" >tests/node/node_modules/.package-lock.sha256
+fi
+export HUB_TEST_NODE=${HUB_TEST_NODE:-$(command -v node)}
+
 # The run's output is kept: after the tests, pii-scan proves no personal value of the fixtures
 # reached Kafka or this log in clear text.
 mkdir -p var/test-logs

@@ -1,7 +1,7 @@
 //! `PartnerClient` signs its calls with the adapter's scheme: a stand-in partner on 127.0.0.1
 //! records each request as it arrives, and an independent implementation
-//! (`tests/python/partner_auth.py`: Python `hmac`/`hashlib`, `gmssl`) recomputes the signature
-//! from those bytes. Mutual TLS and a pinned server CA against a rustls server that requires a
+//! (`tests/python/partner_auth.py`: Python `hmac`/`hashlib`, `gmssl`; `tests/node`: npm
+//! `sm-crypto` for sm2-cert) recomputes or verifies the signature from those bytes. Mutual TLS and a pinned server CA against a rustls server that requires a
 //! client certificate.
 
 use std::sync::{Arc, Mutex};
@@ -260,6 +260,85 @@ async fn hub_v1_calls_sign_the_idempotency_key_and_the_encryption_mode() {
         py[0]["signature"].as_str().unwrap(),
         got.header("x-hub-signature").unwrap()
     );
+}
+
+#[path = "../../../tests/node/peer.rs"]
+mod node_peer;
+
+#[tokio::test]
+async fn sm2_cert_calls_verify_with_npm_sm_crypto() {
+    // The hub's SM2 key signs each call; npm sm-crypto (tests/node), as a JavaScript partner
+    // would, verifies the signature of the canonical string rebuilt from what arrived, raw r‖s
+    // in hex and DER in base64, and refuses it over another body.
+    use base64::Engine as _;
+    let key = hub_security::sm::Sm2PrivateKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("hub-sm2.key");
+    std::fs::write(&key_file, hex::encode(key.to_bytes())).unwrap();
+    for (params, der) in [
+        ("", false),
+        ("format = \"der\"\nencoding = \"base64\"\n", true),
+    ] {
+        let (url, seen) = partner().await;
+        let text = format!("[auth]\nscheme = \"sm2-cert\"\n{params}");
+        let auth = spec(&text);
+        let section: PartnerSection = toml::from_str(&format!(
+            "base_url = \"{url}\"\napp_id = \"hub-app\"\nsm2_private_key_file = \"{}\"\ntimeout_ms = 5000\n",
+            key_file.display()
+        ))
+        .unwrap();
+        let client = PartnerClient::new("p", &section, std::path::Path::new("."), &auth).unwrap();
+        assert_eq!(client.scheme(), "sm2-cert");
+        let body = r#"{"licenceNo":"310101-L-1","holder":"张三"}"#.as_bytes().to_vec();
+        client
+            .call(
+                "POST",
+                "/api/licence/verify",
+                "lang=zh-CN",
+                body.clone(),
+                "application/json",
+                &[],
+            )
+            .await
+            .unwrap();
+        let got = seen.lock().unwrap()[0].clone();
+        let hub_protocols::AuthSpec::Sm2Cert(s) = spec(&text) else {
+            unreachable!()
+        };
+        let canonical = |body: &[u8]| {
+            s.canonical(
+                &got.method,
+                got.path(),
+                got.query(),
+                got.header("x-app-id").unwrap(),
+                got.header("x-timestamp").unwrap(),
+                got.header("x-nonce").unwrap(),
+                body,
+            )
+        };
+        let sent = got.header("x-signature").unwrap();
+        let signature = if der {
+            hex::encode(
+                base64::engine::general_purpose::STANDARD
+                    .decode(sent)
+                    .unwrap(),
+            )
+        } else {
+            sent.to_string()
+        };
+        let verdicts: Vec<String> = node_peer::run(
+            "sm_crypto_interop.js",
+            &json!([
+                {"op": "sm2_verify", "public_key": key.public_key_hex(), "signature": signature,
+                 "data": hex::encode(canonical(&got.body)), "der": der},
+                {"op": "sm2_verify", "public_key": key.public_key_hex(), "signature": signature,
+                 "data": hex::encode(canonical(b"{}")), "der": der},
+            ]),
+        );
+        assert_eq!(got.body, body);
+        assert_eq!(got.header("x-app-id"), Some("hub-app"));
+        assert_eq!(verdicts, ["ok", "bad"], "der: {der}");
+    }
 }
 
 struct Ca {

@@ -1,6 +1,7 @@
 //! Adapters' authentication schemes on a running hub: a partner whose adapter declares
 //! `app-key-sign` pushes through the real gateway, signed by an independent implementation
-//! (tests/python/partner_auth.py); every refusal answers its code; `hub check` names the file,
+//! (tests/python/partner_auth.py), and one whose adapter declares `sm2-cert` signs with npm
+//! sm-crypto (tests/node); every refusal answers its code; `hub check` names the file,
 //! line and key of a bad `[auth]` and warns about a legacy digest.
 
 mod support;
@@ -200,6 +201,84 @@ async fn an_app_key_sign_partner_pushes_through_the_gateway() {
     let (status, logs) = stop_and_collect_logs(serving);
     assert!(status.success(), "{logs}");
     assert!(!logs.contains(SECRET), "the secret is never logged");
+}
+
+/// An SM2 signature by npm sm-crypto (tests/node) of `data` with `key`: raw `r‖s` hex, or DER
+/// hex with `der`.
+fn sm_crypto_sign(key: &hub_security::sm::Sm2PrivateKey, data: &[u8], der: bool) -> String {
+    let got: Vec<String> = node_peer::run(
+        "sm_crypto_interop.js",
+        &json!([{"op": "sm2_sign", "private_key": hex::encode(key.to_bytes()),
+                 "public_key": key.public_key_hex(), "data": hex::encode(data), "der": der}]),
+    );
+    got[0].clone()
+}
+
+#[tokio::test]
+async fn an_sm2_cert_partner_signing_with_npm_sm_crypto_pushes_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    adapters_with(dir.path(), "[auth]\nscheme = \"sm2-cert\"\n");
+    let partner = hub_security::sm::Sm2PrivateKey::generate();
+    let port = free_port();
+    let extra = format!(
+        "[gateway]\nlisten = \"127.0.0.1:{port}\"\nplain_http = true\nkey_ring = \"{}\"\n\
+         [[gateway.apps]]\napp_id = \"hotline-sm2\"\npartner = \"hotline12345\"\nsm2_public_key = \"{}\"\n",
+        repo().join("ops/dev-keyring.toml").display(),
+        partner.public_key_hex(),
+    );
+    let serving = start_serving_env(dir.path(), &kafka(), &extra, &[]);
+    wait_for_status(
+        &format!("{}/readyz", serving.admin),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+    let gateway = format!("http://127.0.0.1:{port}");
+    let body = std::fs::read(
+        repo().join("mappings/hotline12345/fixtures/dispatch_json/normal.input.json"),
+    )
+    .unwrap();
+    // The adapter's `[auth]`: sm2-cert with every default (header placement, hex).
+    let spec: hub_protocols::sm2_cert::Sm2CertSpec = serde_json::from_value(json!({})).unwrap();
+    let client = reqwest::Client::new();
+    // The partner's side: the canonical string of docs/auth-schemes.md (its construction is
+    // checked against Python in hub-protocols' interop tests), signed by sm-crypto.
+    let push = |nonce: &str, signed_body: &[u8], sent_body: Vec<u8>, der: bool| {
+        let ts = chrono::Utc::now().timestamp_millis().to_string();
+        let canonical = spec.canonical("POST", PATH, "", "hotline-sm2", &ts, nonce, signed_body);
+        let req = client
+            .post(format!("{gateway}{PATH}"))
+            .header("content-type", "application/json")
+            .header("X-App-Id", "hotline-sm2")
+            .header("X-Timestamp", ts)
+            .header("X-Nonce", nonce)
+            .header("X-Signature", sm_crypto_sign(&partner, &canonical, der))
+            .body(sent_body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, hub_answer(r.json().await.unwrap_or(Value::Null)))
+        }
+    };
+    let (s, v) = push("sm-crypto-nonce-0001", &body, body.clone(), false).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (200, Some("ACCEPTED")),
+        "raw r‖s: {v}"
+    );
+    let (s, v) = push("sm-crypto-nonce-0002", &body, body.clone(), true).await;
+    assert_eq!((s, v["code"].as_str()), (200, Some("ACCEPTED")), "DER: {v}");
+    // Signed over one body, sent with another: refused.
+    let mut changed = body.clone();
+    changed.push(b' ');
+    let (s, v) = push("sm-crypto-nonce-0003", &body, changed, false).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (401, Some("AUTH_SIGNATURE_INVALID")),
+        "{v}"
+    );
+    let (status, logs) = stop_and_collect_logs(serving);
+    assert!(status.success(), "{logs}");
 }
 
 #[tokio::test]

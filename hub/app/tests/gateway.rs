@@ -1,7 +1,8 @@
 //! The gateway on a running hub, against the real broker: a signed push lands on its topic as
 //! a Confluent-framed contract record with its personal fields sealed; every refusal answers
 //! its status and code; replays and retried pushes produce nothing twice; a request signed by
-//! Python gmssl is accepted; no personal data reaches the logs or Kafka in clear text.
+//! Python gmssl is accepted, and one signed and encrypted by npm sm-crypto; no personal data
+//! reaches the logs or Kafka in clear text.
 
 mod support;
 
@@ -935,6 +936,131 @@ async fn encrypted_bodies_are_accepted_and_answers_encrypted_on_request() {
     )
     .await;
     assert_eq!((s, v["code"].as_str()), (400, Some("DECRYPTION_FAILED")));
+
+    let (status, logs) = stop_and_collect_logs(hub.serving);
+    assert!(status.success(), "{logs}");
+}
+
+/// Headers of a push signed with SM2-SM3 by npm sm-crypto with the hotline app's key: the
+/// canonical string (its construction is checked against Python in hub-protocols' interop
+/// tests) covers `body` and the `steering` headers, and sm-crypto signs its bytes.
+fn signed_by_sm_crypto(
+    hub: &Hub,
+    body: &[u8],
+    steering: &[(&str, &str)],
+) -> Vec<(&'static str, String)> {
+    let ts = now_ms();
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let signed_headers = hub_security::signing::headers_to_sign(steering);
+    let canonical = RequestParts {
+        method: SignatureMethod::Sm2Sm3,
+        http_method: "POST",
+        path: DISPATCH,
+        raw_query: "",
+        app_id: "hotline-test",
+        timestamp_ms: ts,
+        nonce: &nonce,
+        body,
+        signed_headers: &signed_headers,
+    }
+    .canonical();
+    let signature: Vec<String> = node_peer::run(
+        "sm_crypto_interop.js",
+        &json!([{
+            "op": "sm2_sign",
+            "private_key": hex::encode(hub.sm2.to_bytes()),
+            "public_key": hub.sm2.public_key_hex(),
+            "data": hex::encode(canonical.as_bytes()),
+        }]),
+    );
+    let names: Vec<&str> = signed_headers.iter().map(|(n, _)| n.as_str()).collect();
+    vec![
+        ("x-hub-app-id", "hotline-test".to_string()),
+        ("x-hub-timestamp", ts.to_string()),
+        ("x-hub-nonce", nonce),
+        ("x-hub-signature-method", "SM2-SM3".to_string()),
+        ("x-hub-signature", signature[0].clone()),
+        ("x-hub-signed-headers", names.join(";")),
+    ]
+}
+
+#[tokio::test]
+async fn a_push_signed_and_encrypted_by_npm_sm_crypto_is_accepted() {
+    // The sibling of the gmssl tests above with the other implementation partners use: a
+    // JavaScript client on sm-crypto encrypts the body with SM4-CBC under a fresh key, wraps the
+    // key with the hub's SM2 key as doEncrypt writes it (C1 without 04), signs with SM2-SM3, and
+    // reads the encrypted answer.
+    let hub_key = Sm2PrivateKey::generate();
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("hub-sm2.key");
+    std::fs::write(&key_file, hex::encode(hub_key.to_bytes())).unwrap();
+    let hub = start_with(
+        &format!("sm2_private_key_file = \"{}\"\n", key_file.display()),
+        &[],
+    );
+    wait_ready(&hub).await;
+    let plain = fixture("dispatch_json/normal.input.json");
+    let sm4_key = hex::encode(hub_security::sm::random::<16>());
+    let iv = hub_security::sm::random::<16>();
+    let out: Vec<String> = node_peer::run(
+        "sm_crypto_interop.js",
+        &json!([
+            {"op": "sm4_cbc_encrypt", "key": sm4_key, "iv": hex::encode(iv), "data": hex::encode(&plain)},
+            {"op": "sm2_encrypt", "public_key": hub_key.public_key_hex(), "data": sm4_key},
+        ]),
+    );
+    assert_eq!(out[1].len(), 2 * 112, "C1 without its 04 prefix");
+    let mut body = iv.to_vec();
+    body.extend(hex::decode(&out[0]).unwrap());
+    let steering = [
+        ("x-hub-encryption", "SM4-CBC"),
+        ("x-hub-encryption-key", out[1].as_str()),
+        ("x-hub-encrypt-response", "true"),
+    ];
+    let headers = signed_by_sm_crypto(&hub, &body, &steering);
+    let r = send_raw(&hub, DISPATCH, &body, headers, &steering).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-hub-encryption"], "SM4-CBC");
+    let sealed = r.bytes().await.unwrap();
+    // The partner decrypts the answer with sm-crypto.
+    let opened: Vec<String> = node_peer::run(
+        "sm_crypto_interop.js",
+        &json!([{"op": "sm4_cbc_decrypt", "key": sm4_key, "iv": hex::encode(&sealed[..16]), "data": hex::encode(&sealed[16..])}]),
+    );
+    let answer = hub_answer(serde_json::from_slice(&hex::decode(&opened[0]).unwrap()).unwrap());
+    assert_eq!(answer["code"], "ACCEPTED", "{answer}");
+
+    // The same push with one bit of sm-crypto's signature flipped: refused.
+    let mut headers = signed_by_sm_crypto(&hub, &body, &steering);
+    let sig = &mut headers
+        .iter_mut()
+        .find(|(n, _)| *n == "x-hub-signature")
+        .unwrap()
+        .1;
+    let flipped = if sig.ends_with('0') { '1' } else { '0' };
+    sig.pop();
+    sig.push(flipped);
+    let (s, v) = send(&hub, DISPATCH, &body, headers, &steering).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (401, Some("AUTH_SIGNATURE_INVALID")),
+        "{v}"
+    );
+    // A wrapped key with a damaged C3, signed as sent: the signature holds, the key does not.
+    let mut damaged = hex::decode(&out[1]).unwrap();
+    damaged[70] ^= 1;
+    let damaged = hex::encode(damaged);
+    let steering = [
+        ("x-hub-encryption", "SM4-CBC"),
+        ("x-hub-encryption-key", damaged.as_str()),
+    ];
+    let headers = signed_by_sm_crypto(&hub, &body, &steering);
+    let (s, v) = send(&hub, DISPATCH, &body, headers, &steering).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (400, Some("DECRYPTION_FAILED")),
+        "{v}"
+    );
 
     let (status, logs) = stop_and_collect_logs(hub.serving);
     assert!(status.success(), "{logs}");

@@ -533,3 +533,334 @@ fn auth_sections_are_checked_key_by_key() {
     };
     assert!(!format!("{creds:?}").contains("do-not-print-me"));
 }
+
+// npm sm-crypto (tests/node), the second independent peer, wherever a scheme uses SM2 or SM3.
+// The canonical strings come from the hub (their construction is checked against Python
+// above); sm-crypto does the SM3, HMAC-SM3 and SM2 over their bytes.
+
+#[path = "../../../tests/node/peer.rs"]
+mod node_peer;
+
+fn sm_crypto(ops: Value) -> Vec<String> {
+    node_peer::run("sm_crypto_interop.js", &ops)
+}
+
+fn sm_crypto_sign(key: &Sm2PrivateKey, data: &[u8], der: bool) -> String {
+    sm_crypto(
+        json!([{"op": "sm2_sign", "private_key": hex::encode(key.to_bytes()),
+                      "public_key": key.public_key_hex(), "data": hex::encode(data), "der": der}]),
+    )
+    .remove(0)
+}
+
+fn sm_crypto_verify(key: &Sm2PrivateKey, data: &[u8], signature: &str, der: bool) -> String {
+    sm_crypto(
+        json!([{"op": "sm2_verify", "public_key": key.public_key_hex(),
+                      "signature": signature, "data": hex::encode(data), "der": der}]),
+    )
+    .remove(0)
+}
+
+#[tokio::test]
+async fn sm2_cert_agrees_with_npm_sm_crypto_both_ways_raw_and_der() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let hub_key = Sm2PrivateKey::generate();
+    let body = r#"{"licenceNo":"L-1","holder":"张三"}"#;
+    // Hub → partner, header placement: sm-crypto verifies the hub's signature of the canonical
+    // string, raw r‖s in hex and DER in base64, and refuses it over another body.
+    for (toml_text, der) in [
+        ("", false),
+        ("format = \"der\"\nencoding = \"base64\"", true),
+    ] {
+        let s = sm2(toml_text);
+        let signer = AuthSpec::Sm2Cert(s.clone())
+            .signer(OutboundCredentials {
+                app_id: "hub".into(),
+                sm2_private_key: Some(hub_key.clone()),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut req = request("b=2&a=1", body);
+        signer.sign(&mut req, 1_795_836_600_000).await.unwrap();
+        let sent = req.header("x-signature").unwrap().to_string();
+        let signature = if der {
+            hex::encode(b64.decode(&sent).unwrap())
+        } else {
+            sent
+        };
+        let canonical = |body: &str| {
+            s.canonical(
+                "POST",
+                &req.path,
+                "b=2&a=1",
+                "hub",
+                req.header("x-timestamp").unwrap(),
+                req.header("x-nonce").unwrap(),
+                body.as_bytes(),
+            )
+        };
+        assert_eq!(
+            sm_crypto_verify(&hub_key, &canonical(body), &signature, der),
+            "ok",
+            "sm-crypto verifies the hub's signature (der: {der})"
+        );
+        assert_eq!(
+            sm_crypto_verify(&hub_key, &canonical("{}"), &signature, der),
+            "bad",
+            "not over another body (der: {der})"
+        );
+    }
+
+    // Partner → hub, header placement: sm-crypto signs, raw and DER; the hub verifies either
+    // whatever `format` says, and refuses a changed body.
+    let partner = Sm2PrivateKey::generate();
+    let s = sm2("");
+    let canonical = s.canonical(
+        "POST",
+        "/v1/elicense/changed",
+        "",
+        "elicense-lib",
+        "1795836600000",
+        "n0nce-0000-0001",
+        body.as_bytes(),
+    );
+    let creds = Credentials {
+        sm2_public_key: Some(partner.public_key()),
+        ..Default::default()
+    };
+    for der in [false, true] {
+        let headers = vec![
+            ("x-app-id".to_string(), "elicense-lib".to_string()),
+            ("x-timestamp".to_string(), "1795836600000".to_string()),
+            ("x-nonce".to_string(), "n0nce-0000-0001".to_string()),
+            (
+                "x-signature".to_string(),
+                sm_crypto_sign(&partner, &canonical, der),
+            ),
+        ];
+        let inbound = InboundRequest {
+            method: "POST",
+            path: "/v1/elicense/changed",
+            query: "",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let claim = s.claim(&inbound).unwrap();
+        assert_eq!(s.verify(&inbound, &claim, &creds), Ok(()), "der: {der}");
+        let changed = InboundRequest {
+            body: b"{}",
+            ..inbound
+        };
+        assert_eq!(
+            s.verify(&changed, &claim, &creds),
+            Err(Refusal::Signature),
+            "der: {der}"
+        );
+    }
+
+    // Partner → hub, JSON envelope: sm-crypto signs the canonical JSON of `data`.
+    let s = sm2("signature_in = \"json\"\ndata_pointer = \"/data\"\nsignature_pointer = \"/sign\"\napp_id_pointer = \"/data/appId\"\ntimestamp_pointer = \"/data/timestamp\"\nnonce_pointer = \"/data/nonce\"");
+    let data = json!({"appId": "elicense-lib", "timestamp": "1795836600000", "nonce": "n0nce-0000-0002",
+                      "licence": {"no": "310101-L-1", "holder": "张三", "pages": [1, 2]}});
+    let signature = sm_crypto_sign(
+        &partner,
+        &hub_protocols::canonical_json::to_vec(&data),
+        false,
+    );
+    let envelope = json!({"data": data, "sign": signature});
+    let bytes = serde_json::to_vec(&envelope).unwrap();
+    let headers = vec![];
+    let inbound = InboundRequest {
+        method: "POST",
+        path: "/v1/elicense/changed",
+        query: "",
+        headers: &headers,
+        body: &bytes,
+    };
+    let claim = s.claim(&inbound).unwrap();
+    assert_eq!(s.verify(&inbound, &claim, &creds), Ok(()));
+    let mut forged = envelope.clone();
+    forged["data"]["licence"]["holder"] = json!("李四");
+    let forged = serde_json::to_vec(&forged).unwrap();
+    let inbound_forged = InboundRequest {
+        body: &forged,
+        ..inbound
+    };
+    assert_eq!(
+        s.verify(&inbound_forged, &claim, &creds),
+        Err(Refusal::Signature)
+    );
+}
+
+#[tokio::test]
+async fn hub_v1_agrees_with_npm_sm_crypto_both_ways_hmac_sm3_and_sm2_sm3() {
+    use hub_security::signing::{headers_to_sign, RequestParts, SignatureMethod};
+    // Hub → partner: sm-crypto's own HMAC-SM3 over the canonical string is the hub's signature.
+    let signer = HubV1Signer::new(OutboundCredentials {
+        app_id: "water-bureau-hub".into(),
+        secret: Some(SECRET.as_bytes().to_vec()),
+        ..Default::default()
+    })
+    .unwrap();
+    let body = r#"{"gdbh":"GD1"}"#;
+    let mut req = request("b=2&a=1", body);
+    req.headers
+        .push(("X-Idempotency-Key".into(), "msg-1".into()));
+    signer.sign(&mut req, 1_795_836_600_000).await.unwrap();
+    let names: Vec<(&str, &str)> = req
+        .header("x-hub-signed-headers")
+        .unwrap()
+        .split(';')
+        .map(|n| (n, req.header(n).unwrap()))
+        .collect();
+    let signed_headers = headers_to_sign(&names);
+    let parts = RequestParts {
+        method: SignatureMethod::HmacSm3,
+        http_method: "POST",
+        path: &req.path,
+        raw_query: &req.query,
+        app_id: "water-bureau-hub",
+        timestamp_ms: 1_795_836_600_000,
+        nonce: req.header("x-hub-nonce").unwrap(),
+        body: body.as_bytes(),
+        signed_headers: &signed_headers,
+    };
+    let got = sm_crypto(json!([
+        {"op": "hmac_sm3", "key": hex::encode(SECRET), "data": hex::encode(parts.canonical())},
+        {"op": "sm3", "data": hex::encode(body)},
+    ]));
+    assert_eq!(got[0], req.header("x-hub-signature").unwrap());
+    assert!(
+        parts.canonical().contains(&got[1]),
+        "the body's SM3 is sm-crypto's"
+    );
+
+    // Partner → hub: sm-crypto signs with HMAC-SM3 and with SM2-SM3; the hub verifies both and
+    // refuses them over another body.
+    let partner = Sm2PrivateKey::generate();
+    let extra = vec![("x-partner-message-id".to_string(), "pm-1".to_string())];
+    for method in [SignatureMethod::HmacSm3, SignatureMethod::Sm2Sm3] {
+        let canonical = RequestParts {
+            method,
+            http_method: "POST",
+            path: "/v1/p/m",
+            raw_query: "",
+            app_id: "partner-app",
+            timestamp_ms: 1_795_836_600_000,
+            nonce: "0123456789abcdef",
+            body: body.as_bytes(),
+            signed_headers: &extra,
+        }
+        .canonical();
+        let signature = match method {
+            SignatureMethod::HmacSm3 => sm_crypto(json!([
+                {"op": "hmac_sm3", "key": hex::encode(SECRET), "data": hex::encode(&canonical)},
+            ]))
+            .remove(0),
+            SignatureMethod::Sm2Sm3 => sm_crypto_sign(&partner, canonical.as_bytes(), false),
+        };
+        let headers = vec![
+            ("x-hub-app-id".to_string(), "partner-app".to_string()),
+            ("x-hub-timestamp".to_string(), "1795836600000".to_string()),
+            ("x-hub-nonce".to_string(), "0123456789abcdef".to_string()),
+            (
+                "x-hub-signature-method".to_string(),
+                method.as_str().to_string(),
+            ),
+            ("x-hub-signature".to_string(), signature),
+            (
+                "x-hub-signed-headers".to_string(),
+                "x-partner-message-id".to_string(),
+            ),
+            ("x-partner-message-id".to_string(), "pm-1".to_string()),
+        ];
+        let inbound = InboundRequest {
+            method: "POST",
+            path: "/v1/p/m",
+            query: "",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let claim = HubV1Verifier.claim(&inbound).unwrap();
+        let creds = Credentials {
+            secret: Some(SECRET.as_bytes().to_vec()),
+            sm2_public_key: Some(partner.public_key()),
+        };
+        assert_eq!(
+            HubV1Verifier.verify(&inbound, &claim, &creds),
+            Ok(()),
+            "{method:?}"
+        );
+        let changed = InboundRequest {
+            body: b"{}",
+            ..inbound
+        };
+        assert_eq!(
+            HubV1Verifier.verify(&changed, &claim, &creds),
+            Err(Refusal::Signature),
+            "{method:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn app_key_sign_sm3_digests_agree_with_npm_sm_crypto() {
+    // Hub → partner: over the string Python builds from what is sent (the string's rules are
+    // checked above), sm-crypto's SM3 and HMAC-SM3 give the hub's signature.
+    for (digest, body_part, extra) in [
+        ("hmac-sm3", "digest", ""),
+        (
+            "sm3",
+            "raw",
+            "signature_case = \"upper\"\nsecret_mode = \"wrap\"",
+        ),
+        ("sm3", "digest", ""),
+    ] {
+        let s = app_key(digest, "query", body_part, extra);
+        let body = r#"{"noticeNo":"3100001","amount":"12.50"}"#;
+        let signer = AppKeySigner::new(
+            s.clone(),
+            OutboundCredentials {
+                app_id: "hub-app-key".into(),
+                secret: Some(SECRET.as_bytes().to_vec()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut req = request("lang=zh-CN&q=%E5%B7%A5%E5%8D%95", body);
+        signer.sign(&mut req, 1_795_836_600_000).await.unwrap();
+        let mut params = params_of(&req, &s);
+        let sent = params
+            .iter()
+            .find(|(n, _)| n == "sign")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let body_value = match body_part {
+            "digest" => sm_crypto(json!([{"op": "sm3", "data": hex::encode(&req.body)}])).remove(0),
+            _ => body.to_string(),
+        };
+        params.push(("bodyDigest".into(), body_value));
+        let wrap = extra.contains("wrap");
+        let got = python(json!([{
+            "op": "app_key_sign", "params": params, "digest": digest, "secret": SECRET,
+            "secret_mode": if wrap { "wrap" } else { "append" },
+        }]));
+        let string = got[0]["string"].as_str().unwrap();
+        let op = match (digest, wrap) {
+            ("hmac-sm3", _) => {
+                json!({"op": "hmac_sm3", "key": hex::encode(SECRET), "data": hex::encode(string)})
+            }
+            (_, true) => {
+                json!({"op": "sm3", "data": hex::encode(format!("{SECRET}{string}{SECRET}"))})
+            }
+            _ => json!({"op": "sm3", "data": hex::encode(format!("{string}&key={SECRET}"))}),
+        };
+        let ours = sm_crypto(json!([op])).remove(0);
+        assert_eq!(
+            ours,
+            sent.to_ascii_lowercase(),
+            "{digest}/{body_part}: sm-crypto computes another signature over {string}"
+        );
+    }
+}

@@ -18,6 +18,9 @@ pub mod synthetic;
 #[path = "../../../../tests/python/peer.rs"]
 pub mod peer;
 
+#[path = "../../../../tests/node/peer.rs"]
+pub mod node_peer;
+
 pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
 /// The `[admin] token` of the tests' hubs (`/api/v1/trace`; `/metrics` and `/registry` are
 /// opened on their loopback listeners).
