@@ -5,8 +5,9 @@
 //!   (base64 in a JSON field, a multipart part, a URL the hub fetches); the gateway stores the
 //!   file before the mapping and puts its hub file id where the file was ([`intake`]);
 //! * `file = { … }` on a `[[delivery]]` ([`OutboundFile`]): the mapped body's field holding a
-//!   file id is replaced by the file's base64, or the body is sent as multipart
-//!   ([`outbound_body`]);
+//!   file id is replaced by the file's base64 or by a download link the partner fetches, or
+//!   the body is sent as multipart ([`outbound_body`], [`outbound_text`] for XML and form
+//!   bodies);
 //! * `[[batch]]` ([`BatchSpec`]): files picked up from a partner's SFTP folder on a schedule.
 //!
 //! The declarations live here, beside the helpers they drive, so the gateway, the egress and
@@ -23,7 +24,7 @@ use crate::error::{FileError, FileErrorCode};
 use crate::id::FileId;
 use crate::media::MediaType;
 use crate::store::{FileMeta, FileStore, PutOptions};
-use crate::transfer::{self, FetchPolicy};
+use crate::transfer::{self, DownloadLinks, FetchPolicy};
 
 /// How a partner sends a file with a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -279,15 +280,7 @@ pub async fn intake(
                 ))
             }
         };
-        let meta = match f.style {
-            ReceiveStyle::Base64 => {
-                transfer::receive_base64(store, &text, &f.put_options()).await?
-            }
-            ReceiveStyle::Url => {
-                transfer::fetch_url(store, &text, &f.fetch_policy(), &f.put_options()).await?
-            }
-            ReceiveStyle::Multipart => unreachable!("handled above"),
-        };
+        let meta = receive_text(store, f, &text).await?;
         *field = Value::String(meta.id.to_string());
         stored.push(meta);
     }
@@ -295,6 +288,27 @@ pub async fn intake(
         body: serde_json::to_vec(&json).expect("JSON"),
         files: stored,
     })
+}
+
+/// Receives the file a field's text holds the way `f` declares: base64 (or a `data:` URL), or
+/// a URL the hub fetches. For bodies other than JSON (an XML element's text, which the gateway
+/// reads with the mapping's XML reader). A multipart declaration has no text field:
+/// `FILE_MULTIPART_INVALID`.
+pub async fn receive_text(
+    store: &FileStore,
+    f: &InboundFile,
+    text: &str,
+) -> Result<FileMeta, FileError> {
+    match f.style {
+        ReceiveStyle::Base64 => transfer::receive_base64(store, text, &f.put_options()).await,
+        ReceiveStyle::Url => {
+            transfer::fetch_url(store, text, &f.fetch_policy(), &f.put_options()).await
+        }
+        ReceiveStyle::Multipart => Err(FileError::new(
+            FileErrorCode::MultipartInvalid,
+            "a multipart file is not a field of the body",
+        )),
+    }
 }
 
 /// Sets `pointer` in `value` to `new`, making the objects on the way.
@@ -327,6 +341,9 @@ pub enum SendStyle {
     /// A multipart/form-data body: the file as one part, the mapped body's other top-level
     /// fields as text parts.
     Multipart,
+    /// The field's file id replaced by an expiring signed link to the hub's download route
+    /// (`GET /v1/files/<id>`), which the partner fetches. Text, so in a JSON, XML or form body.
+    Url,
 }
 
 /// `file = { … }` on a `[[delivery]]`.
@@ -343,7 +360,8 @@ pub struct OutboundFile {
     /// (absent: the file id's hex digits).
     #[serde(default)]
     pub file_name: Option<String>,
-    /// Largest file sent (base64 and multipart hold it in memory); default 20 MiB.
+    /// Largest file sent (base64 and multipart hold it in memory; a URL's download streams and
+    /// ignores it); default 20 MiB.
     #[serde(default = "default_send_max")]
     pub max_bytes: u64,
 }
@@ -376,12 +394,50 @@ impl OutboundFile {
     }
 }
 
+/// The text a delivery puts in place of the file id `id_text` (the text at `spec.pointer` of
+/// its mapped body, `None` when absent): the file's base64, or a download link to it (the file
+/// must be in the store). A missing or invalid id is `FILE_ID_INVALID`, a file not stored
+/// `FILE_NOT_FOUND`, a URL delivery on a hub that serves no links `FILE_CONFIG_INVALID`.
+pub async fn outbound_text(
+    store: &FileStore,
+    spec: &OutboundFile,
+    links: Option<&DownloadLinks>,
+    id_text: Option<&str>,
+) -> Result<String, FileError> {
+    let id_text = id_text.ok_or_else(|| {
+        FileError::new(
+            FileErrorCode::IdInvalid,
+            format!("no file id at {}", spec.pointer),
+        )
+    })?;
+    let id = FileId::parse(id_text.trim())?;
+    match spec.style {
+        SendStyle::Base64 => transfer::send_base64(store, &id, spec.max_bytes).await,
+        SendStyle::Url => {
+            let links = links.ok_or_else(|| {
+                FileError::new(
+                    FileErrorCode::ConfigInvalid,
+                    "the delivery sends its file as a URL, but [files] has no download_base_url and secret",
+                )
+            })?;
+            store.head(&id).await?;
+            Ok(links.issue(&id))
+        }
+        SendStyle::Multipart => Err(FileError::new(
+            FileErrorCode::ConfigInvalid,
+            "a multipart file is not a field of the body",
+        )),
+    }
+}
+
 /// The body a delivery sends, and its content type, once the file its mapped JSON body
-/// references is put in: the file id at `spec.pointer` replaced by the file's base64, or the
-/// body turned into multipart/form-data. A missing or invalid id is `FILE_ID_INVALID`.
+/// references is put in: the file id at `spec.pointer` replaced by the file's base64 or a
+/// download link (`links`), or the body turned into multipart/form-data. A missing or invalid
+/// id is `FILE_ID_INVALID`.
 pub async fn outbound_body(
     store: &FileStore,
     spec: &OutboundFile,
+    links: Option<&DownloadLinks>,
     mapped: &[u8],
 ) -> Result<(Vec<u8>, String), FileError> {
     let mut json: Value = serde_json::from_slice(mapped).map_err(|_| {
@@ -401,8 +457,8 @@ pub async fn outbound_body(
         })?;
     let id = FileId::parse(id_text)?;
     match spec.style {
-        SendStyle::Base64 => {
-            let text = transfer::send_base64(store, &id, spec.max_bytes).await?;
+        SendStyle::Base64 | SendStyle::Url => {
+            let text = outbound_text(store, spec, links, Some(id_text)).await?;
             *json.pointer_mut(&spec.pointer).expect("read above") = Value::String(text);
             Ok((
                 serde_json::to_vec(&json).expect("JSON"),
@@ -623,7 +679,7 @@ mod tests {
         assert_eq!(json["doc"]["pdf"], Value::String(id.clone()));
         let out: OutboundFile = toml::from_str("pointer = \"/f\"\nstyle = \"base64\"\n").unwrap();
         let mapped = serde_json::to_vec(&serde_json::json!({"f": id})).unwrap();
-        let (sent, ct) = outbound_body(&store, &out, &mapped).await.unwrap();
+        let (sent, ct) = outbound_body(&store, &out, None, &mapped).await.unwrap();
         assert_eq!(ct, "application/json");
         let sent: Value = serde_json::from_slice(&sent).unwrap();
         assert_eq!(sent["f"], Value::String(b64));
@@ -632,6 +688,48 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.code, FileErrorCode::Base64Invalid);
+    }
+
+    #[tokio::test]
+    async fn a_url_delivery_puts_a_link_to_a_stored_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::local(dir.path(), None, Default::default()).unwrap();
+        let meta = store
+            .put_bytes(
+                Bytes::from_static(b"%PDF-1.7\nlink\n"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        let links =
+            DownloadLinks::new("https://hub.example/v1/files", b"0123456789abcdef").unwrap();
+        let out: OutboundFile = toml::from_str("pointer = \"/fj\"\nstyle = \"url\"\n").unwrap();
+        assert!(out.problems().is_empty());
+        let mapped = serde_json::to_vec(&serde_json::json!({"fj": meta.id.to_string()})).unwrap();
+        let (sent, _) = outbound_body(&store, &out, Some(&links), &mapped)
+            .await
+            .unwrap();
+        let sent: Value = serde_json::from_slice(&sent).unwrap();
+        let link = sent["fj"].as_str().unwrap();
+        assert!(link.starts_with(&format!(
+            "https://hub.example/v1/files/{}?expires=",
+            meta.id
+        )));
+        // Not stored: dead-lettered; no links configured: a configuration error.
+        let other =
+            serde_json::to_vec(&serde_json::json!({"fj": FileId::of(b"y").to_string()})).unwrap();
+        let e = outbound_body(&store, &out, Some(&links), &other)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, FileErrorCode::NotFound);
+        let e = outbound_body(&store, &out, None, &mapped)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, FileErrorCode::ConfigInvalid);
+        let e = outbound_text(&store, &out, Some(&links), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, FileErrorCode::IdInvalid);
     }
 
     #[tokio::test]
@@ -652,7 +750,7 @@ mod tests {
             &serde_json::json!({"wsbh": "WS-1", "fj": meta.id.to_string(), "wjm": "a.pdf"}),
         )
         .unwrap();
-        let (body, ct) = outbound_body(&store, &out, &mapped).await.unwrap();
+        let (body, ct) = outbound_body(&store, &out, None, &mapped).await.unwrap();
         let other = tempfile::tempdir().unwrap();
         let partner = FileStore::local(other.path(), None, Default::default()).unwrap();
         let stream = futures::stream::iter([Ok::<Bytes, std::io::Error>(Bytes::from(body))]);
