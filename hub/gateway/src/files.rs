@@ -144,6 +144,34 @@ pub(crate) async fn download(
     response
 }
 
+/// Passes each chunk on only once the next one (or the clean end) has arrived. The store
+/// reports a file that does not match its SM3 only after its last byte; held back, that last
+/// chunk is never sent then, so with the `Content-Length` announced the body comes up short
+/// and the client sees a broken download, never a complete, wrong file.
+fn hold_back_last(
+    stream: hub_files::FileStream,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, FileError>> + Send {
+    use futures::StreamExt;
+    futures::stream::unfold(
+        (stream, None::<bytes::Bytes>, false),
+        |(mut stream, mut held, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match stream.next().await {
+                    Some(Ok(chunk)) => match held.replace(chunk) {
+                        None => continue,
+                        Some(previous) => return Some((Ok(previous), (stream, held, false))),
+                    },
+                    Some(Err(e)) => return Some((Err(e), (stream, None, true))),
+                    None => return held.map(|last| (Ok(last), (stream, None, true))),
+                }
+            }
+        },
+    )
+}
+
 async fn serve_download(
     gw: &Gateway,
     id: &str,
@@ -176,7 +204,7 @@ async fn serve_download(
         Ok(opened) => opened,
         Err(e) => return refused(e),
     };
-    let mut response = Response::new(Body::from_stream(stream));
+    let mut response = Response::new(Body::from_stream(hold_back_last(stream)));
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&meta.media_type) {
         headers.insert(header::CONTENT_TYPE, v);
