@@ -126,6 +126,7 @@ pub(crate) async fn download(
     let request_id = crate::ingest::request_id(request.headers());
     let started = std::time::Instant::now();
     let (response, code, size) = serve_download(&gw, &id, query.as_deref(), &request_id).await;
+    metrics::counter!("hub_gateway_file_downloads_total", "code" => code).increment(1);
     // One access-log line, as for pushes; never the link's signature.
     tracing::info!(
         target: "hub_gateway::access",
