@@ -2,7 +2,7 @@
 //! into an adapter"), and the steps the hub runs with it:
 //!
 //! * `[[file]]` ([`InboundFile`]): an inbound mapping whose pushes carry a file, and how
-//!   (base64 in a JSON field, a multipart part, a URL the hub fetches); the gateway stores the
+//!   (base64 in a JSON field or XML element, a multipart part, a URL the hub fetches); the gateway stores the
 //!   file before the mapping and puts its hub file id where the file was ([`intake`]);
 //! * `file = { … }` on a `[[delivery]]` ([`OutboundFile`]): the mapped body's field holding a
 //!   file id is replaced by the file's base64 or by a download link the partner fetches, or
@@ -30,12 +30,12 @@ use crate::transfer::{self, DownloadLinks, FetchPolicy};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReceiveStyle {
-    /// Base64 text (or a `data:` URL) in a JSON field.
+    /// Base64 text (or a `data:` URL) in a JSON field or an XML element.
     Base64,
     /// A multipart/form-data body: one file part, its text fields become the JSON the mapping
     /// reads.
     Multipart,
-    /// An https URL in a JSON field, fetched by the hub.
+    /// An https URL in a JSON field or an XML element, fetched by the hub.
     Url,
 }
 
