@@ -22,6 +22,30 @@ pub(crate) fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
         };
     for f in &m.files {
         inbound(&f.mapping, "file".into(), &mut out);
+        // Base64 and URLs are read from a JSON field or an XML element; a multipart body's
+        // text fields become the JSON its mapping reads.
+        if let Some(map) = mappings.get(&m.partner, &f.mapping) {
+            let fits = match f.style {
+                hub_files::wiring::ReceiveStyle::Multipart => {
+                    map.format == hub_mapping::Format::Json
+                }
+                _ => matches!(
+                    map.format,
+                    hub_mapping::Format::Json | hub_mapping::Format::Xml
+                ),
+            };
+            if !fits {
+                let needs = if f.style == hub_files::wiring::ReceiveStyle::Multipart {
+                    "JSON 映射 / a JSON mapping"
+                } else {
+                    "JSON 或 XML 映射 / a JSON or XML mapping"
+                };
+                out.push(format!(
+                    "file for mapping `{}`: key `file`: 此方式的文件需要{needs} (`{}` is {:?})",
+                    f.mapping, f.mapping, map.format
+                ));
+            }
+        }
     }
     let mut names = std::collections::BTreeSet::new();
     for b in &m.batches {
@@ -62,20 +86,41 @@ pub(crate) fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
                     .into_iter()
                     .map(|p| format!("delivery `{}`: {p}", d.name)),
             );
-            // The file goes into a JSON body (base64) or makes the body multipart: neither fits
-            // a SOAP envelope, a GET without a body, or an XML or form mapping. Refused here
-            // rather than dead-lettering every message at run time.
-            if d.transport.is_soap() || d.method == "GET" {
-                out.push(format!(
-                    "delivery `{}`: key `file`: 文件只能随 HTTP POST/PUT/PATCH 请求体发送 / a file is sent only in the body of an HTTP POST, PUT or PATCH (not with transport `soap11`/`soap12` or method GET)",
+            // Where the file can go, by style: a URL is text, so any body, any transport
+            // (a GET's query included); base64 goes into a JSON field or an XML element (a
+            // SOAP body too) but not a query or a form; multipart makes the body itself, from a
+            // JSON mapping's fields, so neither SOAP nor GET. Refused here rather than
+            // dead-lettering every message at run time.
+            use hub_files::wiring::SendStyle;
+            let bodyless = d.method == "GET";
+            match f.style {
+                SendStyle::Url => {}
+                SendStyle::Base64 if bodyless => out.push(format!(
+                    "delivery `{}`: key `file`: base64 文件只能随请求体发送 / a base64 file is sent only in the body of an HTTP POST, PUT or PATCH, or a SOAP request (not with method GET; a link can be: style = \"url\")",
                     d.name
-                ));
+                )),
+                SendStyle::Multipart if d.transport.is_soap() || bodyless => out.push(format!(
+                    "delivery `{}`: key `file`: multipart 文件只能随 HTTP POST/PUT/PATCH 请求体发送 / a multipart file is sent only as the body of an HTTP POST, PUT or PATCH (not with transport `soap11`/`soap12` or method GET)",
+                    d.name
+                )),
+                _ => {}
             }
             if let Some(map) = mappings.get(&m.partner, &d.mapping) {
-                if map.format != hub_mapping::Format::Json {
+                use hub_mapping::Format;
+                let (fits, needs) = match f.style {
+                    SendStyle::Url => (true, ""),
+                    SendStyle::Base64 => (
+                        matches!(map.format, Format::Json | Format::Xml),
+                        "JSON 或 XML 映射 / a JSON or XML mapping",
+                    ),
+                    SendStyle::Multipart => {
+                        (map.format == Format::Json, "JSON 映射 / a JSON mapping")
+                    }
+                };
+                if !fits {
                     out.push(format!(
-                        "delivery `{}`: key `file`: 文件需要 JSON 映射 / a delivery with a file needs a JSON mapping (`{}` is not)",
-                        d.name, d.mapping
+                        "delivery `{}`: key `file`: 此方式的文件需要{needs} (`{}` is {:?})",
+                        d.name, d.mapping, map.format
                     ));
                 }
             }

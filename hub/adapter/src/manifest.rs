@@ -126,8 +126,8 @@ pub struct BusinessCode {
 pub struct AnswerSpec {
     /// `json`, `xml` or `soap` (a SOAP 1.1/1.2 envelope: pointers address inside the Body's
     /// first child, the response element of whichever operation answered, element names
-    /// without prefix, e.g. `/ResultCode`; a Fault is classified by its code). `soap` needs
-    /// every delivery and pull to be SOAP.
+    /// without prefix, e.g. `/ResultCode`; a Fault is classified by its code). A route is
+    /// SOAP exactly when the answer it is read by is `soap`.
     #[serde(default)]
     pub format: AnswerFormat,
     /// JSON pointer (`/code`) to the business code; for XML, the element path from the root
@@ -198,8 +198,8 @@ pub struct DeliverySpec {
     #[serde(default)]
     pub reply: Option<String>,
     /// `http` (the mapping's JSON, XML or form body as it is), `soap11` or `soap12` (the
-    /// mapping's XML operation element inside a SOAP envelope; needs `wsdl` and `[answer]
-    /// format = "soap"`).
+    /// mapping's XML operation element inside a SOAP envelope; needs `wsdl` and an answer,
+    /// `[answer]` or the one named by `answer`, with `format = "soap"`).
     #[serde(default)]
     pub transport: Transport,
     /// SOAP: the operation's action, a `soapAction` of the WSDL; `soap11` requires it (`""`

@@ -551,6 +551,34 @@ impl HubConfig {
                 ));
             }
         }
+        if let Some(f) = &self.files {
+            // Download links are bearer tokens until they expire: never over plain HTTP.
+            if f.download_base_url
+                .as_deref()
+                .is_some_and(|u| !u.to_ascii_lowercase().starts_with("https://"))
+            {
+                out.push(Invalid::new(
+                    key("files.download_base_url"),
+                    refuse(
+                        "PROFILE_PLAIN_HTTP",
+                        "download links must be https:// URLs (they carry their own credential)"
+                            .into(),
+                    ),
+                ));
+            }
+            if f.download_secret
+                .as_deref()
+                .is_some_and(is_development_secret)
+            {
+                out.push(Invalid::new(
+                    key("files.download_secret"),
+                    refuse(
+                        "PROFILE_DEVELOPMENT_SECRET",
+                        "a development secret (public); use download_secret_file or HUB_FILES__DOWNLOAD_SECRET with a secret of your own".into(),
+                    ),
+                ));
+            }
+        }
         if let Some(r) = &self.registry {
             if r.password.as_deref().is_some_and(is_development_secret) {
                 out.push(Invalid::new(

@@ -75,6 +75,7 @@ pub const EXPORTED: &[Metric] = &[
     m("hub_gateway_requests_total", Counter, &["partner", "route", "outcome", "code"], "Pushes answered by the gateway, by outcome (accepted, duplicate, rejected) and answer code."),
     m("hub_gateway_request_duration_seconds", Histogram, &["partner", "route", "outcome"], "Time from a push's arrival to its answer (including the broker's acknowledgement)."),
     m("hub_gateway_request_body_bytes", Histogram, &["partner", "route"], "Size of push bodies as received."),
+    m("hub_gateway_file_downloads_total", Counter, &["code"], "Download links served (FILE_SERVED) or refused (FILE_URL_REFUSED, FILE_ID_INVALID, FILE_NOT_FOUND, …) at GET /v1/files/{id}."),
     m("hub_gateway_mapping_failures_total", Counter, &["partner", "mapping", "code"], "Pushes the inbound mapping or the contract validation refused, by error code."),
     m("hub_gateway_auth_refusals_total", Counter, &["reason"], "Pushes whose signature check failed, by the reason the answer does not tell: auth.app_unknown, auth.method_not_allowed, auth.signature_invalid (all answered AUTH_SIGNATURE_INVALID)."),
     m("hub_gateway_replays_refused_total", Counter, &["partner"], "Pushes refused because their nonce was used before (AUTH_REPLAY)."),

@@ -137,6 +137,22 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
             "{file}: key `files`: an adapter declares files ([[file]], a delivery's file or a batch pickup), but there is no [files] section (the file store)"
         ));
     }
+    // Files sent as links need the hub to serve them: a base URL and a secret in [files].
+    if let Some(files) = &loaded.config.files {
+        if !files.serves_downloads() {
+            for r in routes.iter().filter(|r| {
+                r.delivery
+                    .file
+                    .as_ref()
+                    .is_some_and(|f| f.style == hub_files::wiring::SendStyle::Url)
+            }) {
+                problems.push(format!(
+                    "{file}: key `files`: delivery `{}` of adapter `{}` sends its file as a link (key `file`, style = \"url\"), but [files] has no download_base_url and download secret (download_secret_file, or HUB_FILES__DOWNLOAD_SECRET) to serve links with",
+                    r.delivery.name, r.partner
+                ));
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(Plan {
             routes,

@@ -308,6 +308,18 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
             }
         }
     };
+    // Download links of files sent as URLs (`docs/files.md`): signed with the configured
+    // secret (never logged), served by the gateway, issued by the egress.
+    let download_links = match &cfg.files {
+        Some(section) if files.is_some() => match section.download_links(&base_dir) {
+            Ok(links) => links,
+            Err(e) => {
+                error!(code = e.code(), error = %e, "cannot set up download links");
+                return abort_start(&lifecycle, &producer, 2).await;
+            }
+        },
+        _ => None,
+    };
     if let Some(gcfg) = &cfg.gateway {
         let key_ring = key_ring.clone().expect("loaded with the gateway");
         let sm2_key = gcfg
@@ -331,9 +343,12 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 config_dir: loaded.resolve(std::path::Path::new(".")),
             },
         ) {
-            Ok(g) => Arc::new(match &files {
-                Some(store) => g.with_files(store.clone(), plan.inbound_files.clone()),
-                None => g,
+            Ok(g) => Arc::new(match (&files, &download_links) {
+                (Some(store), Some(links)) => g
+                    .with_files(store.clone(), plan.inbound_files.clone())
+                    .with_downloads(store.clone(), links.clone()),
+                (Some(store), None) => g.with_files(store.clone(), plan.inbound_files.clone()),
+                (None, _) => g,
             }),
             Err(e) => {
                 error!(error = %e, "cannot build the gateway");
@@ -419,6 +434,7 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                 commit_interval: Duration::from_millis(cfg.egress.commit_interval_ms),
                 group_prefix: cfg.egress.group_prefix.clone(),
                 files: files.clone(),
+                download_links: download_links.clone(),
             });
             // Consumers subscribe only once the topics exist: librdkafka looks for a topic
             // that is missing at subscription only at its next metadata refresh (minutes).

@@ -83,18 +83,37 @@ fn synthetic(dir: &Path) -> (Synthetic, String) {
 }
 
 fn config(dir: &Path, s: &Synthetic, base_url: &str, admin: u16, gateway: u16) -> PathBuf {
+    config_with(dir, s, base_url, admin, gateway, &["forward"], "")
+}
+
+/// The hub's configuration running `deliveries` of the synthetic partner, with `files_extra`
+/// added to `[files]`.
+fn config_with(
+    dir: &Path,
+    s: &Synthetic,
+    base_url: &str,
+    admin: u16,
+    gateway: u16,
+    deliveries: &[&str],
+    files_extra: &str,
+) -> PathBuf {
+    let deliveries = deliveries
+        .iter()
+        .map(|d| format!("\"{d}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     write_config(
         dir,
         &format!(
             "[hub]\nprofile = \"development\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\n\
              [bus]\nbootstrap_servers = \"{}\"\n[state]\nurl = \"sqlite://state/hub.db\"\n\
              [contracts]\ndir = \"{}\"\n[mappings]\ndir = \"{}\"\n[adapters]\ndir = \"{}\"\n\
-             [log]\nformat = \"json\"\n[files]\ndir = \"var/files\"\nmax_bytes = 1048576\n\
+             [log]\nformat = \"json\"\n[files]\ndir = \"var/files\"\nmax_bytes = 1048576\n{files_extra}\n\
              [gateway]\nlisten = \"127.0.0.1:{gateway}\"\nplain_http = true\nkey_ring = \"{}\"\n\
              [[gateway.apps]]\napp_id = \"{APP}\"\npartner = \"synthetic_files\"\nhmac_secret = \"{SECRET}\"\n\
              [egress]\ncommit_interval_ms = 200\ngroup_prefix = \"files-{}\"\n\
              [partners.synthetic_files]\nbase_url = \"{base_url}\"\napp_id = \"hub\"\n\
-             hmac_secret = \"{SECRET}\"\ntimeout_ms = 2000\nmax_attempts = 3\n\
+             hmac_secret = \"{SECRET}\"\ntimeout_ms = 2000\nmax_attempts = 3\ndeliveries = [{deliveries}]\n\
              backoff_initial_ms = 50\nbackoff_max_ms = 100\nbreaker_failures = 1000\n",
             kafka(),
             s.contracts.display(),
@@ -386,7 +405,7 @@ fn check_refuses_a_file_on_a_delivery_that_has_no_body_for_it() {
     assert!(
         err.contains(&format!(
             "adapter.toml:{line}: delivery `forward`: key `file`"
-        )) && err.contains("a file is sent only in the body of an HTTP POST"),
+        )) && err.contains("a base64 file is sent only in the body of an HTTP POST"),
         "{err}"
     );
 }
@@ -394,4 +413,370 @@ fn check_refuses_a_file_on_a_delivery_that_has_no_body_for_it() {
 /// The 1-based line of the first line of `text` that is `wanted`.
 fn changed_line(text: &str, wanted: &str) -> usize {
     text.lines().position(|l| l.trim() == wanted).unwrap() + 1
+}
+
+/// The download-link secret of the sending test (in a file beside hub.toml).
+const DOWNLOAD_SECRET: &str = "download-link-secret-7f3a9c0e5b";
+
+/// What the sending partner's stand-in received, one per request.
+#[derive(Debug)]
+enum Received {
+    /// A multipart upload: the text fields, the file part's name and type, the SM3 id of its
+    /// bytes.
+    Upload {
+        fields: std::collections::BTreeMap<String, String>,
+        file_name: Option<String>,
+        media_type: Option<String>,
+        id: String,
+    },
+    /// A GBK XML archive request: its content type, the document number and the SM3 id of the
+    /// base64 in <fjnr>.
+    Xml {
+        content_type: String,
+        doc: String,
+        id: String,
+    },
+    /// A form with a download link.
+    Link {
+        doc: String,
+        link: String,
+    },
+    Refused(String),
+}
+
+type Outbox = tokio::sync::mpsc::UnboundedSender<Received>;
+
+fn ok_answer() -> Response {
+    Json(json!({"code": "0", "msg": "成功"})).into_response()
+}
+
+async fn upload(State(tx): State<Outbox>, headers: HeaderMap, body: Bytes) -> Response {
+    if !verify_hub_v1(SECRET, &headers, "POST", "/api/upload", &body) {
+        tx.send(Received::Refused("upload: bad signature".into()))
+            .unwrap();
+        return Json(json!({"code": "E401", "msg": "签名错误"})).into_response();
+    }
+    // A real multipart parser, independent of the hub's.
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).unwrap();
+    let mut form = multer::Multipart::new(
+        futures::stream::once(async move { Ok::<Bytes, std::io::Error>(body) }),
+        boundary,
+    );
+    let mut fields = std::collections::BTreeMap::new();
+    let mut file = None;
+    while let Some(part) = form.next_field().await.unwrap() {
+        let name = part.name().unwrap_or_default().to_string();
+        if name == "file" {
+            let file_name = part.file_name().map(str::to_string);
+            let media_type = part.content_type().map(|m| m.to_string());
+            let bytes = part.bytes().await.unwrap();
+            file = Some((file_name, media_type, FileId::of(&bytes).to_string()));
+        } else {
+            fields.insert(name, part.text().await.unwrap());
+        }
+    }
+    let (file_name, media_type, id) = file.expect("a part named `file`");
+    tx.send(Received::Upload {
+        fields,
+        file_name,
+        media_type,
+        id,
+    })
+    .unwrap();
+    ok_answer()
+}
+
+async fn archive_xml(State(tx): State<Outbox>, headers: HeaderMap, body: Bytes) -> Response {
+    if !verify_hub_v1(SECRET, &headers, "POST", "/api/archive_xml", &body) {
+        tx.send(Received::Refused("archive_xml: bad signature".into()))
+            .unwrap();
+        return Json(json!({"code": "E401", "msg": "签名错误"})).into_response();
+    }
+    let (text, _, bad) = encoding_rs::GBK.decode(&body);
+    assert!(!bad, "the body is GBK");
+    let (root, v) = hub_mapping::xml::to_value(&text).unwrap();
+    assert_eq!(root, "archive");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v["fjnr"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    tx.send(Received::Xml {
+        content_type: headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        doc: v["wsbh"].as_str().unwrap_or_default().to_string(),
+        id: FileId::of(&bytes).to_string(),
+    })
+    .unwrap();
+    ok_answer()
+}
+
+async fn link(State(tx): State<Outbox>, headers: HeaderMap, body: Bytes) -> Response {
+    if !verify_hub_v1(SECRET, &headers, "POST", "/api/link", &body) {
+        tx.send(Received::Refused("link: bad signature".into()))
+            .unwrap();
+        return Json(json!({"code": "E401", "msg": "签名错误"})).into_response();
+    }
+    let form = hub_mapping::form::decode(
+        &body,
+        hub_mapping::Charset::Utf8,
+        &hub_mapping::InputLimits::default(),
+    )
+    .unwrap();
+    tx.send(Received::Link {
+        doc: form["wsbh"].as_str().unwrap_or_default().to_string(),
+        link: form["fjdz"].as_str().unwrap_or_default().to_string(),
+    })
+    .unwrap();
+    ok_answer()
+}
+
+/// GETs `url`: status, headers and body.
+async fn fetch(url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_pushed_in_gbk_xml_is_sent_as_multipart_as_xml_base64_and_as_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = synthetic(dir.path());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = Router::new()
+        .route("/api/upload", post(upload))
+        .route("/api/archive_xml", post(archive_xml))
+        .route("/api/link", post(link))
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (admin, gw) = (free_port(), free_port());
+    let gateway = format!("http://127.0.0.1:{gw}");
+    std::fs::write(
+        dir.path().join("download.secret"),
+        format!("{DOWNLOAD_SECRET}\n"),
+    )
+    .unwrap();
+    let config = config_with(
+        dir.path(),
+        &s,
+        &base_url,
+        admin,
+        gw,
+        &["upload", "forward_xml", "link"],
+        &format!("download_base_url = \"{gateway}\"\ndownload_secret_file = \"download.secret\"\ndownload_ttl_seconds = 600"),
+    );
+    let serving = check_and_serve(&config, admin).await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+
+    // The OpenAPI document lists the download route.
+    let doc = openapi(&gateway).await;
+    assert_eq!(
+        doc["paths"]["/v1/files/{id}"]["get"]["operationId"], "files_download",
+        "{}",
+        doc["paths"]
+    );
+
+    // A PDF as base64 (wrapped at 76, as XML senders do) in a GBK XML document.
+    let pdf = pdf(&format!("xml-{suffix}"), 5_000);
+    let id = FileId::of(&pdf).to_string();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    let wrapped = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let doc_no = format!("WS-路灯-{suffix}");
+    let xml = |fj: &str| {
+        let text = format!(
+            "<?xml version=\"1.0\" encoding=\"GBK\"?>\n<wsxx>\n  <wsbh>{doc_no}</wsbh>\n  <sj>2026-12-03T10:00:00.000+08:00</sj>\n  <fj>\n{fj}\n  </fj>\n</wsxx>\n"
+        );
+        let (bytes, _, bad) = encoding_rs::GBK.encode(&text);
+        assert!(!bad);
+        bytes.into_owned()
+    };
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_xml",
+        &xml(&wrapped),
+        "application/xml; charset=GBK",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_xml",
+        &xml("%%% not base64"),
+        "application/xml; charset=GBK",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("FILE_BASE64_INVALID")),
+        "{answer}"
+    );
+
+    // The record carries the id; each delivery sends the file its way. At least once: a
+    // repeat is possible, so wait for one of each.
+    let (mut uploaded, mut archived, mut linked) = (None, None, None);
+    while uploaded.is_none() || archived.is_none() || linked.is_none() {
+        let got = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("every delivery within a minute")
+            .unwrap();
+        match got {
+            Received::Upload { .. } => uploaded = Some(got),
+            Received::Xml { .. } => archived = Some(got),
+            Received::Link { .. } => linked = Some(got),
+            Received::Refused(why) => panic!("{why}"),
+        }
+    }
+    let Some(Received::Upload {
+        fields,
+        file_name,
+        media_type,
+        id: uploaded_id,
+    }) = uploaded
+    else {
+        unreachable!()
+    };
+    assert_eq!(uploaded_id, id, "the uploaded part has the SM3 of the id");
+    assert_eq!(media_type.as_deref(), Some("application/pdf"));
+    assert_eq!(file_name, Some(format!("{doc_no}.pdf")));
+    assert_eq!(
+        fields,
+        [
+            ("wjm".to_string(), format!("{doc_no}.pdf")),
+            ("wsbh".to_string(), doc_no.clone())
+        ]
+        .into_iter()
+        .collect(),
+        "the other fields as text parts, the file id not among them"
+    );
+    let Some(Received::Xml {
+        content_type,
+        doc,
+        id: archived_id,
+    }) = archived
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (doc.as_str(), archived_id.as_str()),
+        (doc_no.as_str(), id.as_str())
+    );
+    assert!(content_type.contains("GBK"), "{content_type}");
+    let Some(Received::Link { doc, link }) = linked else {
+        unreachable!()
+    };
+    assert_eq!(doc, doc_no);
+    assert!(
+        link.starts_with(&format!("{gateway}/v1/files/{id}?expires=")),
+        "{link}"
+    );
+
+    // The partner fetches the link from the hub: the file, its type and length, not cached.
+    let (status, headers, body) = fetch(&link).await;
+    assert_eq!(status, 200);
+    assert_eq!(FileId::of(&body).to_string(), id);
+    assert_eq!(headers["content-type"], "application/pdf");
+    assert_eq!(headers["content-length"], pdf.len().to_string().as_str());
+    assert_eq!(headers["cache-control"], "no-store");
+
+    // A tampered signature, an expired link and a file the store does not have.
+    let sig = link.rsplit("sig=").next().unwrap().to_string();
+    let flipped = format!(
+        "{}{}",
+        &link[..link.len() - 1],
+        if link.ends_with('0') { '1' } else { '0' }
+    );
+    let links = hub_files::transfer::DownloadLinks::new(
+        &format!("{gateway}/v1/files"),
+        DOWNLOAD_SECRET.as_bytes(),
+    )
+    .unwrap();
+    let file = FileId::parse(&id).unwrap();
+    let expired = links.link_until(&file, chrono::Utc::now().timestamp() - 60);
+    let missing = links.link(&FileId::of(b"never stored"), Duration::from_secs(60));
+    let longer = links.link(&file, Duration::from_secs(100_000));
+    for (url, want_status, want_code, reason) in [
+        (&flipped, 400, "FILE_URL_REFUSED", "does not verify"),
+        (&expired, 400, "FILE_URL_REFUSED", "expired"),
+        (&missing, 404, "FILE_NOT_FOUND", ""),
+    ] {
+        let (status, _, body) = fetch(url).await;
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{answer}"
+        );
+        assert!(answer["message_zh"].is_string() && answer["message_en"].is_string());
+        assert!(
+            answer["detail"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(reason),
+            "{answer}"
+        );
+    }
+    // Signed by the same secret, any lifetime verifies: the hub checks the link, not the TTL.
+    assert_eq!(fetch(&longer).await.0, 200);
+
+    let (_, logs) = stop_and_collect_logs(serving);
+    assert!(!logs.contains(&sig), "a link's signature was logged");
+    assert!(
+        !logs.contains(DOWNLOAD_SECRET),
+        "the link secret was logged"
+    );
+    assert!(logs.contains("file served"), "{logs}");
+}
+
+#[test]
+fn check_refuses_a_link_delivery_unless_the_hub_serves_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = synthetic(dir.path());
+    let all = ["forward", "upload", "forward_xml", "link"];
+    let without = config_with(
+        dir.path(),
+        &s,
+        "http://127.0.0.1:9",
+        free_port(),
+        free_port(),
+        &all,
+        "",
+    );
+    let out = hub(&["check", "--config", without.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("key `files`: delivery `link` of adapter `synthetic_files` sends its file as a link (key `file`, style = \"url\")")
+            && err.contains("download_base_url"),
+        "{err}"
+    );
+    // With a base URL and a secret from the environment, every delivery (and every fixture of
+    // their mappings) passes.
+    let with = config_with(
+        dir.path(),
+        &s,
+        "http://127.0.0.1:9",
+        free_port(),
+        free_port(),
+        &all,
+        "download_base_url = \"https://hub.example.gov.cn\"",
+    );
+    let out = hub(
+        &["check", "--config", with.to_str().unwrap()],
+        &[("HUB_FILES__DOWNLOAD_SECRET", DOWNLOAD_SECRET)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains(DOWNLOAD_SECRET));
 }

@@ -25,6 +25,7 @@
 
 pub mod deadletter;
 pub mod dlq;
+mod files;
 pub mod offsets;
 pub mod worker;
 

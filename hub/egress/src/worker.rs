@@ -44,6 +44,9 @@ pub struct EgressContext {
     pub group_prefix: String,
     /// The file store deliveries with a `file` read from (`docs/files.md`).
     pub files: Option<hub_files::FileStore>,
+    /// The download links a delivery with `file.style = "url"` sends (`[files]`
+    /// `download_base_url`); absent: such a delivery dead-letters `FILE_CONFIG_INVALID`.
+    pub download_links: Option<hub_files::transfer::DownloadLinks>,
 }
 
 impl EgressContext {
@@ -392,8 +395,8 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
                 let asked = Asked { envelope: &envelope, hop: &hop, outcome: ReplyOutcome::Failed };
                 return give_up(route, &d, f, Some(asked), token).await;
             }
-            (Some(file), Some(store)) => match hub_files::wiring::outbound_body(store, file, &rendered.body).await {
-                Ok((body, content_type)) => hub_pipeline::Rendered { body, content_type },
+            (Some(file), Some(store)) => match crate::files::put_file(store, route.ctx.download_links.as_ref(), &route.mapping, file, rendered).await {
+                Ok(r) => r,
                 Err(e) => {
                     let f = failure(e.code(), e.detail.clone(), 0);
                     let asked = Asked { envelope: &envelope, hop: &hop, outcome: ReplyOutcome::Failed };

@@ -14,6 +14,11 @@
 //! access_key_id = "hub"
 //! secret_access_key_file = "/run/secrets/s3-secret"  # or secret_access_key (from HUB_FILES__S3__SECRET_ACCESS_KEY)
 //! path_style = true
+//!
+//! # Download links the hub serves (a delivery's `file.style = "url"`)
+//! download_base_url = "https://hub.example.gov.cn"   # the gateway as partners reach it
+//! download_secret_file = "/run/secrets/hub-download"  # or HUB_FILES__DOWNLOAD_SECRET; >= 16 bytes
+//! download_ttl_seconds = 86400
 //! ```
 
 use std::path::{Path as FsPath, PathBuf};
@@ -26,6 +31,7 @@ use serde::Deserialize;
 use crate::error::{FileError, FileErrorCode};
 use crate::media::MediaType;
 use crate::store::{FileStore, Limits, DEFAULT_MAX_BYTES};
+use crate::transfer::DownloadLinks;
 
 /// Where files are kept.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -37,7 +43,7 @@ pub enum Backend {
 }
 
 /// `[files]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FilesSection {
     #[serde(default)]
@@ -56,7 +62,42 @@ pub struct FilesSection {
     pub orphan_grace_minutes: u64,
     #[serde(default)]
     pub s3: Option<S3Section>,
+    /// The public URL of the gateway as partners reach it (scheme, host, any path prefix a
+    /// proxy adds); download links are `<download_base_url>/v1/files/<file id>?…`. Needed by
+    /// a delivery that sends its file as a URL.
+    #[serde(default)]
+    pub download_base_url: Option<String>,
+    /// The secret download links are signed with, best from the environment
+    /// (`HUB_FILES__DOWNLOAD_SECRET`); at least 16 bytes.
+    #[serde(default)]
+    pub download_secret: Option<String>,
+    /// A file holding that secret (trailing whitespace ignored).
+    #[serde(default)]
+    pub download_secret_file: Option<PathBuf>,
+    /// How long a link stays valid, in seconds.
+    #[serde(default = "default_download_ttl_seconds")]
+    pub download_ttl_seconds: u64,
 }
+
+impl std::fmt::Debug for FilesSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the download secret.
+        f.debug_struct("FilesSection")
+            .field("backend", &self.backend)
+            .field("dir", &self.dir)
+            .field("max_bytes", &self.max_bytes)
+            .field("allowed_types", &self.allowed_types)
+            .field("orphan_grace_minutes", &self.orphan_grace_minutes)
+            .field("s3", &self.s3)
+            .field("download_base_url", &self.download_base_url)
+            .field("download_secret_file", &self.download_secret_file)
+            .field("download_ttl_seconds", &self.download_ttl_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The path under the gateway's public URL that serves download links.
+pub const DOWNLOAD_PATH: &str = "/v1/files";
 
 fn default_dir() -> PathBuf {
     PathBuf::from("var/files")
@@ -66,6 +107,9 @@ fn default_max_bytes() -> u64 {
 }
 fn default_orphan_grace_minutes() -> u64 {
     60
+}
+fn default_download_ttl_seconds() -> u64 {
+    86_400
 }
 
 impl Default for FilesSection {
@@ -77,6 +121,10 @@ impl Default for FilesSection {
             allowed_types: None,
             orphan_grace_minutes: default_orphan_grace_minutes(),
             s3: None,
+            download_base_url: None,
+            download_secret: None,
+            download_secret_file: None,
+            download_ttl_seconds: default_download_ttl_seconds(),
         }
     }
 }
@@ -163,6 +211,7 @@ impl Validate for FilesSection {
                 "must be at least 1 (uploads in progress are younger than it)",
             ));
         }
+        out.extend(self.download_problems(prefix));
         match (&self.backend, &self.s3) {
             (Backend::S3, None) => out.push(Invalid::new(
                 join_key(prefix, "s3"),
@@ -215,6 +264,103 @@ impl Validate for S3Section {
 }
 
 impl FilesSection {
+    fn download_problems(&self, prefix: &str) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        let secret = self.download_secret.is_some() || self.download_secret_file.is_some();
+        if self.download_secret.is_some() && self.download_secret_file.is_some() {
+            out.push(Invalid::new(
+                join_key(prefix, "download_secret"),
+                "set either download_secret (from HUB_FILES__DOWNLOAD_SECRET) or download_secret_file, not both",
+            ));
+        }
+        if let Some(s) = &self.download_secret {
+            if s.len() < 16 {
+                out.push(Invalid::new(
+                    join_key(prefix, "download_secret"),
+                    "must be at least 16 bytes",
+                ));
+            }
+        }
+        match &self.download_base_url {
+            Some(u) => {
+                let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                    && !u.contains(['?', '#'])
+                    && u.len() > "http://".len();
+                if !ok {
+                    out.push(Invalid::new(
+                        join_key(prefix, "download_base_url"),
+                        format!("`{u}` must be an http(s) URL without query or fragment, e.g. https://hub.example.gov.cn"),
+                    ));
+                }
+                if !secret {
+                    out.push(Invalid::new(
+                        join_key(prefix, "download_secret"),
+                        "download_base_url needs a secret to sign links with: download_secret_file, or download_secret from HUB_FILES__DOWNLOAD_SECRET",
+                    ));
+                }
+            }
+            None if secret => out.push(Invalid::new(
+                join_key(prefix, "download_base_url"),
+                "a download secret is set but not the URL partners fetch links from",
+            )),
+            None => {}
+        }
+        if !(60..=30 * 86_400).contains(&self.download_ttl_seconds) {
+            out.push(Invalid::new(
+                join_key(prefix, "download_ttl_seconds"),
+                format!(
+                    "{} is outside 60..=2592000 (30 days)",
+                    self.download_ttl_seconds
+                ),
+            ));
+        }
+        out
+    }
+
+    /// Whether the hub serves download links (`download_base_url` and a secret are set).
+    pub fn serves_downloads(&self) -> bool {
+        self.download_base_url.is_some()
+            && (self.download_secret.is_some() || self.download_secret_file.is_some())
+    }
+
+    /// The download links the hub signs and serves, when configured; `base_dir` is the
+    /// configuration file's folder (for `download_secret_file`).
+    pub fn download_links(&self, base_dir: &FsPath) -> Result<Option<DownloadLinks>, FileError> {
+        let Some(base) = &self.download_base_url else {
+            return Ok(None);
+        };
+        let secret = match (&self.download_secret, &self.download_secret_file) {
+            (Some(s), None) => s.clone().into_bytes(),
+            (None, Some(f)) => {
+                let p = if f.is_absolute() {
+                    f.clone()
+                } else {
+                    base_dir.join(f)
+                };
+                std::fs::read_to_string(&p)
+                    .map_err(|e| {
+                        FileError::new(
+                            FileErrorCode::ConfigInvalid,
+                            format!("cannot read files.download_secret_file {}: {e}", p.display()),
+                        )
+                    })?
+                    .trim_end()
+                    .as_bytes()
+                    .to_vec()
+            }
+            _ => {
+                return Err(FileError::new(
+                    FileErrorCode::ConfigInvalid,
+                    "files.download_base_url needs exactly one of download_secret and download_secret_file",
+                ))
+            }
+        };
+        let base = format!("{}{DOWNLOAD_PATH}", base.trim_end_matches('/'));
+        Ok(Some(DownloadLinks::new(&base, &secret)?.with_ttl(
+            std::time::Duration::from_secs(self.download_ttl_seconds),
+        )))
+    }
+
     /// The limits the section sets.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -331,6 +477,52 @@ mod tests {
         .unwrap();
         let e = s3.open(dir.path(), None).unwrap_err();
         assert_eq!(e.code, FileErrorCode::ConfigInvalid);
+    }
+
+    #[test]
+    fn download_links_need_a_base_url_and_one_secret_which_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let none: FilesSection = toml::from_str("").unwrap();
+        assert!(!none.serves_downloads());
+        assert!(none.download_links(dir.path()).unwrap().is_none());
+        std::fs::write(dir.path().join("dl.secret"), "0123456789abcdef-secret\n").unwrap();
+        let s: FilesSection = toml::from_str(
+            "download_base_url = \"https://hub.example/\"\ndownload_secret_file = \"dl.secret\"\ndownload_ttl_seconds = 600\n",
+        )
+        .unwrap();
+        assert!(s.validate("files").is_empty(), "{:?}", s.validate("files"));
+        let links = s.download_links(dir.path()).unwrap().unwrap();
+        assert_eq!(links.ttl(), std::time::Duration::from_secs(600));
+        let id = crate::FileId::of(b"x");
+        let link = links.issue(&id);
+        assert!(link.starts_with(&format!("https://hub.example/v1/files/{id}?expires=")));
+        let (_, query) = link.split_once('?').unwrap();
+        let q: Vec<&str> = query
+            .split('&')
+            .map(|kv| kv.split_once('=').unwrap().1)
+            .collect();
+        // Signed with the file's content, trailing newline dropped.
+        let same =
+            DownloadLinks::new("https://hub.example/v1/files", b"0123456789abcdef-secret").unwrap();
+        assert_eq!(same.verify(&id.to_string(), q[0], q[1]).unwrap(), id);
+        let env: FilesSection = toml::from_str(
+            "download_base_url = \"ftp://x\"\ndownload_secret = \"short\"\ndownload_ttl_seconds = 1\n",
+        )
+        .unwrap();
+        let keys: Vec<String> = env.validate("files").into_iter().map(|i| i.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "files.download_secret",
+                "files.download_base_url",
+                "files.download_ttl_seconds"
+            ]
+        );
+        assert!(!format!("{env:?}").contains("short"), "{env:?}");
+        let half: FilesSection =
+            toml::from_str("download_base_url = \"https://hub.example\"\n").unwrap();
+        assert_eq!(half.validate("files")[0].key, "files.download_secret");
+        assert!(!half.serves_downloads());
     }
 
     #[test]

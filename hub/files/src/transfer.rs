@@ -411,18 +411,21 @@ pub async fn send_multipart(
 pub struct DownloadLinks {
     base: String,
     secret: Vec<u8>,
+    ttl: Duration,
 }
 
 impl std::fmt::Debug for DownloadLinks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DownloadLinks")
             .field("base", &self.base)
+            .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
 }
 
 impl DownloadLinks {
-    /// `base` is the public URL prefix of the serving route; `secret` at least 16 bytes.
+    /// `base` is the public URL prefix of the serving route; `secret` at least 16 bytes. Links
+    /// [`DownloadLinks::issue`]s are valid for a day unless [`DownloadLinks::with_ttl`] says.
     pub fn new(base: &str, secret: &[u8]) -> Result<Self, FileError> {
         if secret.len() < 16 {
             return Err(FileError::new(
@@ -433,7 +436,33 @@ impl DownloadLinks {
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             secret: secret.to_vec(),
+            ttl: Duration::from_secs(86_400),
         })
+    }
+
+    /// Links issued valid for `ttl`.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long an issued link stays valid.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A link valid for the configured time from now.
+    pub fn issue(&self, id: &FileId) -> String {
+        self.link(id, self.ttl)
+    }
+
+    /// A link valid until `expires` (unix seconds).
+    pub fn link_until(&self, id: &FileId, expires: i64) -> String {
+        format!(
+            "{}/{id}?expires={expires}&sig={}",
+            self.base,
+            self.sig(id, expires)
+        )
     }
 
     fn sig(&self, id: &FileId, expires: i64) -> String {
@@ -446,11 +475,7 @@ impl DownloadLinks {
     /// A link valid until `now + ttl`.
     pub fn link(&self, id: &FileId, ttl: Duration) -> String {
         let expires = chrono::Utc::now().timestamp() + ttl.as_secs() as i64;
-        format!(
-            "{}/{id}?expires={expires}&sig={}",
-            self.base,
-            self.sig(id, expires)
-        )
+        self.link_until(id, expires)
     }
 
     /// Checks the file id, `expires` and `sig` of a request; returns the id to serve.

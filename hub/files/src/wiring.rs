@@ -2,11 +2,12 @@
 //! into an adapter"), and the steps the hub runs with it:
 //!
 //! * `[[file]]` ([`InboundFile`]): an inbound mapping whose pushes carry a file, and how
-//!   (base64 in a JSON field, a multipart part, a URL the hub fetches); the gateway stores the
+//!   (base64 in a JSON field or XML element, a multipart part, a URL the hub fetches); the gateway stores the
 //!   file before the mapping and puts its hub file id where the file was ([`intake`]);
 //! * `file = { … }` on a `[[delivery]]` ([`OutboundFile`]): the mapped body's field holding a
-//!   file id is replaced by the file's base64, or the body is sent as multipart
-//!   ([`outbound_body`]);
+//!   file id is replaced by the file's base64 or by a download link the partner fetches, or
+//!   the body is sent as multipart ([`outbound_body`], [`outbound_text`] for XML and form
+//!   bodies);
 //! * `[[batch]]` ([`BatchSpec`]): files picked up from a partner's SFTP folder on a schedule.
 //!
 //! The declarations live here, beside the helpers they drive, so the gateway, the egress and
@@ -23,7 +24,7 @@ use crate::error::{FileError, FileErrorCode};
 use crate::id::FileId;
 use crate::media::MediaType;
 use crate::store::{FileMeta, FileStore, PutOptions};
-use crate::transfer::{self, FetchPolicy};
+use crate::transfer::{self, DownloadLinks, FetchPolicy};
 
 /// How a partner sends a file with a push.
 #[derive(
@@ -31,12 +32,12 @@ use crate::transfer::{self, FetchPolicy};
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ReceiveStyle {
-    /// Base64 text (or a `data:` URL) in a JSON field.
+    /// Base64 text (or a `data:` URL) in a JSON field or an XML element.
     Base64,
     /// A multipart/form-data body: one file part, its text fields become the JSON the mapping
     /// reads.
     Multipart,
-    /// An https URL in a JSON field, fetched by the hub.
+    /// An https URL in a JSON field or an XML element, fetched by the hub.
     Url,
 }
 
@@ -46,12 +47,15 @@ pub enum ReceiveStyle {
 pub struct InboundFile {
     /// The **inbound** mapping (route `/v1/<partner>/<mapping>`).
     pub mapping: String,
-    /// `base64` (text or a `data:` URL in a JSON field), `multipart` (a multipart/form-data
-    /// body; its text fields become the JSON the mapping reads; the only `[[file]]` of its
-    /// mapping) or `url` (an https URL in a JSON field, fetched by the hub).
+    /// `base64` (text or a `data:` URL in a JSON field or XML element), `multipart` (a
+    /// multipart/form-data body; its text fields become the JSON the mapping reads; the only
+    /// `[[file]]` of its mapping; a JSON mapping) or `url` (an https URL in a JSON field or
+    /// XML element, fetched by the hub).
     pub style: ReceiveStyle,
-    /// JSON pointer of the field that holds the base64 or URL and gets the id; for multipart,
-    /// where the id is put in the JSON made of the text fields.
+    /// JSON pointer of the field that holds the base64 or URL and gets the id; for an XML
+    /// mapping, of the element in the tree the mapping reads (the root element dropped: `/fj`
+    /// is `<root><fj>`, `/fj/1` the second `<fj>`, `/fj/#text` the text of an `<fj>` with
+    /// attributes); for multipart, where the id is put in the JSON made of the text fields.
     pub pointer: String,
     /// Multipart: the name of the file part.
     #[serde(default)]
@@ -289,15 +293,7 @@ pub async fn intake(
                 ))
             }
         };
-        let meta = match f.style {
-            ReceiveStyle::Base64 => {
-                transfer::receive_base64(store, &text, &f.put_options()).await?
-            }
-            ReceiveStyle::Url => {
-                transfer::fetch_url(store, &text, &f.fetch_policy(), &f.put_options()).await?
-            }
-            ReceiveStyle::Multipart => unreachable!("handled above"),
-        };
+        let meta = receive_text(store, f, &text).await?;
         *field = Value::String(meta.id.to_string());
         stored.push(meta);
     }
@@ -305,6 +301,27 @@ pub async fn intake(
         body: serde_json::to_vec(&json).expect("JSON"),
         files: stored,
     })
+}
+
+/// Receives the file a field's text holds the way `f` declares: base64 (or a `data:` URL), or
+/// a URL the hub fetches. For bodies other than JSON (an XML element's text, which the gateway
+/// reads with the mapping's XML reader). A multipart declaration has no text field:
+/// `FILE_MULTIPART_INVALID`.
+pub async fn receive_text(
+    store: &FileStore,
+    f: &InboundFile,
+    text: &str,
+) -> Result<FileMeta, FileError> {
+    match f.style {
+        ReceiveStyle::Base64 => transfer::receive_base64(store, text, &f.put_options()).await,
+        ReceiveStyle::Url => {
+            transfer::fetch_url(store, text, &f.fetch_policy(), &f.put_options()).await
+        }
+        ReceiveStyle::Multipart => Err(FileError::new(
+            FileErrorCode::MultipartInvalid,
+            "a multipart file is not a field of the body",
+        )),
+    }
 }
 
 /// Sets `pointer` in `value` to `new`, making the objects on the way.
@@ -337,17 +354,25 @@ pub enum SendStyle {
     /// A multipart/form-data body: the file as one part, the mapped body's other top-level
     /// fields as text parts.
     Multipart,
+    /// The field's file id replaced by an expiring signed link to the hub's download route
+    /// (`GET /v1/files/<id>`), which the partner fetches. Text, so in a JSON, XML or form body.
+    Url,
 }
 
 /// `file = { … }` on a `[[delivery]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundFile {
-    /// JSON pointer, in the mapped body, of the field holding the hub file id (`sm3:<hex>`).
+    /// JSON pointer, in the mapped body, of the field holding the hub file id (`sm3:<hex>`); in
+    /// an XML body, of the element in the tree the mapping writes (the root element dropped:
+    /// `/fjnr` is `<root><fjnr>`).
     pub pointer: String,
-    /// `base64`: the id replaced by the file's base64; `multipart`: the body sent as
-    /// multipart/form-data, the file as one part and the body's other top-level fields as
-    /// text parts.
+    /// `base64`: the id replaced by the file's base64 (a JSON or XML mapping; not with method
+    /// GET); `multipart`: the body sent as multipart/form-data, the file as one part and the
+    /// body's other top-level fields as text parts (a JSON mapping; HTTP POST, PUT or PATCH);
+    /// `url`: the id replaced by a signed, expiring link to the hub's `GET /v1/files/<id>`,
+    /// which the partner fetches (any mapping format and transport; needs
+    /// `files.download_base_url` and a download secret in `hub.toml`).
     pub style: SendStyle,
     /// Multipart: the name of the file part.
     #[serde(default)]
@@ -357,7 +382,8 @@ pub struct OutboundFile {
     /// (absent: the file id's hex digits).
     #[serde(default)]
     pub file_name: Option<String>,
-    /// Largest file sent (held in memory while sent); 1–268435456.
+    /// Largest file sent (base64 and multipart hold it in memory while sent; a URL's download
+    /// streams and ignores it); 1–268435456.
     #[serde(default = "default_send_max")]
     pub max_bytes: u64,
 }
@@ -390,12 +416,50 @@ impl OutboundFile {
     }
 }
 
+/// The text a delivery puts in place of the file id `id_text` (the text at `spec.pointer` of
+/// its mapped body, `None` when absent): the file's base64, or a download link to it (the file
+/// must be in the store). A missing or invalid id is `FILE_ID_INVALID`, a file not stored
+/// `FILE_NOT_FOUND`, a URL delivery on a hub that serves no links `FILE_CONFIG_INVALID`.
+pub async fn outbound_text(
+    store: &FileStore,
+    spec: &OutboundFile,
+    links: Option<&DownloadLinks>,
+    id_text: Option<&str>,
+) -> Result<String, FileError> {
+    let id_text = id_text.ok_or_else(|| {
+        FileError::new(
+            FileErrorCode::IdInvalid,
+            format!("no file id at {}", spec.pointer),
+        )
+    })?;
+    let id = FileId::parse(id_text.trim())?;
+    match spec.style {
+        SendStyle::Base64 => transfer::send_base64(store, &id, spec.max_bytes).await,
+        SendStyle::Url => {
+            let links = links.ok_or_else(|| {
+                FileError::new(
+                    FileErrorCode::ConfigInvalid,
+                    "the delivery sends its file as a URL, but [files] has no download_base_url and secret",
+                )
+            })?;
+            store.head(&id).await?;
+            Ok(links.issue(&id))
+        }
+        SendStyle::Multipart => Err(FileError::new(
+            FileErrorCode::ConfigInvalid,
+            "a multipart file is not a field of the body",
+        )),
+    }
+}
+
 /// The body a delivery sends, and its content type, once the file its mapped JSON body
-/// references is put in: the file id at `spec.pointer` replaced by the file's base64, or the
-/// body turned into multipart/form-data. A missing or invalid id is `FILE_ID_INVALID`.
+/// references is put in: the file id at `spec.pointer` replaced by the file's base64 or a
+/// download link (`links`), or the body turned into multipart/form-data. A missing or invalid
+/// id is `FILE_ID_INVALID`.
 pub async fn outbound_body(
     store: &FileStore,
     spec: &OutboundFile,
+    links: Option<&DownloadLinks>,
     mapped: &[u8],
 ) -> Result<(Vec<u8>, String), FileError> {
     let mut json: Value = serde_json::from_slice(mapped).map_err(|_| {
@@ -415,8 +479,8 @@ pub async fn outbound_body(
         })?;
     let id = FileId::parse(id_text)?;
     match spec.style {
-        SendStyle::Base64 => {
-            let text = transfer::send_base64(store, &id, spec.max_bytes).await?;
+        SendStyle::Base64 | SendStyle::Url => {
+            let text = outbound_text(store, spec, links, Some(id_text)).await?;
             *json.pointer_mut(&spec.pointer).expect("read above") = Value::String(text);
             Ok((
                 serde_json::to_vec(&json).expect("JSON"),
@@ -646,7 +710,7 @@ mod tests {
         assert_eq!(json["doc"]["pdf"], Value::String(id.clone()));
         let out: OutboundFile = toml::from_str("pointer = \"/f\"\nstyle = \"base64\"\n").unwrap();
         let mapped = serde_json::to_vec(&serde_json::json!({"f": id})).unwrap();
-        let (sent, ct) = outbound_body(&store, &out, &mapped).await.unwrap();
+        let (sent, ct) = outbound_body(&store, &out, None, &mapped).await.unwrap();
         assert_eq!(ct, "application/json");
         let sent: Value = serde_json::from_slice(&sent).unwrap();
         assert_eq!(sent["f"], Value::String(b64));
@@ -655,6 +719,48 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.code, FileErrorCode::Base64Invalid);
+    }
+
+    #[tokio::test]
+    async fn a_url_delivery_puts_a_link_to_a_stored_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::local(dir.path(), None, Default::default()).unwrap();
+        let meta = store
+            .put_bytes(
+                Bytes::from_static(b"%PDF-1.7\nlink\n"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        let links =
+            DownloadLinks::new("https://hub.example/v1/files", b"0123456789abcdef").unwrap();
+        let out: OutboundFile = toml::from_str("pointer = \"/fj\"\nstyle = \"url\"\n").unwrap();
+        assert!(out.problems().is_empty());
+        let mapped = serde_json::to_vec(&serde_json::json!({"fj": meta.id.to_string()})).unwrap();
+        let (sent, _) = outbound_body(&store, &out, Some(&links), &mapped)
+            .await
+            .unwrap();
+        let sent: Value = serde_json::from_slice(&sent).unwrap();
+        let link = sent["fj"].as_str().unwrap();
+        assert!(link.starts_with(&format!(
+            "https://hub.example/v1/files/{}?expires=",
+            meta.id
+        )));
+        // Not stored: dead-lettered; no links configured: a configuration error.
+        let other =
+            serde_json::to_vec(&serde_json::json!({"fj": FileId::of(b"y").to_string()})).unwrap();
+        let e = outbound_body(&store, &out, Some(&links), &other)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, FileErrorCode::NotFound);
+        let e = outbound_body(&store, &out, None, &mapped)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, FileErrorCode::ConfigInvalid);
+        let e = outbound_text(&store, &out, Some(&links), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, FileErrorCode::IdInvalid);
     }
 
     #[tokio::test]
@@ -675,7 +781,7 @@ mod tests {
             &serde_json::json!({"wsbh": "WS-1", "fj": meta.id.to_string(), "wjm": "a.pdf"}),
         )
         .unwrap();
-        let (body, ct) = outbound_body(&store, &out, &mapped).await.unwrap();
+        let (body, ct) = outbound_body(&store, &out, None, &mapped).await.unwrap();
         let other = tempfile::tempdir().unwrap();
         let partner = FileStore::local(other.path(), None, Default::default()).unwrap();
         let stream = futures::stream::iter([Ok::<Bytes, std::io::Error>(Bytes::from(body))]);

@@ -2,16 +2,29 @@
 //! adapter declares `[[file]]`s has each file stored in the hub's file store after
 //! authentication and before the mapping, and replaced by its hub file id, so the mapping and
 //! the contract carry only the id. A refusal answers the unified error with the file store's
-//! code (`FILE_*`, `docs/errors.md`).
+//! code (`FILE_*`, `docs/errors.md`). A JSON route's fields are JSON pointers into the body; an
+//! XML route's address elements of the tree the mapping reads (`hub_mapping::fields`), whose
+//! text is replaced in place, in the document's own charset.
+//!
+//! The hub also serves the download links a delivery sends a file as (`file.style = "url"`):
+//! `GET /v1/files/<file id>?expires=…&sig=…` ([`download`]), streamed from the store.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hub_files::wiring::{self, InboundFile};
-use hub_files::{FileError, FileStore};
+use hub_files::transfer::DownloadLinks;
+use hub_files::wiring::{self, InboundFile, ReceiveStyle};
+use hub_files::{FileError, FileErrorCode, FileStore};
+use hub_mapping::fields::FieldError;
+use hub_mapping::{Format, Mapping};
 use serde_json::json;
+
+use crate::Gateway;
 
 /// The store and the routes that carry files.
 pub struct FileIntake {
@@ -26,23 +39,190 @@ impl FileIntake {
     pub(crate) async fn intake(
         &self,
         route: &str,
+        mapping: &Mapping,
         headers: &HeaderMap,
         body: Vec<u8>,
     ) -> Result<Result<Vec<u8>, Vec<u8>>, FileError> {
         let Some(files) = self.routes.get(route) else {
             return Ok(Err(body));
         };
+        if mapping.format == Format::Xml {
+            return self.intake_xml(route, mapping, files, body).await;
+        }
         let content_type = headers
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let got = wiring::intake(&self.store, files, content_type, body).await?;
         for f in &got.files {
-            // Never the file name (it may be personal): the id, size and type only.
-            tracing::info!(route, file_id = %f.id, size = f.size, media_type = %f.media_type, encrypted = f.encrypted, "file stored");
+            stored(route, f);
         }
         Ok(Ok(got.body))
     }
+
+    /// An XML push: each declared element's text (base64, or a URL to fetch) stored and
+    /// replaced by the file id, the rest of the document (charset included) unchanged. A body
+    /// that is not readable XML is handed on unchanged: the mapping refuses it with its code.
+    async fn intake_xml(
+        &self,
+        route: &str,
+        mapping: &Mapping,
+        files: &[InboundFile],
+        body: Vec<u8>,
+    ) -> Result<Result<Vec<u8>, Vec<u8>>, FileError> {
+        let mut doc = match mapping.text_body(&body) {
+            Ok(d) => d,
+            Err(_) => return Ok(Err(body)),
+        };
+        let not_text = |f: &InboundFile, e: FieldError| {
+            FileError::new(
+                match f.style {
+                    ReceiveStyle::Url => FileErrorCode::UrlRefused,
+                    ReceiveStyle::Multipart => FileErrorCode::MultipartInvalid,
+                    ReceiveStyle::Base64 => FileErrorCode::Base64Invalid,
+                },
+                e.to_string(),
+            )
+        };
+        for f in files {
+            let text = match doc.text(&f.pointer) {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                Err(e) => return Err(not_text(f, e)),
+            };
+            let meta = wiring::receive_text(&self.store, f, &text).await?;
+            doc.set_text(&f.pointer, &meta.id.to_string())
+                .map_err(|e| not_text(f, e))?;
+            stored(route, &meta);
+        }
+        // The document was decoded from its charset; the ids are ASCII: always encodable.
+        doc.into_bytes()
+            .map(Ok)
+            .map_err(|e| FileError::new(FileErrorCode::Base64Invalid, e.to_string()))
+    }
+}
+
+fn stored(route: &str, f: &hub_files::FileMeta) {
+    // Never the file name (it may be personal): the id, size and type only.
+    tracing::info!(route, file_id = %f.id, size = f.size, media_type = %f.media_type, encrypted = f.encrypted, "file stored");
+}
+
+/// What serves download links: the store and the links' key.
+pub struct Downloads {
+    pub store: FileStore,
+    pub links: DownloadLinks,
+}
+
+/// `GET /v1/files/{id}?expires=…&sig=…`: a download link the hub issued (a delivery's
+/// `file.style = "url"`), checked (signature in constant time, then expiry) before the store is
+/// asked, then the file streamed with its type and length; the stream checks the SM3 as it
+/// goes and breaks the connection off on a mismatch. Never buffered whole, never cached.
+pub(crate) async fn download(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    let request_id = crate::ingest::request_id(request.headers());
+    let started = std::time::Instant::now();
+    let (response, code, size) = serve_download(&gw, &id, query.as_deref(), &request_id).await;
+    metrics::counter!("hub_gateway_file_downloads_total", "code" => code).increment(1);
+    // One access-log line, as for pushes; never the link's signature.
+    tracing::info!(
+        target: "hub_gateway::access",
+        request_id = %request_id,
+        route = "files/download",
+        status = response.status().as_u16(),
+        code,
+        bytes = size,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    let mut response = response;
+    if let Ok(v) = request_id.parse() {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+/// Passes each chunk on only once the next one (or the clean end) has arrived. The store
+/// reports a file that does not match its SM3 only after its last byte; held back, that last
+/// chunk is never sent then, so with the `Content-Length` announced the body comes up short
+/// and the client sees a broken download, never a complete, wrong file.
+fn hold_back_last(
+    stream: hub_files::FileStream,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, FileError>> + Send {
+    use futures::StreamExt;
+    futures::stream::unfold(
+        (stream, None::<bytes::Bytes>, false),
+        |(mut stream, mut held, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match stream.next().await {
+                    Some(Ok(chunk)) => match held.replace(chunk) {
+                        None => continue,
+                        Some(previous) => return Some((Ok(previous), (stream, held, false))),
+                    },
+                    Some(Err(e)) => return Some((Err(e), (stream, None, true))),
+                    None => return held.map(|last| (Ok(last), (stream, None, true))),
+                }
+            }
+        },
+    )
+}
+
+async fn serve_download(
+    gw: &Gateway,
+    id: &str,
+    query: Option<&str>,
+    request_id: &str,
+) -> (Response, &'static str, u64) {
+    let Some(downloads) = &gw.downloads else {
+        let e = crate::ApiError::new(crate::ErrorCode::RouteNotFound, request_id);
+        return (e.into_response(), "ROUTE_NOT_FOUND", 0);
+    };
+    let mut expires = "";
+    let mut sig = "";
+    for pair in query.unwrap_or("").split('&') {
+        match pair.split_once('=') {
+            Some(("expires", v)) => expires = v,
+            Some(("sig", v)) => sig = v,
+            _ => {}
+        }
+    }
+    let refused = |e: FileError| {
+        let code = e.code();
+        tracing::warn!(request_id, code, detail = %e.detail, "download refused");
+        (refusal(&e, request_id), code, 0)
+    };
+    let file_id = match downloads.links.verify(id, expires, sig) {
+        Ok(f) => f,
+        Err(e) => return refused(e),
+    };
+    let (meta, stream) = match downloads.store.open(&file_id).await {
+        Ok(opened) => opened,
+        Err(e) => return refused(e),
+    };
+    let mut response = Response::new(Body::from_stream(hold_back_last(stream)));
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&meta.media_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The file is served as an attachment named by its id (never a partner's name for it).
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file_id.sm3_hex()))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    tracing::info!(request_id, file_id = %meta.id, size = meta.size, "file served");
+    (response, "FILE_SERVED", meta.size)
 }
 
 /// The unified error answer of a file refusal.

@@ -33,7 +33,7 @@ struct Outcome {
     trace: Vec<TraceEvent>,
 }
 
-fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -59,6 +59,16 @@ fn route_label(gw: &Gateway, partner: &str, mapping: &str) -> String {
 pub(crate) async fn not_found(request: Request) -> Response {
     let id = request_id(request.headers());
     ApiError::new(ErrorCode::RouteNotFound, &id).into_response()
+}
+
+/// `POST /v1/files/{mapping}`: the download route's path taken by a push to a partner named
+/// `files`.
+pub(crate) async fn ingest_files_partner(
+    state: State<Arc<Gateway>>,
+    Path(mapping): Path<String>,
+    request: Request,
+) -> Response {
+    ingest(state, Path(("files".to_string(), mapping)), request).await
 }
 
 /// The request's place in its trace: the hop's own traceparent (sent on in the envelope) and
@@ -306,7 +316,12 @@ async fn handle(
         None => body,
         Some(intake) => {
             match intake
-                .intake(&format!("{partner}/{mapping_name}"), &parts.headers, body)
+                .intake(
+                    &format!("{partner}/{mapping_name}"),
+                    mapping,
+                    &parts.headers,
+                    body,
+                )
                 .await
             {
                 Ok(Ok(replaced)) => replaced,

@@ -96,6 +96,8 @@ pub struct Gateway {
     reply_topics: std::collections::HashSet<String>,
     /// The file store and the routes whose pushes carry files (`files`).
     pub(crate) files: Option<files::FileIntake>,
+    /// The download links the hub serves (`GET /v1/files/{id}`), when configured.
+    pub(crate) downloads: Option<files::Downloads>,
 }
 
 /// Key files, resolved against the configuration file's folder.
@@ -270,6 +272,7 @@ impl Gateway {
             route_limits,
             schema_ids,
             files: None,
+            downloads: None,
         })
     }
 
@@ -293,6 +296,17 @@ impl Gateway {
         self
     }
 
+    /// Serves the download links `links` signs (a delivery's `file.style = "url"`) at
+    /// `GET /v1/files/{id}`, streamed from `store` (`docs/files.md`).
+    pub fn with_downloads(
+        mut self,
+        store: hub_files::FileStore,
+        links: hub_files::transfer::DownloadLinks,
+    ) -> Self {
+        self.downloads = Some(files::Downloads { store, links });
+        self
+    }
+
     /// The partners' router.
     pub fn router(self: Arc<Self>) -> Router {
         let openapi = Arc::new(openapi::document(&self));
@@ -305,6 +319,11 @@ impl Gateway {
                 }),
             )
             .route("/v1/oauth2/token", post(oauth::token))
+            // Download links (`files`); a partner named `files` still pushes here with POST.
+            .route(
+                "/v1/files/{id}",
+                axum::routing::get(files::download).post(ingest::ingest_files_partner),
+            )
             .route("/v1/{partner}/{mapping}", post(ingest::ingest))
             .fallback(ingest::not_found)
             .with_state(self)

@@ -161,6 +161,31 @@ fn header(name: &str, description: &str, required: bool) -> Value {
     json!({ "name": name, "in": "header", "required": required, "description": description, "schema": { "type": "string" } })
 }
 
+/// The download route of links the hub sends files as (`docs/files.md`): no credentials but
+/// the link's own signature.
+fn download_path() -> Value {
+    let error =
+        json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } });
+    json!({ "get": {
+        "operationId": "files_download",
+        "summary": "下载枢纽发送的文件 / download a file the hub sent as a link",
+        "description": "枢纽以链接方式发送文件时（投递 file.style = \"url\"）签发的限时链接，链接自带签名，无需其他认证；请用链接中的文件标识（sm3:后为内容的 SM3）校验所收内容。/ The expiring link a delivery with file.style = \"url\" sends: signed itself (HMAC-SM3 over the id and expiry), no other credentials. Check the SM3 of what you receive against the id (docs/files.md).",
+        "tags": ["files"],
+        "security": [],
+        "parameters": [
+            { "name": "id", "in": "path", "required": true, "description": "文件标识 / hub file id", "schema": { "type": "string", "pattern": "^sm3:[0-9a-f]{64}$" } },
+            { "name": "expires", "in": "query", "required": true, "description": "过期时间（Unix 秒）/ expiry, Unix seconds", "schema": { "type": "integer" } },
+            { "name": "sig", "in": "query", "required": true, "description": "链接签名（十六进制）/ the link's signature, hex", "schema": { "type": "string" } }
+        ],
+        "responses": {
+            "200": { "description": "文件内容 / the file, with its media type and length", "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+            "400": { "description": "链接无效或已过期（FILE_URL_REFUSED）/ a forged or expired link (FILE_URL_REFUSED)", "content": error.clone() },
+            "404": { "description": "文件不存在（FILE_NOT_FOUND）/ no such file (FILE_NOT_FOUND)", "content": error.clone() },
+            "default": { "description": "错误 / error", "content": error }
+        }
+    } })
+}
+
 /// Builds the document.
 pub fn document(gw: &Gateway) -> Value {
     let mut paths = Map::new();
@@ -248,6 +273,12 @@ pub fn document(gw: &Gateway) -> Value {
                     } } } } }
                 }
             }),
+        );
+    }
+    if gw.downloads.is_some() {
+        paths.insert(
+            format!("{}/{{id}}", hub_files::config::DOWNLOAD_PATH),
+            download_path(),
         );
     }
     let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.code()).collect();

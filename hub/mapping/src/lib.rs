@@ -16,6 +16,7 @@
 //! where VRL stopped (or where the offending field is set) and, for contract violations, every
 //! offending field path.
 
+pub mod fields;
 mod fixtures;
 pub mod form;
 pub mod limits;
@@ -644,6 +645,17 @@ impl Mapping {
                 let at = e.line.map(|l| format!("{}:{l}", self.file()));
                 self.error("MAPPING_FAILED", at, e.message)
             })
+    }
+
+    /// How deep and how large a payload this mapping reads may be.
+    pub fn input_limits(&self) -> InputLimits {
+        self.limits
+    }
+
+    /// A body of this mapping's format and charset whose text fields can be read and replaced
+    /// by pointer ([`fields::TextBody`]).
+    pub fn text_body(&self, body: &[u8]) -> Result<fields::TextBody, fields::FieldError> {
+        fields::TextBody::parse(body, self.format, self.charset, self.limits)
     }
 
     /// Reads partner bytes into the tree the program sees.

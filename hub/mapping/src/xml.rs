@@ -118,7 +118,25 @@ struct Frame {
     name: String,
     fields: Map<String, Value>,
     text: String,
+    /// Where the element's content starts (after its start tag), in the text read.
+    content_start: usize,
+    has_children: bool,
 }
+
+/// The text content of one element, where [`element_text`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementText {
+    /// The element's text as the mapping reads it (entities resolved, CDATA unwrapped, trimmed).
+    pub text: String,
+    /// The bytes of the element's content between its tags, in the document text; `None` for
+    /// an empty element (`<a/>`) or text beside child elements, which cannot be replaced.
+    pub span: Option<std::ops::Range<usize>>,
+}
+
+/// Marks a leaf's text in the span-recording tree: NUL cannot appear in XML text.
+const SPAN_MARK: char = '\u{0}';
+/// Marks an attribute's value in the span-recording tree.
+const ATTRIBUTE_MARK: &str = "\u{1}@";
 
 /// Elements and attributes read so far, against the limit.
 struct Budget {
@@ -149,6 +167,7 @@ impl Frame {
         e: &BytesStart<'_>,
         reader: &Reader<&[u8]>,
         budget: &mut Budget,
+        spans: bool,
     ) -> Result<Self, InputError> {
         let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
         let mut fields = Map::new();
@@ -165,13 +184,44 @@ impl Frame {
                     other => xml_error(reader, other.to_string()),
                 })?
                 .into_owned();
+            let value = if spans {
+                ATTRIBUTE_MARK.to_string()
+            } else {
+                value
+            };
             fields.insert(key, Value::String(value));
         }
         Ok(Self {
             name,
             fields,
             text: String::new(),
+            content_start: usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX),
+            has_children: false,
         })
+    }
+
+    /// Closes the element whose end tag starts at `content_end`; with `spans`, its text is
+    /// replaced by a mark naming its entry in `spans`.
+    fn close_recording(
+        mut self,
+        content_end: Option<usize>,
+        spans: &mut Vec<ElementText>,
+    ) -> (String, Value) {
+        let text = self.text.trim().to_string();
+        let span = content_end
+            .filter(|_| !self.has_children)
+            .map(|end| self.content_start..end);
+        // The same shape as `close`, with a mark where the text goes.
+        let mark = Value::String(format!("{SPAN_MARK}{}", spans.len()));
+        let has_text = !text.is_empty();
+        spans.push(ElementText { text, span });
+        if self.fields.is_empty() {
+            return (self.name, mark);
+        }
+        if has_text {
+            self.fields.insert("#text".into(), mark);
+        }
+        (self.name, Value::Object(self.fields))
     }
 
     fn close(mut self) -> (String, Value) {
@@ -223,14 +273,91 @@ pub fn to_value_limited(text: &str, limits: &InputLimits) -> Result<(String, Val
         nodes: 0,
         limits: *limits,
     };
-    to_value_within(text, &mut budget)
+    to_value_within(text, &mut budget, None)
 }
 
-fn to_value_within(text: &str, budget: &mut Budget) -> Result<(String, Value), InputError> {
+/// Why [`element_text`] found nothing it could use at a pointer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PointerError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("{0} is an attribute, not an element's text")]
+    Attribute(String),
+    #[error("{0} is not an element holding only text (it has child elements or repeats)")]
+    NotText(String),
+}
+
+/// The text of the element a JSON pointer addresses in the tree [`to_value`] makes of `text`
+/// (the root element dropped: `/fj` is the root's child `<fj>`, `/doc/fj` a grandchild, `/fj/1`
+/// the second of repeated `<fj>`s, `/fj/#text` the text of an `<fj>` with attributes), with
+/// where it is in `text`, so that [`replace_element_text`] can put other text there. `None`:
+/// no such element. Read within `limits`, like the mapping's own reading.
+pub fn element_text(
+    text: &str,
+    pointer: &str,
+    limits: &InputLimits,
+) -> Result<Option<ElementText>, PointerError> {
+    let mut budget = Budget {
+        nodes: 0,
+        limits: *limits,
+    };
+    let mut spans = Vec::new();
+    let (_, tree) = to_value_within(text, &mut budget, Some(&mut spans))?;
+    match tree.pointer(pointer) {
+        None => Ok(None),
+        Some(Value::String(s)) if s == ATTRIBUTE_MARK => {
+            Err(PointerError::Attribute(pointer.to_string()))
+        }
+        Some(Value::String(s)) => {
+            let at = s
+                .strip_prefix(SPAN_MARK)
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| spans.get(i).cloned());
+            at.map(Some)
+                .ok_or_else(|| PointerError::NotText(pointer.to_string()))
+        }
+        Some(_) => Err(PointerError::NotText(pointer.to_string())),
+    }
+}
+
+/// `text` with the content of the element at `pointer` (found by [`element_text`]) replaced by
+/// `new`, escaped; everything else byte for byte as it was.
+pub fn replace_element_text(
+    text: &str,
+    pointer: &str,
+    new: &str,
+    limits: &InputLimits,
+) -> Result<String, PointerError> {
+    let span = element_text(text, pointer, limits)?
+        .and_then(|e| e.span)
+        .ok_or_else(|| PointerError::NotText(pointer.to_string()))?;
+    let escaped = quick_xml::escape::escape(new);
+    let mut out = String::with_capacity(text.len() - span.len() + escaped.len());
+    out.push_str(&text[..span.start]);
+    out.push_str(&escaped);
+    out.push_str(&text[span.end..]);
+    Ok(out)
+}
+
+/// The charset an XML body is read in: the one its prolog declares, else `default` (the
+/// mapping's).
+pub fn document_charset(body: &[u8], default: Charset) -> Result<Charset, InputError> {
+    match declared_encoding(body) {
+        Some(label) => charset_from_label(&label).ok_or(InputError::UnknownEncoding(label)),
+        None => Ok(default),
+    }
+}
+
+fn to_value_within(
+    text: &str,
+    budget: &mut Budget,
+    mut spans: Option<&mut Vec<ElementText>>,
+) -> Result<(String, Value), InputError> {
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<(String, Value)> = None;
     loop {
+        let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let event = reader
             .read_event()
             .map_err(|e| xml_error(&reader, e.to_string()))?;
@@ -238,13 +365,20 @@ fn to_value_within(text: &str, budget: &mut Budget) -> Result<(String, Value), I
             Event::DocType(_) => return Err(InputError::Dtd),
             Event::Start(e) => {
                 budget.open_at(stack.len() + 1)?;
-                stack.push(Frame::open(&e, &reader, budget)?);
+                stack.push(Frame::open(&e, &reader, budget, spans.is_some())?);
             }
             Event::Empty(e) => {
                 budget.open_at(stack.len() + 1)?;
-                let (name, value) = Frame::open(&e, &reader, budget)?.close();
+                let frame = Frame::open(&e, &reader, budget, spans.is_some())?;
+                let (name, value) = match spans.as_deref_mut() {
+                    Some(spans) => frame.close_recording(None, spans),
+                    None => frame.close(),
+                };
                 match stack.last_mut() {
-                    Some(parent) => insert(&mut parent.fields, name, value),
+                    Some(parent) => {
+                        parent.has_children = true;
+                        insert(&mut parent.fields, name, value)
+                    }
                     None if root.is_none() => root = Some((name, value)),
                     None => return Err(xml_error(&reader, "more than one root element".into())),
                 }
@@ -253,9 +387,15 @@ fn to_value_within(text: &str, budget: &mut Budget) -> Result<(String, Value), I
                 let frame = stack.pop().ok_or_else(|| {
                     xml_error(&reader, "closing tag without an opening tag".into())
                 })?;
-                let (name, value) = frame.close();
+                let (name, value) = match spans.as_deref_mut() {
+                    Some(spans) => frame.close_recording(Some(before), spans),
+                    None => frame.close(),
+                };
                 match stack.last_mut() {
-                    Some(parent) => insert(&mut parent.fields, name, value),
+                    Some(parent) => {
+                        parent.has_children = true;
+                        insert(&mut parent.fields, name, value)
+                    }
                     None if root.is_none() => root = Some((name, value)),
                     None => return Err(xml_error(&reader, "more than one root element".into())),
                 }
