@@ -518,6 +518,27 @@ fn the_production_profile_refuses_development_keys_secrets_plain_http_and_insecu
     ] {
         assert!(stderr.contains(expected), "`{expected}` in:\n{stderr}");
     }
+    // Download links are bearer credentials: https only, and never the public development
+    // secret.
+    let with_files = dir.path().join("with-files.toml");
+    std::fs::write(
+        &with_files,
+        format!(
+            "{}\n[files]\ndir = \"files\"\ndownload_base_url = \"http://hub.example.gov.cn\"\ndownload_secret = \"dev-only-download-secret-change-me\"\n",
+            std::fs::read_to_string(&config).unwrap()
+        ),
+    )
+    .unwrap();
+    let out = hub(&["check", "--config", with_files.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    for expected in [
+        "key `files.download_base_url`: PROFILE_PLAIN_HTTP",
+        "key `files.download_secret`: PROFILE_DEVELOPMENT_SECRET",
+    ] {
+        assert!(stderr.contains(expected), "`{expected}` in:\n{stderr}");
+    }
+    assert!(!stderr.contains("dev-only-download-secret"), "{stderr}");
     // `serve` refuses the same before starting anything (exit 2).
     let out = hub(&["serve", "--config", config.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
