@@ -65,7 +65,14 @@ pub(crate) fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
             // The file goes into a JSON body (base64) or makes the body multipart: neither fits
             // a SOAP envelope, a GET without a body, or an XML or form mapping. Refused here
             // rather than dead-lettering every message at run time.
-            if d.transport.is_soap() || d.method == "GET" {
+            let sftp_style = f.style == hub_files::wiring::SendStyle::Sftp;
+            if sftp_style && d.transport != crate::manifest::Transport::Sftp {
+                out.push(format!(
+                    "delivery `{}`: key `file`: style \"sftp\" 需要 transport = \"sftp\" / style \"sftp\" is for `transport = \"sftp\"` (an upload to the partner's SFTP outbox)",
+                    d.name
+                ));
+            }
+            if !sftp_style && (d.transport.is_soap() || d.method == "GET") {
                 out.push(format!(
                     "delivery `{}`: key `file`: 文件只能随 HTTP POST/PUT/PATCH 请求体发送 / a file is sent only in the body of an HTTP POST, PUT or PATCH (not with transport `soap11`/`soap12` or method GET)",
                     d.name

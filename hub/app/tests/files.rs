@@ -94,6 +94,7 @@ fn config(dir: &Path, s: &Synthetic, base_url: &str, admin: u16, gateway: u16) -
              [[gateway.apps]]\napp_id = \"{APP}\"\npartner = \"synthetic_files\"\nhmac_secret = \"{SECRET}\"\n\
              [egress]\ncommit_interval_ms = 200\ngroup_prefix = \"files-{}\"\n\
              [partners.synthetic_files]\nbase_url = \"{base_url}\"\napp_id = \"hub\"\n\
+             deliveries = [\"forward\"]\n\
              hmac_secret = \"{SECRET}\"\ntimeout_ms = 2000\nmax_attempts = 3\n\
              backoff_initial_ms = 50\nbackoff_max_ms = 100\nbreaker_failures = 1000\n",
             kafka(),

@@ -26,6 +26,7 @@
 pub mod deadletter;
 pub mod dlq;
 pub mod offsets;
+pub mod sftp;
 pub mod worker;
 
 pub use deadletter::DEAD_LETTER_TOPIC;

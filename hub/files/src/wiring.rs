@@ -350,14 +350,16 @@ pub struct OutboundFile {
     pub pointer: String,
     /// `base64`: the id replaced by the file's base64; `multipart`: the body sent as
     /// multipart/form-data, the file as one part and the body's other top-level fields as
-    /// text parts.
+    /// text parts; `sftp` (only with `transport = "sftp"`): the file uploaded to the partner's
+    /// SFTP outbox under the name at `file_name`.
     pub style: SendStyle,
     /// Multipart: the name of the file part.
     #[serde(default)]
     #[schemars(extend("x-default" = "`file`"))]
     pub part: Option<String>,
     /// Multipart: JSON pointer, in the mapped body, of the file name sent with the part
-    /// (absent: the file id's hex digits).
+    /// (absent: the file id's hex digits). Sftp (required): JSON pointer of the remote file
+    /// name, which must be a plain name (`FILE_NAME_INVALID` otherwise).
     #[serde(default)]
     pub file_name: Option<String>,
     /// Largest file sent (held in memory while sent); 1–268435456.
@@ -536,7 +538,8 @@ pub struct BatchSpec {
     /// `<partner>/<name>`.
     pub name: String,
     /// An **inbound** mapping from `{"file_id", "file_name", "size", "media_type", "partner",
-    /// "batch", "pickup_id"}` to the "file received" contract.
+    /// "batch", "pickup_id"}` to the "file received" contract; a file it refuses is
+    /// dead-lettered (route `<partner>/batch.<name>`, sealed) and not tried again.
     pub mapping: String,
     /// Run every so many milliseconds (at least 1000); exactly one of `every_ms` and `cron`.
     #[serde(default)]
