@@ -54,6 +54,10 @@ pub struct FilesSection {
     /// Temporary objects older than this are interrupted uploads and are removed.
     #[serde(default = "default_orphan_grace_minutes")]
     pub orphan_grace_minutes: u64,
+    /// Files stored for a push whose record was never acknowledged by Kafka are removed once
+    /// held provisional this long (`docs/files.md`, "Files no record references").
+    #[serde(default = "default_unreferenced_grace_minutes")]
+    pub unreferenced_grace_minutes: u64,
     #[serde(default)]
     pub s3: Option<S3Section>,
 }
@@ -67,6 +71,9 @@ fn default_max_bytes() -> u64 {
 fn default_orphan_grace_minutes() -> u64 {
     60
 }
+fn default_unreferenced_grace_minutes() -> u64 {
+    1_440
+}
 
 impl Default for FilesSection {
     fn default() -> Self {
@@ -76,6 +83,7 @@ impl Default for FilesSection {
             max_bytes: default_max_bytes(),
             allowed_types: None,
             orphan_grace_minutes: default_orphan_grace_minutes(),
+            unreferenced_grace_minutes: default_unreferenced_grace_minutes(),
             s3: None,
         }
     }
@@ -163,6 +171,12 @@ impl Validate for FilesSection {
                 "must be at least 1 (uploads in progress are younger than it)",
             ));
         }
+        if self.unreferenced_grace_minutes < 10 {
+            out.push(Invalid::new(
+                join_key(prefix, "unreferenced_grace_minutes"),
+                "must be at least 10 (longer than any push takes from storing its file to Kafka's acknowledgement)",
+            ));
+        }
         match (&self.backend, &self.s3) {
             (Backend::S3, None) => out.push(Invalid::new(
                 join_key(prefix, "s3"),
@@ -229,6 +243,10 @@ impl FilesSection {
     /// The age after which [`FileStore::remove_orphans`] treats a leftover as abandoned.
     pub fn orphan_grace(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.orphan_grace_minutes.saturating_mul(60))
+    }
+
+    pub fn unreferenced_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.unreferenced_grace_minutes.saturating_mul(60))
     }
 
     /// Opens the store the section describes; `base_dir` is the configuration file's folder.

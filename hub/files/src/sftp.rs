@@ -697,6 +697,12 @@ impl Pickup {
             .map_err(state_err)?;
         if known.is_none() {
             let meta = client.download(&path, &self.store, &self.put).await?;
+            // Referenced for good before the ledger names it: the same content held
+            // provisional by a failed push is never swept from under the pickup (`sweep`).
+            self.state
+                .reference_files(&[meta.id.to_string()])
+                .await
+                .map_err(state_err)?;
             self.state
                 .claim_file_pickup(&self.job, &rf.name, size, mtime, &meta.id.to_string())
                 .await
@@ -715,7 +721,21 @@ impl Pickup {
         };
         if rec.state == "claimed" {
             let id = FileId::parse(&rec.file_id)?;
-            let file = self.store.head(&id).await?;
+            let file = match self.store.head(&id).await {
+                Ok(f) => f,
+                // Claimed, then gone from the store (removed by hand, or swept as a failed
+                // push's file in the instant before this pickup referenced it): the remote
+                // file is still in the inbox, so it is stored again, under the same id.
+                Err(e) if e.code == FileErrorCode::NotFound => {
+                    let meta = client.download(&path, &self.store, &self.put).await?;
+                    self.state
+                        .reference_files(&[meta.id.to_string()])
+                        .await
+                        .map_err(state_err)?;
+                    meta
+                }
+                Err(e) => return Err(e),
+            };
             let picked = PickedFile {
                 pickup_id: format!("{}/{}/{}/{}", self.job, rf.name, size, mtime),
                 remote_name: rf.name.clone(),

@@ -221,9 +221,9 @@ pub struct Intake {
 /// replaces each by its hub file id. `content_type` is the request's. A field that is absent
 /// or `null` is left alone (the mapping decides whether the file is required). A body that is
 /// not JSON is handed on unchanged (the mapping refuses it). Every file is durable in the
-/// store when this returns; a push that fails afterwards leaves files nothing references,
-/// which [`FileStore::remove_orphans`] does not touch (they are complete) but which are
-/// harmless: content-addressed, a retry reuses them.
+/// store when this returns; a push that fails afterwards leaves files nothing references:
+/// content-addressed, a retry reuses them, and the gateway holds them provisional so that
+/// [`crate::sweep::remove_unreferenced`] removes them if no retry succeeds.
 pub async fn intake(
     store: &FileStore,
     files: &[InboundFile],

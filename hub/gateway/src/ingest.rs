@@ -302,14 +302,24 @@ async fn handle(
 
     // Files the route carries are stored (durably) and replaced by their ids before the
     // mapping, which then sees only ids (`files`, `docs/files.md`).
+    // The ids of the files stored for this push, held provisional until its record is on Kafka.
+    let mut files_held: Vec<String> = Vec::new();
     let body = match &gw.files {
         None => body,
         Some(intake) => {
             match intake
-                .intake(&format!("{partner}/{mapping_name}"), &parts.headers, body)
+                .intake(
+                    &format!("{partner}/{mapping_name}"),
+                    &parts.headers,
+                    body,
+                    &gw.state,
+                )
                 .await
             {
-                Ok(Ok(replaced)) => replaced,
+                Ok(Ok((replaced, held))) => {
+                    files_held = held;
+                    replaced
+                }
                 Ok(Err(unchanged)) => unchanged,
                 Err(e) => {
                     warn!(request_id = %id, code = e.code(), detail = %e.detail, "file refused");
@@ -436,6 +446,8 @@ async fn handle(
                 }
             }
             Ok(Receipt::Done { message_id, topic }) => {
+                // The record is on Kafka: its files are referenced (again, if marking failed).
+                crate::files::reference(&gw.state, std::mem::take(&mut files_held)).await;
                 let body = accepted(id, &message_id, &topic, true);
                 let duplicate = TraceEvent::new("duplicate", message_id.as_str())
                     .object(envelope.object_id.as_str())
@@ -465,6 +477,8 @@ async fn handle(
     hub_pipeline::stage_done("produce", producing);
     match produced {
         Ok(put) => {
+            // Acknowledged by Kafka: the push's files are referenced for good.
+            crate::files::reference(&gw.state, std::mem::take(&mut files_held)).await;
             if let Some(pmid) = &partner_message_id {
                 if let Err(e) = gw.state.complete_receipt(&app_id, pmid).await {
                     // The message is on Kafka; a retry would be answered "in progress" until
