@@ -89,12 +89,19 @@ pub(crate) fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
             // Where the file can go, by style: a URL is text, so any body, any transport
             // (a GET's query included); base64 goes into a JSON field or an XML element (a
             // SOAP body too) but not a query or a form; multipart makes the body itself, from a
-            // JSON mapping's fields, so neither SOAP nor GET. Refused here rather than
-            // dead-lettering every message at run time.
+            // JSON mapping's fields, so neither SOAP nor GET; sftp is an upload with no request
+            // at all, only on `transport = "sftp"`. Refused here rather than dead-lettering
+            // every message at run time.
             use hub_files::wiring::SendStyle;
             let bodyless = d.method == "GET";
+            if f.style == SendStyle::Sftp && d.transport != crate::manifest::Transport::Sftp {
+                out.push(format!(
+                    "delivery `{}`: key `file`: style \"sftp\" 需要 transport = \"sftp\" / style \"sftp\" is for `transport = \"sftp\"` (an upload to the partner's SFTP outbox)",
+                    d.name
+                ));
+            }
             match f.style {
-                SendStyle::Url => {}
+                SendStyle::Url | SendStyle::Sftp => {}
                 SendStyle::Base64 if bodyless => out.push(format!(
                     "delivery `{}`: key `file`: base64 文件只能随请求体发送 / a base64 file is sent only in the body of an HTTP POST, PUT or PATCH, or a SOAP request (not with method GET; a link can be: style = \"url\")",
                     d.name
@@ -113,7 +120,7 @@ pub(crate) fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
                         matches!(map.format, Format::Json | Format::Xml),
                         "JSON 或 XML 映射 / a JSON or XML mapping",
                     ),
-                    SendStyle::Multipart => {
+                    SendStyle::Multipart | SendStyle::Sftp => {
                         (map.format == Format::Json, "JSON 映射 / a JSON mapping")
                     }
                 };

@@ -60,6 +60,16 @@
 //! next_cursor = "/data/next"
 //! ```
 //!
+//! A batch file uploaded to the partner's SFTP server (docs/files.md, "Uploading batch files"):
+//!
+//! ```toml
+//! [[delivery]]
+//! name = "recon_out"
+//! mapping = "recon_out_json"    # output {"file_id": "sm3:…", "name": "DZ_20261203.csv"}
+//! transport = "sftp"            # into [partners.<p>.sftp] outbox; no path
+//! file = { pointer = "/file_id", style = "sftp", file_name = "/name" }
+//! ```
+//!
 //! ```toml
 //! [auth]                        # how the partner authenticates (docs/auth-schemes.md)
 //! scheme = "app-key-sign"       # hub-v1 (default) | app-key-sign | ak-sk | sm2-cert
@@ -187,7 +197,10 @@ pub struct DeliverySpec {
     /// query parameters; a `json` or `form` mapping).
     #[serde(default = "default_method")]
     pub method: String,
-    /// Path on the partner's base URL, starting with `/`.
+    /// Path on the partner's base URL, starting with `/`; an SFTP delivery
+    /// (`transport = "sftp"`) has none.
+    #[serde(default)]
+    #[schemars(extend("x-default" = "required but for `transport = \"sftp\"`"))]
     pub path: String,
     /// Header carrying the message id, for a partner that removes duplicates by it.
     #[serde(default)]
@@ -199,7 +212,11 @@ pub struct DeliverySpec {
     pub reply: Option<String>,
     /// `http` (the mapping's JSON, XML or form body as it is), `soap11` or `soap12` (the
     /// mapping's XML operation element inside a SOAP envelope; needs `wsdl` and an answer,
-    /// `[answer]` or the one named by `answer`, with `format = "soap"`).
+    /// `[answer]` or the one named by `answer`, with `format = "soap"`), or `sftp`: no HTTP
+    /// request, the file the mapped body names is uploaded into the partner's
+    /// `[partners.<p>.sftp] outbox` (`files.md`, "Uploading batch files"); needs `file` with
+    /// `style = "sftp"`, and no `path`, `method`, `idempotency_header`, `reply`,
+    /// `soap_action` or `answer`.
     #[serde(default)]
     pub transport: Transport,
     /// SOAP: the operation's action, a `soapAction` of the WSDL; `soap11` requires it (`""`
@@ -230,6 +247,9 @@ pub enum Transport {
     Soap11,
     /// SOAP 1.2: `application/soap+xml` with an `action` parameter.
     Soap12,
+    /// No HTTP request: the file the mapped body names (`file = { style = "sftp", … }`) is
+    /// uploaded to the partner's SFTP `outbox` (`[partners.<p>.sftp]`), `docs/files.md`.
+    Sftp,
 }
 
 impl Transport {
@@ -337,7 +357,7 @@ pub struct PullSpec {
     /// `http` (a GET query or a JSON body, JSON pages) or `soap11`/`soap12`: the request's
     /// parameters as the children of the operation element `soap_operation` in an envelope,
     /// the page read from the SOAP answer (pointers inside the response element; one
-    /// repeated element is one item).
+    /// repeated element is one item). `sftp` is refused: files are picked up by a `[[batch]]`.
     #[serde(default)]
     pub transport: Transport,
     /// SOAP: the query operation's action, a `soapAction` of the WSDL (`soap11` requires it).
@@ -782,7 +802,7 @@ fn check(m: &Manifest, mappings: &MappingSet) -> Vec<String> {
                 )),
             }
         }
-        if !d.path.starts_with('/') {
+        if d.transport != Transport::Sftp && !d.path.starts_with('/') {
             out.push(format!("delivery `{}`: path must start with `/`", d.name));
         }
         if !matches!(d.method.as_str(), "GET" | "POST" | "PUT" | "PATCH") {

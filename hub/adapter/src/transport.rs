@@ -8,6 +8,7 @@
 //! | `transport = "http"`, `method = "GET"` | no body; the mapped object's top-level fields as the query string (a form mapping's body *is* the query; a JSON mapping's object is form-encoded) |
 //! | `transport = "soap11"` | the mapping's XML (the operation element) in a SOAP 1.1 `Envelope`/`Body`, `text/xml; charset=…`, header `SOAPAction: "<soap_action>"` |
 //! | `transport = "soap12"` | the same in a SOAP 1.2 envelope, `application/soap+xml; charset=…; action="<soap_action>"` |
+//! | `transport = "sftp"` | no request: the file the mapped body names is uploaded to the partner's SFTP outbox (`file = { style = "sftp", … }`, `hub_egress`) |
 //!
 //! A pull over SOAP (`[[pull]] transport`) goes through [`encode_with`] too: the poller writes
 //! its parameters as the children of `soap_operation` and reads the page from the SOAP answer.
@@ -182,6 +183,12 @@ pub fn encode_with(
                 headers: Vec::new(),
             })
         }
+        // The egress uploads an SFTP delivery's file instead of encoding a request
+        // (`hub_egress`'s SFTP path); `hub check` refuses an SFTP pull.
+        Transport::Sftp => Err(Unencodable(
+            "SFTP 投递不经 HTTP 发送 / an SFTP delivery is uploaded, not sent as an HTTP request"
+                .into(),
+        )),
     }
 }
 
@@ -229,6 +236,36 @@ pub fn wsdl_actions(text: &str) -> Result<Vec<String>, String> {
 
 /// `hub check`'s rules for transports, encodings, the WSDL and paging: each problem with the
 /// file, the line and the key.
+/// The rules of an SFTP delivery (`transport = "sftp"`): a `file` of style `sftp` naming the
+/// file id and the remote name, and none of the keys of an HTTP request (no answer is read).
+fn sftp_rules(d: &DeliverySpec, at: &dyn Fn(&str, String) -> Problem) -> Vec<Problem> {
+    let mut out = Vec::new();
+    match &d.file {
+        Some(f) if f.style == hub_files::wiring::SendStyle::Sftp => {}
+        _ => out.push(at(
+            "file",
+            "SFTP 投递须声明 file = { pointer, style = \"sftp\", file_name } / an SFTP delivery needs `file = { pointer = …, style = \"sftp\", file_name = … }`".into(),
+        )),
+    }
+    let http_only = [
+        ("path", !d.path.is_empty()),
+        ("method", !d.method.eq_ignore_ascii_case("POST")),
+        ("idempotency_header", d.idempotency_header.is_some()),
+        ("reply", d.reply.is_some()),
+        ("soap_action", d.soap_action.is_some()),
+        ("answer", d.answer.is_some()),
+    ];
+    for (key, set) in http_only {
+        if set {
+            out.push(at(
+                key,
+                "SFTP 投递上传到合作方 [partners.<p>.sftp] 的 outbox，不用此键 / an SFTP delivery uploads into the partner's `[partners.<p>.sftp] outbox` and has no HTTP request, answer or reply: remove this key".into(),
+            ));
+        }
+    }
+    out
+}
+
 pub fn check(
     m: &Manifest,
     text: &str,
@@ -368,6 +405,12 @@ pub fn check(
         }
     };
     for (i, d) in m.deliveries.iter().enumerate() {
+        if d.transport == Transport::Sftp {
+            out.extend(sftp_rules(d, &|key, message| {
+                at("delivery", i, &d.name, key, message)
+            }));
+            continue;
+        }
         let format = mappings.get(&m.partner, &d.mapping).map(|map| map.format);
         route_rules(
             "delivery",
@@ -396,6 +439,10 @@ pub fn check(
         }
     }
     for (i, p) in m.pulls.iter().enumerate() {
+        if p.transport == Transport::Sftp {
+            out.push(at("pull", i, &p.name, "transport", "SFTP 取件用 [[batch]] / files are picked up over SFTP by a `[[batch]]`, not a pull".into()));
+            continue;
+        }
         route_rules(
             "pull",
             i,
@@ -685,6 +732,50 @@ item_id = "/id"
             assert!(got.iter().any(|g| g.starts_with(e)), "{e} not in {got:#?}");
         }
         assert_eq!(got.len(), expect.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn an_sftp_delivery_needs_an_sftp_file_and_no_http_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"partner = "p"
+[[delivery]]
+name = "up"
+mapping = "m"
+transport = "sftp"
+file = { pointer = "/id", style = "sftp", file_name = "/name" }
+[[delivery]]
+name = "bad"
+mapping = "m"
+transport = "sftp"
+path = "/x"
+idempotency_header = "X-Id"
+reply = "r"
+file = { pointer = "/id", style = "base64" }
+[[pull]]
+name = "q"
+mapping = "m"
+path = "/q"
+every_ms = 1000
+transport = "sftp"
+[pull.response]
+items = "/items"
+item_id = "/id"
+"#;
+        let got = problems(text, dir.path());
+        let expect = [
+            "14: delivery `bad`: key `delivery.file`: SFTP 投递须声明 file",
+            "11: delivery `bad`: key `delivery.path`: SFTP 投递上传到",
+            "12: delivery `bad`: key `delivery.idempotency_header`: SFTP 投递上传到",
+            "13: delivery `bad`: key `delivery.reply`: SFTP 投递上传到",
+            "20: pull `q`: key `pull.transport`: SFTP 取件用 [[batch]]",
+        ];
+        for e in expect {
+            assert!(got.iter().any(|g| g.starts_with(e)), "{e} not in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+        // No HTTP request is made of it.
+        let m: Manifest = toml::from_str(text).unwrap();
+        assert!(encode(&m.deliveries[0], b"{}".to_vec(), "application/json").is_err());
     }
 
     #[test]

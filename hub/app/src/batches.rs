@@ -5,7 +5,8 @@
 //! batch's inbound mapping, acknowledged by Kafka (`acks=all`) before the ledger records the
 //! file as handed over. So a file is announced once and only once across restarts and
 //! replicas; a crash between the produce and the ledger is absorbed by an idempotency receipt
-//! keyed by the pickup id.
+//! keyed by the pickup id. A file whose record the mapping refuses is dead-lettered once
+//! (sealed: its name may be personal) and then handed over, so it is not tried every run.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -141,19 +142,18 @@ async fn announce(ctx: &BatchContext, job: &BatchJob, file: PickedFile) -> Resul
         "pickup_id": file.pickup_id,
     });
     let bytes = serde_json::to_vec(&input).expect("JSON");
-    let normalized = hub_pipeline::normalize(
+    let normalized = match hub_pipeline::normalize(
         mapping,
         &ctx.catalog,
         &ctx.cipher,
         |c| hub_contracts::framing_schema_id(&ctx.schema_ids, c),
         &bytes,
-    )
-    .map_err(|e| {
-        FileError::new(
-            FileErrorCode::ConfigInvalid,
-            format!("the batch's mapping refused the file's record: {e}"),
-        )
-    })?;
+    ) {
+        Ok(n) => n,
+        // Refused by the mapping: permanent for this file. Dead-lettered (once), then handed
+        // over like an announced file, so it is not tried again every run.
+        Err(e) => return dead_letter_file(ctx, job, &file, &bytes, &e).await,
+    };
     let app = format!("batch:{}", job.partner);
     let mut envelope = normalized.envelope(&job.partner, &app);
     let stale_after = i64::try_from(ctx.producer.delivery_timeout().as_millis())
@@ -197,6 +197,8 @@ async fn announce(ctx: &BatchContext, job: &BatchJob, file: PickedFile) -> Resul
                 .complete_receipt(&app, &file.pickup_id)
                 .await
                 .map_err(state_err)?;
+            metrics::counter!("hub_batch_files_total", "batch" => job.route(), "outcome" => "announced")
+                .increment(1);
             info!(file_id = %file.file.id, size = file.file.size, message_id = %envelope.message_id, "batch file announced");
             Ok(())
         }
@@ -208,4 +210,91 @@ async fn announce(ctx: &BatchContext, job: &BatchJob, file: PickedFile) -> Resul
             ))
         }
     }
+}
+
+/// The dead letters' route of a batch: `<partner>/batch.<name>` (beside `<partner>/<delivery>`
+/// and `<partner>/pull.<job>`).
+pub fn dead_letter_route(job: &BatchJob) -> String {
+    format!("{}/batch.{}", job.partner, job.spec.name)
+}
+
+/// A file whose record the batch's mapping refuses goes to the hub's dead-letter topic: the
+/// mapping's input (`{"file_id", "file_name", …}`) sealed as a whole under the key ring
+/// (context `batch/<partner>/batch.<name>`, header `hub-payload-sealed`), as the poller does
+/// with an item it cannot map, because it holds the file name, which may be personal; the
+/// reason has the name cut out. Its source is the batch and a stable hash of the pickup id, so
+/// a run repeated after a crash finds the dead letter already written instead of writing a
+/// second. A failure to write it (Kafka or the state store away) is returned: the file is
+/// tried again next run.
+async fn dead_letter_file(
+    ctx: &BatchContext,
+    job: &BatchJob,
+    file: &PickedFile,
+    input: &[u8],
+    refusal: &hub_pipeline::NormalizeError,
+) -> Result<(), FileError> {
+    let route = dead_letter_route(job);
+    let context = format!("batch/{route}");
+    let unavailable = |what: &str, e: String| {
+        FileError::new(FileErrorCode::StoreUnavailable, format!("{what}: {e}"))
+    };
+    let contract = ctx
+        .catalog
+        .contract(hub_egress::DEAD_LETTER_TOPIC)
+        .ok_or_else(|| {
+            FileError::new(
+                FileErrorCode::ConfigInvalid,
+                "the dead-letter contract is not loaded",
+            )
+        })?;
+    let sealed = hub_egress::deadletter::seal_payload(&ctx.cipher, &context, input)
+        .map_err(|e| FileError::new(FileErrorCode::EncryptionUnavailable, e.to_string()))?;
+    let digest = hub_security::sm::sm3_hex(file.pickup_id.as_bytes());
+    let offset = i64::from_str_radix(&digest[..15], 16).unwrap_or_default();
+    let file_id = file.file.id.to_string();
+    let mut envelope = hub_bus::Envelope::new(
+        "batch.file",
+        1,
+        format!("batch:{}", job.partner),
+        job.partner.clone(),
+        file_id.clone(),
+        now_shanghai(),
+    );
+    envelope.traceparent = hub_telemetry::current().map(|t| t.to_string());
+    let headers = hub_egress::deadletter::mark_sealed(envelope.to_headers());
+    let d = hub_bus::Delivery {
+        topic: context,
+        partition: -1,
+        offset,
+        key: Some(file_id.clone().into_bytes()),
+        headers: Some(headers),
+        payload: Some(sealed),
+        envelope: Ok(envelope),
+    };
+    let reason = refusal
+        .to_string()
+        .replace(&file.remote_name, "<file name>");
+    let failure = hub_egress::deadletter::Failure {
+        reason_code: refusal.code().to_string(),
+        reason: format!("the batch's mapping refused the file's record: {reason}"),
+        partner_code: None,
+        partner_answer: None,
+        attempts: 1,
+    };
+    let entry = hub_egress::deadletter::dead_letter(
+        contract,
+        hub_contracts::framing_schema_id(&ctx.schema_ids, contract),
+        &ctx.producer,
+        &ctx.state,
+        &route,
+        &d,
+        &failure,
+    )
+    .await
+    .map_err(|e| unavailable("the dead letter was not written", e.to_string()))?;
+    metrics::counter!("hub_batch_files_total", "batch" => job.route(), "outcome" => "dead_lettered")
+        .increment(1);
+    // The file id and the code, never the file name.
+    warn!(file_id = %file_id, dead_letter = %entry.id, reason = refusal.code(), "batch file refused by its mapping; dead-lettered");
+    Ok(())
 }

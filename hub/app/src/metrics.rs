@@ -113,6 +113,8 @@ pub const EXPORTED: &[Metric] = &[
     m("hub_poller_items_total", Counter, &["pull", "outcome"], "Items pulled, by outcome (produced, duplicate, dead_lettered)."),
     m("hub_poller_lag_seconds", Gauge, &["pull"], "How far a pull job's watermark is behind now."),
     m("hub_poller_replays_total", Counter, &["pull"], "Dead-lettered items of a pull job replayed (opened and mapped again)."),
+    // SFTP batch pickups.
+    m("hub_batch_files_total", Counter, &["batch", "outcome"], "Batch files picked up over SFTP and handed over, by outcome (announced, dead_lettered: refused by the batch's mapping)."),
     // Admin listener.
     m("hub_admin_unauthorized_total", Counter, &[], "Requests to /metrics, /registry or the trace API refused for want of the admin token."),
 ];

@@ -80,11 +80,37 @@ pub fn plan(loaded: &Loaded<HubConfig>, adapters: &AdapterSet) -> Result<Plan, V
                 .collect(),
         };
         for delivery in deliveries {
+            // An SFTP delivery uploads into the partner's SFTP outbox (`docs/files.md`).
+            let sftp = if delivery.transport == hub_adapter::manifest::Transport::Sftp {
+                match &section.sftp {
+                    None => {
+                        problems.push(format!(
+                            "{file}: key `partners.{name}.sftp`: 投递 `{}` 经 SFTP 上传，需要合作方的 SFTP 服务器 / delivery `{}` uploads over SFTP and needs the partner's SFTP server ([partners.{name}.sftp] with an outbox)",
+                            delivery.name, delivery.name
+                        ));
+                        continue;
+                    }
+                    Some(s) if s.outbox.is_none() => {
+                        problems.push(format!(
+                            "{file}: key `partners.{name}.sftp.outbox`: 投递 `{}` 需要上传目录 / delivery `{}` uploads into the partner's outbox: set it",
+                            delivery.name, delivery.name
+                        ));
+                        continue;
+                    }
+                    Some(s) => Some(hub_egress::sftp::SftpTarget {
+                        section: s.clone(),
+                        base_dir: base.clone(),
+                    }),
+                }
+            } else {
+                None
+            };
             routes.push(RouteSpec {
                 partner: name.clone(),
                 answer: manifest.answer_of(delivery.answer.as_deref()).clone(),
                 delivery,
                 client: Arc::clone(&client),
+                sftp,
             });
         }
         for b in &section.batches {

@@ -286,7 +286,8 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
         },
     };
     // The file store (`docs/files.md`): one for the whole hub, sealing personal files with
-    // the gateway's key ring; interrupted uploads swept at start and hourly.
+    // the gateway's key ring; interrupted uploads and files of failed pushes swept at start
+    // and hourly.
     let files = match &cfg.files {
         None => None,
         Some(section) => {
@@ -296,7 +297,8 @@ pub async fn serve(loaded: Loaded<HubConfig>) -> ExitCode {
                     info!(backend = ?section.backend, "file store ready");
                     lifecycle.spawn(sweep_files(
                         store.clone(),
-                        section.orphan_grace(),
+                        state.clone(),
+                        (section.orphan_grace(), section.unreferenced_grace()),
                         lifecycle.clone(),
                     ));
                     Some(store)
@@ -757,25 +759,39 @@ async fn purge_receipts(state: StateStore, retention_days: u32, lifecycle: Lifec
     }
 }
 
-/// How often the file store's interrupted uploads are swept.
+/// How often the file store is swept.
 const FILES_SWEEP_EVERY: Duration = Duration::from_secs(3_600);
 
-/// Removes the file store's leftovers of interrupted uploads older than `grace`, at start and
-/// then hourly (`FileStore::remove_orphans`). Every replica may run it: removals are idempotent.
-async fn sweep_files(store: hub_files::FileStore, grace: Duration, lifecycle: Lifecycle) {
+/// At start and then hourly: removes the file store's leftovers of interrupted uploads older
+/// than the first grace (`FileStore::remove_orphans`), and the files stored for pushes whose
+/// record never reached Kafka, held provisional longer than the second
+/// (`hub_files::sweep::remove_unreferenced`). Every replica may run it: removals are
+/// idempotent and the state store decides which replica removes an unreferenced file.
+async fn sweep_files(
+    store: hub_files::FileStore,
+    state: StateStore,
+    (orphan_grace, unreferenced_grace): (Duration, Duration),
+    lifecycle: Lifecycle,
+) {
     let mut tick = tokio::time::interval(FILES_SWEEP_EVERY);
     loop {
         tokio::select! {
             () = lifecycle.token().cancelled() => return,
             _ = tick.tick() => {}
         }
-        match store.remove_orphans(grace).await {
+        match store.remove_orphans(orphan_grace).await {
             Ok(0) => {}
             Ok(n) => info!(
                 removed = n,
                 "file store: leftovers of interrupted uploads removed"
             ),
             Err(e) => warn!(code = e.code(), error = %e, "file store sweep failed"),
+        }
+        match hub_files::sweep::remove_unreferenced(&store, &state, unreferenced_grace).await {
+            Ok(_) => {}
+            Err(e) => {
+                warn!(code = e.code(), error = %e, "file store sweep of unreferenced files failed")
+            }
         }
     }
 }

@@ -304,6 +304,20 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
         "{answer}"
     );
 
+    // A push whose file is stored but whose record the mapping refuses (no `sj`): the file
+    // stays held provisional (`hub_file_refs`), for the sweep of unreferenced files.
+    let refused_pdf = pdf(&format!("refused-{suffix}"), 1_500);
+    let body =
+        json!({"wsbh": "X", "fj": base64::engine::general_purpose::STANDARD.encode(&refused_pdf)});
+    let (status, answer) = push(
+        &gateway,
+        "/v1/synthetic_files/document_json",
+        &serde_json::to_vec(&body).unwrap(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(answer["code"], "MAPPING_FAILED", "{status} {answer}");
+
     // On Kafka: the ids, never the bytes.
     let catalog = hub_contracts::load_dir(&s.contracts).unwrap();
     let contract = catalog.contract(&topic).unwrap().clone();
@@ -373,6 +387,46 @@ async fn a_pushed_file_is_stored_referenced_read_by_an_app_and_delivered_with_th
     assert_eq!(*partner.bad.lock().unwrap(), 0);
     // File names may be personal: never in the logs.
     assert!(!logs.contains("张三"), "a file name was logged");
+
+    // The files of acknowledged pushes are referenced for good; the refused push's file is
+    // provisional, and the sweep (past its grace) removes it and only it.
+    let state = hub_state::StateStore::connect(
+        &hub_state::StateSection {
+            url: "sqlite://state/hub.db".into(),
+            ..Default::default()
+        },
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    for bytes in [&json_pdf, &form_pdf, &url_pdf] {
+        let id = FileId::of(bytes).to_string();
+        assert_eq!(
+            state.file_ref(&id).await.unwrap().as_deref(),
+            Some("referenced")
+        );
+    }
+    let refused = FileId::of(&refused_pdf);
+    assert_eq!(
+        state
+            .file_ref(&refused.to_string())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("provisional")
+    );
+    let removed = hub_files::sweep::remove_unreferenced(&store, &state, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(
+        store.head(&refused).await.unwrap_err().code,
+        hub_files::FileErrorCode::NotFound
+    );
+    for bytes in [&json_pdf, &form_pdf, &url_pdf] {
+        store.head(&FileId::of(bytes)).await.unwrap();
+    }
+    state.close().await;
 }
 
 #[test]

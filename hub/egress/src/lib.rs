@@ -27,6 +27,7 @@ pub mod deadletter;
 pub mod dlq;
 mod files;
 pub mod offsets;
+pub mod sftp;
 pub mod worker;
 
 pub use deadletter::DEAD_LETTER_TOPIC;

@@ -66,6 +66,8 @@ pub struct RouteSpec {
     pub delivery: DeliverySpec,
     pub answer: AnswerSpec,
     pub client: Arc<PartnerClient>,
+    /// The partner's SFTP server, for a delivery with `transport = "sftp"` ([`crate::sftp`]).
+    pub sftp: Option<crate::sftp::SftpTarget>,
 }
 
 impl RouteSpec {
@@ -90,10 +92,10 @@ pub enum EgressError {
 }
 
 /// Everything one route's tasks need.
-struct Route {
-    ctx: Arc<EgressContext>,
-    spec: RouteSpec,
-    name: String,
+pub(crate) struct Route {
+    pub(crate) ctx: Arc<EgressContext>,
+    pub(crate) spec: RouteSpec,
+    pub(crate) name: String,
     mapping: Mapping,
     contract: Contract,
     dead_letters: Contract,
@@ -210,7 +212,7 @@ pub fn start_routes(
 }
 
 /// How a record's handling ended.
-enum Finish {
+pub(crate) enum Finish {
     /// Delivered, dead-lettered or skipped: its offset may be committed.
     Done,
     /// Stopped by shutdown before it finished: it will be read again.
@@ -327,7 +329,7 @@ async fn commit(consumer: &Consumer, offsets: &mut OffsetTracker) {
 }
 
 /// Sleeps `d` unless shutdown comes first (then `false`).
-async fn pause(d: Duration, token: &CancellationToken) -> bool {
+pub(crate) async fn pause(d: Duration, token: &CancellationToken) -> bool {
     tokio::select! {
         () = token.cancelled() => false,
         () = tokio::time::sleep(d) => true,
@@ -387,6 +389,10 @@ async fn handle(route: &Route, d: Delivery, token: &CancellationToken) -> Finish
             }
         };
         let spec = &route.spec.delivery;
+        // An SFTP delivery uploads the file its record names instead of sending a request.
+        if spec.transport == hub_adapter::manifest::Transport::Sftp {
+            return crate::sftp::deliver(route, &d, &envelope, &rendered.body, started, token).await;
+        }
         // A delivery with a file: the file its record references put into the body.
         let rendered = match (&spec.file, &route.ctx.files) {
             (None, _) => rendered,
@@ -568,7 +574,7 @@ fn delivered_event(
         }))
 }
 
-fn failure(code: &str, reason: String, attempts: u32) -> Failure {
+pub(crate) fn failure(code: &str, reason: String, attempts: u32) -> Failure {
     Failure {
         reason_code: code.to_string(),
         reason,
@@ -579,7 +585,7 @@ fn failure(code: &str, reason: String, attempts: u32) -> Failure {
 }
 
 /// The request a reply answers: its envelope, the delivery's trace hop, and how it ended.
-struct Asked<'a> {
+pub(crate) struct Asked<'a> {
     envelope: &'a hub_bus::Envelope,
     hop: &'a hub_telemetry::TraceParent,
     outcome: ReplyOutcome,
@@ -588,7 +594,7 @@ struct Asked<'a> {
 /// Writes the dead letter, retrying while Kafka or the state store is away (nothing is
 /// committed until it is written, so shutdown in between loses nothing); then, for a request,
 /// the reply that says it failed, so the asking app is never left waiting.
-async fn give_up(
+pub(crate) async fn give_up(
     route: &Route,
     d: &Delivery,
     f: Failure,

@@ -60,6 +60,10 @@ pub struct FilesSection {
     /// Temporary objects older than this are interrupted uploads and are removed.
     #[serde(default = "default_orphan_grace_minutes")]
     pub orphan_grace_minutes: u64,
+    /// Files stored for a push whose record was never acknowledged by Kafka are removed once
+    /// held provisional this long (`docs/files.md`, "Files no record references").
+    #[serde(default = "default_unreferenced_grace_minutes")]
+    pub unreferenced_grace_minutes: u64,
     #[serde(default)]
     pub s3: Option<S3Section>,
     /// The public URL of the gateway as partners reach it (scheme, host, any path prefix a
@@ -112,6 +116,10 @@ fn default_download_ttl_seconds() -> u64 {
     86_400
 }
 
+fn default_unreferenced_grace_minutes() -> u64 {
+    1_440
+}
+
 impl Default for FilesSection {
     fn default() -> Self {
         Self {
@@ -120,6 +128,7 @@ impl Default for FilesSection {
             max_bytes: default_max_bytes(),
             allowed_types: None,
             orphan_grace_minutes: default_orphan_grace_minutes(),
+            unreferenced_grace_minutes: default_unreferenced_grace_minutes(),
             s3: None,
             download_base_url: None,
             download_secret: None,
@@ -212,6 +221,12 @@ impl Validate for FilesSection {
             ));
         }
         out.extend(self.download_problems(prefix));
+        if self.unreferenced_grace_minutes < 10 {
+            out.push(Invalid::new(
+                join_key(prefix, "unreferenced_grace_minutes"),
+                "must be at least 10 (longer than any push takes from storing its file to Kafka's acknowledgement)",
+            ));
+        }
         match (&self.backend, &self.s3) {
             (Backend::S3, None) => out.push(Invalid::new(
                 join_key(prefix, "s3"),
@@ -375,6 +390,10 @@ impl FilesSection {
     /// The age after which [`FileStore::remove_orphans`] treats a leftover as abandoned.
     pub fn orphan_grace(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.orphan_grace_minutes.saturating_mul(60))
+    }
+
+    pub fn unreferenced_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.unreferenced_grace_minutes.saturating_mul(60))
     }
 
     /// Opens the store the section describes; `base_dir` is the configuration file's folder.

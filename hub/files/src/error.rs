@@ -27,6 +27,8 @@ pub enum FileErrorCode {
     SftpHostKeyMismatch,
     SftpAuthFailed,
     SftpFailed,
+    SftpPermissionDenied,
+    NameInvalid,
     ConfigInvalid,
 }
 
@@ -52,6 +54,8 @@ impl FileErrorCode {
         FileErrorCode::SftpHostKeyMismatch,
         FileErrorCode::SftpAuthFailed,
         FileErrorCode::SftpFailed,
+        FileErrorCode::SftpPermissionDenied,
+        FileErrorCode::NameInvalid,
         FileErrorCode::ConfigInvalid,
     ];
 
@@ -78,6 +82,8 @@ impl FileErrorCode {
             FileErrorCode::SftpHostKeyMismatch => "SFTP_HOST_KEY_MISMATCH",
             FileErrorCode::SftpAuthFailed => "SFTP_AUTH_FAILED",
             FileErrorCode::SftpFailed => "SFTP_FAILED",
+            FileErrorCode::SftpPermissionDenied => "SFTP_PERMISSION_DENIED",
+            FileErrorCode::NameInvalid => "FILE_NAME_INVALID",
             FileErrorCode::ConfigInvalid => "FILE_CONFIG_INVALID",
         }
     }
@@ -91,7 +97,8 @@ impl FileErrorCode {
             | FileErrorCode::UploadIncomplete
             | FileErrorCode::Base64Invalid
             | FileErrorCode::MultipartInvalid
-            | FileErrorCode::UrlRefused => 400,
+            | FileErrorCode::UrlRefused
+            | FileErrorCode::NameInvalid => 400,
             FileErrorCode::TypeNotAllowed
             | FileErrorCode::TypeMismatch
             | FileErrorCode::TypeUnrecognised => 415,
@@ -105,7 +112,8 @@ impl FileErrorCode {
             | FileErrorCode::SftpConnectFailed
             | FileErrorCode::SftpHostKeyMismatch
             | FileErrorCode::SftpAuthFailed
-            | FileErrorCode::SftpFailed => 502,
+            | FileErrorCode::SftpFailed
+            | FileErrorCode::SftpPermissionDenied => 502,
         }
     }
 
@@ -154,11 +162,38 @@ impl FileErrorCode {
             ),
             FileErrorCode::SftpAuthFailed => ("SFTP 认证失败", "SFTP authentication failed"),
             FileErrorCode::SftpFailed => ("SFTP 操作失败", "an SFTP operation failed"),
+            FileErrorCode::SftpPermissionDenied => (
+                "SFTP 服务器拒绝访问（权限不足）",
+                "the SFTP server denied permission",
+            ),
+            FileErrorCode::NameInvalid => (
+                "文件名不是合法的单一文件名",
+                "the file name is not a plain file name",
+            ),
             FileErrorCode::ConfigInvalid => (
                 "文件存储配置错误",
                 "the file store's configuration is invalid",
             ),
         }
+    }
+}
+
+impl FileErrorCode {
+    /// Whether the same operation may succeed later without anything changing in the request:
+    /// a server or store that is away, a connection that failed, a timeout, credentials or a
+    /// host key an operator may fix. The others (a missing or malformed file, a refused name,
+    /// a denied permission, content that does not verify) are permanent for that request.
+    pub fn transient(self) -> bool {
+        matches!(
+            self,
+            FileErrorCode::StoreUnavailable
+                | FileErrorCode::FetchFailed
+                | FileErrorCode::SendFailed
+                | FileErrorCode::SftpConnectFailed
+                | FileErrorCode::SftpHostKeyMismatch
+                | FileErrorCode::SftpAuthFailed
+                | FileErrorCode::SftpFailed
+        )
     }
 }
 

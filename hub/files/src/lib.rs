@@ -19,6 +19,7 @@ pub mod id;
 pub mod media;
 pub mod sftp;
 pub mod store;
+pub mod sweep;
 pub mod transfer;
 pub mod wiring;
 

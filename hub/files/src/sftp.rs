@@ -154,6 +154,54 @@ fn failed(what: &str, e: impl std::fmt::Display) -> FileError {
     sftp_err(FileErrorCode::SftpFailed, what, e)
 }
 
+/// An SFTP request's failure: `SFTP_PERMISSION_DENIED` when the server says so (permanent for
+/// that request), `SFTP_FAILED` otherwise. The server's message is left out: it may quote the
+/// path, and so the file name.
+fn remote_err(what: &str, e: russh_sftp::client::error::Error) -> FileError {
+    use russh_sftp::client::error::Error;
+    use russh_sftp::protocol::StatusCode;
+    match e {
+        Error::Status(s) if s.status_code == StatusCode::PermissionDenied => FileError::new(
+            FileErrorCode::SftpPermissionDenied,
+            format!("{what}: permission denied"),
+        ),
+        Error::Status(s) => FileError::new(
+            FileErrorCode::SftpFailed,
+            format!("{what}: {}", s.status_code),
+        ),
+        other => failed(what, other),
+    }
+}
+
+/// Checks that `name` is a plain file name the hub may create on a partner's server: not
+/// empty, at most 255 bytes, no `/` or `\\`, not hidden (so neither `.` nor `..`), no control
+/// character, not ending in `.part`/`.tmp` (a partner takes those for uploads in progress).
+/// `FILE_NAME_INVALID` otherwise; the detail says which rule, never the name.
+pub fn plain_name(name: &str) -> Result<(), FileError> {
+    let why = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 255 {
+        Some("it is longer than 255 bytes")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("it contains a path separator")
+    } else if name.starts_with('.') {
+        Some("it is hidden or a relative folder (starts with `.`)")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if name.ends_with(".part") || name.ends_with(".tmp") {
+        Some("it ends in .part or .tmp, which partners take for an upload in progress")
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(FileError::new(
+            FileErrorCode::NameInvalid,
+            format!("the remote file name is refused: {why}"),
+        )),
+    }
+}
+
 /// Checks the server's host key against the pinned fingerprint.
 struct Pinned {
     want: String,
@@ -404,7 +452,10 @@ impl SftpClient {
     }
 
     /// Uploads a stored file as `dir/name`: written as `dir/.name.part`, then renamed, so the
-    /// partner never sees a partial file. An existing `dir/name` is replaced.
+    /// partner never sees a partial file. An existing `dir/name` is replaced, so uploading the
+    /// same name again (a retry) is harmless. `name` must be a plain name ([`plain_name`]:
+    /// `FILE_NAME_INVALID` otherwise); a server that refuses the hub's access is
+    /// `SFTP_PERMISSION_DENIED`. Details never name the file (names may be personal).
     pub async fn upload(
         &self,
         store: &FileStore,
@@ -412,12 +463,7 @@ impl SftpClient {
         dir: &str,
         name: &str,
     ) -> Result<(), FileError> {
-        if !pickable(name) {
-            return Err(FileError::new(
-                FileErrorCode::SftpFailed,
-                "a remote name must not be hidden, contain `/` or end in .part/.tmp",
-            ));
-        }
+        plain_name(name)?;
         let tmp = join(dir, &format!(".{name}.part"));
         let target = join(dir, name);
         let (_, mut source) = store.open(id).await?;
@@ -425,7 +471,7 @@ impl SftpClient {
             .sftp
             .create(&tmp)
             .await
-            .map_err(|e| failed(&format!("creating {tmp}"), e))?;
+            .map_err(|e| remote_err("creating the temporary file in the outbox", e))?;
         let written: Result<(), FileError> = async {
             while let Some(chunk) = source.next().await {
                 let chunk = chunk?;
@@ -449,12 +495,12 @@ impl SftpClient {
             self.sftp
                 .remove_file(&target)
                 .await
-                .map_err(|e| failed(&format!("replacing {target}"), e))?;
+                .map_err(|e| remote_err("replacing the earlier file of the same name", e))?;
         }
         self.sftp
             .rename(&tmp, &target)
             .await
-            .map_err(|e| failed(&format!("renaming to {target}"), e))?;
+            .map_err(|e| remote_err("renaming the uploaded file into place", e))?;
         Ok(())
     }
 
@@ -651,6 +697,12 @@ impl Pickup {
             .map_err(state_err)?;
         if known.is_none() {
             let meta = client.download(&path, &self.store, &self.put).await?;
+            // Referenced for good before the ledger names it: the same content held
+            // provisional by a failed push is never swept from under the pickup (`sweep`).
+            self.state
+                .reference_files(&[meta.id.to_string()])
+                .await
+                .map_err(state_err)?;
             self.state
                 .claim_file_pickup(&self.job, &rf.name, size, mtime, &meta.id.to_string())
                 .await
@@ -669,7 +721,21 @@ impl Pickup {
         };
         if rec.state == "claimed" {
             let id = FileId::parse(&rec.file_id)?;
-            let file = self.store.head(&id).await?;
+            let file = match self.store.head(&id).await {
+                Ok(f) => f,
+                // Claimed, then gone from the store (removed by hand, or swept as a failed
+                // push's file in the instant before this pickup referenced it): the remote
+                // file is still in the inbox, so it is stored again, under the same id.
+                Err(e) if e.code == FileErrorCode::NotFound => {
+                    let meta = client.download(&path, &self.store, &self.put).await?;
+                    self.state
+                        .reference_files(&[meta.id.to_string()])
+                        .await
+                        .map_err(state_err)?;
+                    meta
+                }
+                Err(e) => return Err(e),
+            };
             let picked = PickedFile {
                 pickup_id: format!("{}/{}/{}/{}", self.job, rf.name, size, mtime),
                 remote_name: rf.name.clone(),
@@ -736,6 +802,32 @@ mod tests {
         );
         assert!(!format!("{s:?}").contains("password = \"p\""));
         assert!(!format!("{s:?}").contains("\"p\""));
+    }
+
+    #[test]
+    fn only_plain_names_are_uploaded() {
+        for n in ["a.csv", "DZ_20261203.csv", "张三 材料.pdf", "a..b"] {
+            assert!(plain_name(n).is_ok(), "{n}");
+        }
+        let long = "a".repeat(256);
+        for n in [
+            "",
+            ".",
+            "..",
+            "../a.csv",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "a\nb",
+            "a\u{7f}",
+            "a.part",
+            "b.tmp",
+            long.as_str(),
+        ] {
+            let e = plain_name(n).unwrap_err();
+            assert_eq!(e.code, FileErrorCode::NameInvalid, "{n:?}");
+            assert!(n.len() < 3 || !e.detail.contains(n), "{n:?}");
+        }
     }
 
     #[test]

@@ -526,6 +526,19 @@ impl FileStore {
         Ok((meta, out.freeze()))
     }
 
+    /// Deletes a file, both its clear and its encrypted copy, metadata first (so it stops
+    /// existing for readers at once; an object left without metadata by a crash is an orphan
+    /// [`FileStore::remove_orphans`] removes). `false`: there was no such file. Only for the
+    /// sweep of files no record references ([`crate::sweep`]): content addressing means any
+    /// record naming the same content names this file.
+    pub async fn delete(&self, id: &FileId) -> Result<bool, FileError> {
+        let existed = self.read_meta(id, Variant::Sealed).await?.is_some()
+            || self.read_meta(id, Variant::Clear).await?.is_some();
+        self.remove_variant(id, Variant::Sealed).await?;
+        self.remove_variant(id, Variant::Clear).await?;
+        Ok(existed)
+    }
+
     /// Deletes what interrupted uploads left: temporary objects (and, for a local store, staged
     /// multipart parts) and objects whose metadata was never written, when older than `grace`
     /// (an upload in progress is younger). Returns how many were removed. On S3 an interrupted

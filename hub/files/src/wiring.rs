@@ -225,9 +225,9 @@ pub struct Intake {
 /// replaces each by its hub file id. `content_type` is the request's. A field that is absent
 /// or `null` is left alone (the mapping decides whether the file is required). A body that is
 /// not JSON is handed on unchanged (the mapping refuses it). Every file is durable in the
-/// store when this returns; a push that fails afterwards leaves files nothing references,
-/// which [`FileStore::remove_orphans`] does not touch (they are complete) but which are
-/// harmless: content-addressed, a retry reuses them.
+/// store when this returns; a push that fails afterwards leaves files nothing references:
+/// content-addressed, a retry reuses them, and the gateway holds them provisional so that
+/// [`crate::sweep::remove_unreferenced`] removes them if no retry succeeds.
 pub async fn intake(
     store: &FileStore,
     files: &[InboundFile],
@@ -357,6 +357,9 @@ pub enum SendStyle {
     /// The field's file id replaced by an expiring signed link to the hub's download route
     /// (`GET /v1/files/<id>`), which the partner fetches. Text, so in a JSON, XML or form body.
     Url,
+    /// No body: the file is uploaded to the partner's SFTP `outbox` under the name at
+    /// `file_name` (`[[delivery]] transport = "sftp"`, [`upload_target`]).
+    Sftp,
 }
 
 /// `file = { … }` on a `[[delivery]]`.
@@ -372,14 +375,17 @@ pub struct OutboundFile {
     /// body's other top-level fields as text parts (a JSON mapping; HTTP POST, PUT or PATCH);
     /// `url`: the id replaced by a signed, expiring link to the hub's `GET /v1/files/<id>`,
     /// which the partner fetches (any mapping format and transport; needs
-    /// `files.download_base_url` and a download secret in `hub.toml`).
+    /// `files.download_base_url` and a download secret in `hub.toml`); `sftp` (only with
+    /// `transport = "sftp"`): the file uploaded to the partner's SFTP outbox under the name
+    /// at `file_name`.
     pub style: SendStyle,
     /// Multipart: the name of the file part.
     #[serde(default)]
     #[schemars(extend("x-default" = "`file`"))]
     pub part: Option<String>,
     /// Multipart: JSON pointer, in the mapped body, of the file name sent with the part
-    /// (absent: the file id's hex digits).
+    /// (absent: the file id's hex digits). Sftp (required): JSON pointer of the remote file
+    /// name, which must be a plain name (`FILE_NAME_INVALID` otherwise).
     #[serde(default)]
     pub file_name: Option<String>,
     /// Largest file sent (base64 and multipart hold it in memory while sent; a URL's download
@@ -401,8 +407,17 @@ impl OutboundFile {
                 self.pointer
             ));
         }
-        if self.style != SendStyle::Multipart && (self.part.is_some() || self.file_name.is_some()) {
-            out.push("file.part and file.file_name are only for style = \"multipart\"".into());
+        if self.style != SendStyle::Multipart && self.part.is_some() {
+            out.push("file.part is only for style = \"multipart\"".into());
+        }
+        if !matches!(self.style, SendStyle::Multipart | SendStyle::Sftp) && self.file_name.is_some()
+        {
+            out.push("file.file_name is only for style = \"multipart\" or \"sftp\"".into());
+        }
+        if self.style == SendStyle::Sftp && self.file_name.is_none() {
+            out.push(
+                "file.file_name is required for style = \"sftp\": the JSON pointer of the remote file name".into(),
+            );
         }
         if let Some(p) = &self.file_name {
             if !is_pointer(p) {
@@ -448,6 +463,10 @@ pub async fn outbound_text(
         SendStyle::Multipart => Err(FileError::new(
             FileErrorCode::ConfigInvalid,
             "a multipart file is not a field of the body",
+        )),
+        SendStyle::Sftp => Err(FileError::new(
+            FileErrorCode::ConfigInvalid,
+            "an sftp file is uploaded to the partner's outbox, not sent in a body",
         )),
     }
 }
@@ -532,7 +551,43 @@ pub async fn outbound_body(
             body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
             Ok((body, format!("multipart/form-data; boundary={boundary}")))
         }
+        SendStyle::Sftp => Err(FileError::new(
+            FileErrorCode::ConfigInvalid,
+            "an sftp file is uploaded to the partner's outbox, not sent in a body",
+        )),
     }
+}
+
+/// What an SFTP delivery uploads (`style = "sftp"`): the file id at `spec.pointer` and the
+/// remote name at `spec.file_name` of the mapped JSON body. A missing or malformed id is
+/// `FILE_ID_INVALID`; a missing name or one that is not a plain name
+/// ([`crate::sftp::plain_name`]) is `FILE_NAME_INVALID`. Both are permanent for the record.
+pub fn upload_target(spec: &OutboundFile, mapped: &[u8]) -> Result<(FileId, String), FileError> {
+    let json: Value = serde_json::from_slice(mapped).map_err(|_| {
+        FileError::new(
+            FileErrorCode::ConfigInvalid,
+            "a delivery with a file needs a JSON mapping",
+        )
+    })?;
+    let id_text = json
+        .pointer(&spec.pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            FileError::new(
+                FileErrorCode::IdInvalid,
+                format!("no file id at {}", spec.pointer),
+            )
+        })?;
+    let id = FileId::parse(id_text)?;
+    let at = spec.file_name.as_deref().unwrap_or_default();
+    let name = json.pointer(at).and_then(Value::as_str).ok_or_else(|| {
+        FileError::new(
+            FileErrorCode::NameInvalid,
+            format!("no file name (a string) at {at}"),
+        )
+    })?;
+    crate::sftp::plain_name(name)?;
+    Ok((id, name.to_string()))
 }
 
 /// A name inside a quoted multipart header parameter (quotes and line breaks escaped as the
@@ -552,7 +607,8 @@ pub struct BatchSpec {
     /// `<partner>/<name>`.
     pub name: String,
     /// An **inbound** mapping from `{"file_id", "file_name", "size", "media_type", "partner",
-    /// "batch", "pickup_id"}` to the "file received" contract.
+    /// "batch", "pickup_id"}` to the "file received" contract; a file it refuses is
+    /// dead-lettered (route `<partner>/batch.<name>`, sealed) and not tried again.
     pub mapping: String,
     /// Run every so many milliseconds (at least 1000); exactly one of `every_ms` and `cron`.
     #[serde(default)]
@@ -685,6 +741,37 @@ mod tests {
             .unwrap(),
         ];
         assert_eq!(inbound_problems(&two).len(), 1);
+    }
+
+    #[test]
+    fn an_sftp_upload_takes_an_id_and_a_plain_name() {
+        let spec: OutboundFile =
+            toml::from_str("pointer = \"/id\"\nstyle = \"sftp\"\nfile_name = \"/name\"\n").unwrap();
+        assert!(spec.problems().is_empty(), "{:?}", spec.problems());
+        let nameless: OutboundFile =
+            toml::from_str("pointer = \"/id\"\nstyle = \"sftp\"\n").unwrap();
+        assert_eq!(nameless.problems().len(), 1);
+        let id = FileId::of(b"abc").to_string();
+        let body =
+            |name: &str| serde_json::to_vec(&serde_json::json!({"id": id, "name": name})).unwrap();
+        let (got, name) = upload_target(&spec, &body("DZ_1.csv")).unwrap();
+        assert_eq!((got.to_string(), name.as_str()), (id.clone(), "DZ_1.csv"));
+        for bad in ["../DZ_1.csv", ".DZ_1.csv", "a/b", "a\u{1}b"] {
+            assert_eq!(
+                upload_target(&spec, &body(bad)).unwrap_err().code,
+                FileErrorCode::NameInvalid
+            );
+        }
+        let no_id = serde_json::to_vec(&serde_json::json!({"id": "sm3:xyz", "name": "a"})).unwrap();
+        assert_eq!(
+            upload_target(&spec, &no_id).unwrap_err().code,
+            FileErrorCode::IdInvalid
+        );
+        let no_name = serde_json::to_vec(&serde_json::json!({"id": id})).unwrap();
+        assert_eq!(
+            upload_target(&spec, &no_name).unwrap_err().code,
+            FileErrorCode::NameInvalid
+        );
     }
 
     #[tokio::test]

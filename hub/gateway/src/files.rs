@@ -19,9 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hub_files::transfer::DownloadLinks;
 use hub_files::wiring::{self, InboundFile, ReceiveStyle};
-use hub_files::{FileError, FileErrorCode, FileStore};
+use hub_files::{FileError, FileErrorCode, FileMeta, FileStore};
 use hub_mapping::fields::FieldError;
 use hub_mapping::{Format, Mapping};
+use hub_state::{FileHold, StateStore};
 use serde_json::json;
 
 use crate::Gateway;
@@ -34,20 +35,28 @@ pub struct FileIntake {
 }
 
 impl FileIntake {
-    /// Stores the files of a push to `route`, if it declares any: `Ok(None)` for a route
-    /// without files, else the body the mapping reads.
+    /// Stores the files of a push to `route`, if it declares any: `Err(body)` for a route
+    /// without files, else the body the mapping reads and the ids of the files stored, each
+    /// held provisional in `state` ([`hold`]) until [`reference`] after Kafka's acknowledgement.
     pub(crate) async fn intake(
         &self,
         route: &str,
         mapping: &Mapping,
         headers: &HeaderMap,
         body: Vec<u8>,
-    ) -> Result<Result<Vec<u8>, Vec<u8>>, FileError> {
+        state: &StateStore,
+    ) -> Result<Result<(Vec<u8>, Vec<String>), Vec<u8>>, FileError> {
         let Some(files) = self.routes.get(route) else {
             return Ok(Err(body));
         };
+        let started = chrono::Utc::now();
         if mapping.format == Format::Xml {
-            return self.intake_xml(route, mapping, files, body).await;
+            let (body, metas) = match self.intake_xml(route, mapping, files, body).await? {
+                Ok(stored) => stored,
+                Err(unchanged) => return Ok(Err(unchanged)),
+            };
+            let held = hold(&self.store, state, &metas, started).await?;
+            return Ok(Ok((body, held)));
         }
         let content_type = headers
             .get(axum::http::header::CONTENT_TYPE)
@@ -57,19 +66,21 @@ impl FileIntake {
         for f in &got.files {
             stored(route, f);
         }
-        Ok(Ok(got.body))
+        let held = hold(&self.store, state, &got.files, started).await?;
+        Ok(Ok((got.body, held)))
     }
 
     /// An XML push: each declared element's text (base64, or a URL to fetch) stored and
     /// replaced by the file id, the rest of the document (charset included) unchanged. A body
     /// that is not readable XML is handed on unchanged: the mapping refuses it with its code.
+    /// Returns the new document and the files stored.
     async fn intake_xml(
         &self,
         route: &str,
         mapping: &Mapping,
         files: &[InboundFile],
         body: Vec<u8>,
-    ) -> Result<Result<Vec<u8>, Vec<u8>>, FileError> {
+    ) -> Result<Result<(Vec<u8>, Vec<FileMeta>), Vec<u8>>, FileError> {
         let mut doc = match mapping.text_body(&body) {
             Ok(d) => d,
             Err(_) => return Ok(Err(body)),
@@ -84,6 +95,7 @@ impl FileIntake {
                 e.to_string(),
             )
         };
+        let mut metas = Vec::new();
         for f in files {
             let text = match doc.text(&f.pointer) {
                 Ok(Some(t)) => t,
@@ -94,10 +106,11 @@ impl FileIntake {
             doc.set_text(&f.pointer, &meta.id.to_string())
                 .map_err(|e| not_text(f, e))?;
             stored(route, &meta);
+            metas.push(meta);
         }
         // The document was decoded from its charset; the ids are ASCII: always encodable.
         doc.into_bytes()
-            .map(Ok)
+            .map(|bytes| Ok((bytes, metas)))
             .map_err(|e| FileError::new(FileErrorCode::Base64Invalid, e.to_string()))
     }
 }
@@ -223,6 +236,107 @@ async fn serve_download(
     }
     tracing::info!(request_id, file_id = %meta.id, size = meta.size, "file served");
     (response, "FILE_SERVED", meta.size)
+}
+
+/// How much older than the push a file may be and still count as stored by it (clocks of
+/// replicas sharing an S3 store differ a little; a concurrent push of the same content is
+/// held by that push too).
+const FRESH_SKEW_SECS: i64 = 60;
+
+/// Holds the files a push stored as provisional (`hub_file_refs`, `docs/files.md` "Files no
+/// record references"), so the sweep may remove them if the push's record never reaches Kafka.
+/// A file this push's put created gets a row; one stored earlier (by a pickup, before the
+/// table existed) only has its provisional row touched, if it has one, and is otherwise left
+/// untracked: never sweepable because of this push. A file a sweep is removing, or removed
+/// between the put and the hold, refuses the push with `FILE_STORE_UNAVAILABLE` (503): the
+/// partner's retry stores it again.
+async fn hold(
+    store: &FileStore,
+    state: &StateStore,
+    files: &[FileMeta],
+    started: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<String>, FileError> {
+    let retry = |detail: &str| FileError::new(FileErrorCode::StoreUnavailable, detail.to_string());
+    let mut ids = Vec::with_capacity(files.len());
+    for f in files {
+        let id = f.id.to_string();
+        let created = chrono::DateTime::parse_from_rfc3339(&f.created_at)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .ok();
+        let fresh =
+            created.is_some_and(|t| t >= started - chrono::Duration::seconds(FRESH_SKEW_SECS));
+        match state.hold_file(&id, fresh).await {
+            Ok(FileHold::Sweeping) => {
+                return Err(retry(
+                    "the same file is being removed as unreferenced; retry the push",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(retry(&format!("the state store is unavailable: {e}"))),
+        }
+        // The sweep deletes the file before its row: a hold made after that finds no file.
+        match store.head(&f.id).await {
+            Ok(_) => {}
+            Err(e) if e.code == FileErrorCode::NotFound => {
+                return Err(retry(
+                    "the same file was just removed as unreferenced; retry the push",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Checks that every file of a push is (still) in the store; a missing one is
+/// `FILE_STORE_UNAVAILABLE`, so the partner retries and the retry stores it again.
+pub(crate) async fn still_stored(store: &FileStore, ids: &[String]) -> Result<(), FileError> {
+    for id in ids {
+        let parsed = hub_files::FileId::parse(id)?;
+        match store.head(&parsed).await {
+            Ok(_) => {}
+            Err(e) if e.code == FileErrorCode::NotFound => {
+                return Err(FileError::new(
+                    FileErrorCode::StoreUnavailable,
+                    "a file of this push was removed as unreferenced; retry the push",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Marks the files of a push whose record Kafka acknowledged as referenced for good. The
+/// record is on Kafka already: when the state store fails, the marking is retried in the
+/// background (for up to an hour, well within `files.unreferenced_grace_minutes`).
+pub(crate) async fn reference(state: &StateStore, ids: Vec<String>) {
+    if ids.is_empty() {
+        return;
+    }
+    if state.reference_files(&ids).await.is_ok() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3_600);
+        let mut wait = std::time::Duration::from_millis(500);
+        loop {
+            tokio::time::sleep(wait).await;
+            match state.reference_files(&ids).await {
+                Ok(()) => return,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    tracing::error!(files = ?ids, error = %e, "files of an acknowledged push could not be marked referenced; the sweep may remove them");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "files of an acknowledged push not yet marked referenced; retrying");
+                    wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                }
+            }
+        }
+    });
 }
 
 /// The unified error answer of a file refusal.

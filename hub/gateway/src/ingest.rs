@@ -312,6 +312,8 @@ async fn handle(
 
     // Files the route carries are stored (durably) and replaced by their ids before the
     // mapping, which then sees only ids (`files`, `docs/files.md`).
+    // The ids of the files stored for this push, held provisional until its record is on Kafka.
+    let mut files_held: Vec<String> = Vec::new();
     let body = match &gw.files {
         None => body,
         Some(intake) => {
@@ -321,10 +323,14 @@ async fn handle(
                     mapping,
                     &parts.headers,
                     body,
+                    &gw.state,
                 )
                 .await
             {
-                Ok(Ok(replaced)) => replaced,
+                Ok(Ok((replaced, held))) => {
+                    files_held = held;
+                    replaced
+                }
                 Ok(Err(unchanged)) => unchanged,
                 Err(e) => {
                     warn!(request_id = %id, code = e.code(), detail = %e.detail, "file refused");
@@ -451,6 +457,8 @@ async fn handle(
                 }
             }
             Ok(Receipt::Done { message_id, topic }) => {
+                // The record is on Kafka: its files are referenced (again, if marking failed).
+                crate::files::reference(&gw.state, std::mem::take(&mut files_held)).await;
                 let body = accepted(id, &message_id, &topic, true);
                 let duplicate = TraceEvent::new("duplicate", message_id.as_str())
                     .object(envelope.object_id.as_str())
@@ -471,6 +479,39 @@ async fn handle(
             }
             Err(_) => {
                 return refuse_app(ApiError::new(ErrorCode::StateUnavailable, id).retry_after(1))
+            }
+        }
+    }
+
+    // The push's files are marked referenced before its record can reach Kafka, not after:
+    // once a record names a file, no crash or state-store outage may leave that file to the
+    // sweep. A push whose produce then fails keeps its files (referenced, never swept):
+    // storage, not loss. Refused here, nothing has been produced and the partner retries.
+    if !files_held.is_empty() {
+        if let Err(e) = gw.state.reference_files(&files_held).await {
+            warn!(request_id = %id, error = %e, "files not marked referenced; refusing before produce");
+            if let Some(pmid) = &partner_message_id {
+                let _ = gw.state.release_receipt(&app_id, pmid).await;
+            }
+            return refuse_app(ApiError::new(ErrorCode::StateUnavailable, id).retry_after(1));
+        }
+        // Marked; and still there (a sweep that claimed the row before the mark, only possible
+        // for a push slower than the grace, may have removed the file): never produce a record
+        // naming a missing file. The partner's retry stores it again.
+        if let Some(intake) = &gw.files {
+            if let Err(e) = crate::files::still_stored(&intake.store, &files_held).await {
+                warn!(request_id = %id, code = e.code(), "a file of the push is gone; refusing before produce");
+                if let Some(pmid) = &partner_message_id {
+                    let _ = gw.state.release_receipt(&app_id, pmid).await;
+                }
+                let outcome = Outcome {
+                    status: StatusCode::from_u16(e.code.status())
+                        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                    code: e.code(),
+                    app: Some(app_id.clone()),
+                    trace: Vec::new(),
+                };
+                return (crate::files::refusal(&e, id), outcome, size);
             }
         }
     }

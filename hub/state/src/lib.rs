@@ -101,6 +101,7 @@ macro_rules! on_pool {
 mod audit;
 mod dead_letters;
 mod file_pickups;
+mod file_refs;
 mod operators;
 mod receipts;
 mod trace;
@@ -108,6 +109,7 @@ mod writer;
 pub use audit::{AuditCheckpoint, AuditRecord, AuditVerdict, CheckpointKey, GENESIS};
 pub use dead_letters::{DeadLetter, DeadLetterFilter};
 pub use file_pickups::FilePickup;
+pub use file_refs::FileHold;
 pub use operators::{ConsoleSession, Operator};
 pub use receipts::{Receipt, ReceiptConflict, ReceiptFingerprint};
 pub use trace::{SinkOptions, StoredTraceEvent, TraceEvent, TraceResult, TraceSink};
