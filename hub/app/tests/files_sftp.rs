@@ -6,7 +6,7 @@
 //! after the restart is announced too; a name outside the batch's pattern is left alone; a file
 //! whose record the batch's mapping refuses is dead-lettered once (sealed) and not tried again.
 //!
-//! The synthetic partner's `[[delivery]] upload` (`transport = "sftp"`) uploads the hub's own
+//! The synthetic partner's `[[delivery]] sftp_upload` (`transport = "sftp"`) uploads the hub's own
 //! files into the server's outbox: a record on the contract topic puts the file there with its
 //! SM3 and no `.part` left behind; an unknown file id is dead-lettered `FILE_NOT_FOUND`, a name
 //! that is not a plain name `FILE_NAME_INVALID`; `hub check` refuses the delivery on a partner
@@ -224,6 +224,24 @@ async fn a_batch_file_is_picked_up_once_and_only_once_across_a_hub_restart() {
         !logs.contains("DZ_INVALID") && !logs_before.contains("DZ_INVALID"),
         "a file name was logged"
     );
+    // Nothing reads a batch file's replay back yet: refused with its code, still pending,
+    // rather than marked replayed and lost.
+    let dl_id = listed[0]["id"].as_str().unwrap();
+    let replay = hub(
+        &["dlq", "replay", dl_id, "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert!(!replay.status.success());
+    assert!(
+        text(&replay.stderr).contains("DLQ_REPLAY_NOT_IMPLEMENTED"),
+        "{}",
+        text(&replay.stderr)
+    );
+    let still: Vec<_> = dlq_list(&config, None)
+        .into_iter()
+        .filter(|l| l["route"] == batch_route)
+        .collect();
+    assert_eq!(still[0]["status"], "pending", "{still:?}");
 
     let ids: Vec<&str> = got.iter().map(|r| r["file_id"].as_str().unwrap()).collect();
     assert_eq!(
@@ -264,7 +282,7 @@ async fn a_batch_file_is_picked_up_once_and_only_once_across_a_hub_restart() {
     );
 }
 
-/// The synthetic partner's config with the SFTP delivery `upload` enabled; `sftp`: the
+/// The synthetic partner's config with the SFTP delivery `sftp_upload` enabled; `sftp`: the
 /// `[partners.synthetic_files.sftp]` section, or none.
 fn upload_config(
     dir: &Path,
@@ -283,7 +301,7 @@ fn upload_config(
              [gateway]\nlisten = \"127.0.0.1:{}\"\nplain_http = true\nkey_ring = \"{}\"\n\
              [egress]\ncommit_interval_ms = 200\ngroup_prefix = \"upload-{}\"\n\
              [partners.synthetic_files]\nbase_url = \"http://127.0.0.1:9\"\napp_id = \"hub\"\n\
-             hmac_secret = \"files-partner-secret-0123456789\"\ndeliveries = [\"upload\"]\n\
+             hmac_secret = \"files-partner-secret-0123456789\"\ndeliveries = [\"sftp_upload\"]\n\
              max_attempts = 3\nbackoff_initial_ms = 50\nbackoff_max_ms = 100\n{}",
             kafka(),
             contracts.display(),
@@ -396,7 +414,7 @@ async fn an_sftp_delivery_uploads_the_file_a_record_names_into_the_partner_outbo
     read_dead_letters(
         &dlq,
         &dl_contract,
-        "synthetic_files/upload",
+        "synthetic_files/sftp_upload",
         &[&id, &missing],
         &mut dead,
         2,
@@ -424,7 +442,7 @@ async fn an_sftp_delivery_uploads_the_file_a_record_names_into_the_partner_outbo
     assert!(!sshd.path("HUB_escape.csv").exists());
     let listed: Vec<_> = dlq_list(&config, None)
         .into_iter()
-        .filter(|l| l["route"] == "synthetic_files/upload")
+        .filter(|l| l["route"] == "synthetic_files/sftp_upload")
         .collect();
     assert_eq!(listed.len(), 2, "{listed:?}");
     // The remote names are personal: in no log line, no dead letter's reason.

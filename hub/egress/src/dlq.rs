@@ -25,6 +25,8 @@ pub enum DlqError {
     RecordGone(String),
     #[error("DLQ_RECORD_UNREADABLE: {0}")]
     Unreadable(String),
+    #[error("DLQ_REPLAY_NOT_IMPLEMENTED: 批量文件的死信尚不能重放 / dead letters of batch files (`{0}`) cannot be replayed yet: fix the cause, then move the file back into the partner's inbox under a new name, or discard the dead letter")]
+    ReplayNotImplemented(String),
     #[error(transparent)]
     Bus(#[from] hub_bus::BusError),
     #[error(transparent)]
@@ -38,6 +40,7 @@ impl DlqError {
             DlqError::NotPending { .. } => "DLQ_NOT_PENDING",
             DlqError::RecordGone(_) => "DLQ_RECORD_GONE",
             DlqError::Unreadable(_) => "DLQ_RECORD_UNREADABLE",
+            DlqError::ReplayNotImplemented(_) => "DLQ_REPLAY_NOT_IMPLEMENTED",
             DlqError::Bus(e) => e.code(),
             DlqError::State(e) => e.code(),
         }
@@ -187,6 +190,11 @@ pub async fn replay(
             id: entry.id,
             status: entry.status,
         });
+    }
+    // Nothing consumes the replay topic for an SFTP batch (`<partner>/batch.<name>`): refused,
+    // rather than marked replayed and then never read.
+    if entry.route.contains("/batch.") {
+        return Err(DlqError::ReplayNotImplemented(entry.route));
     }
     let record = fetch(bus, catalog, &entry).await?;
     // Claim it first so two operators cannot replay it twice.
