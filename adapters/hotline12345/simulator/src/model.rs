@@ -309,7 +309,10 @@ pub fn apply(
                 let signed = t.signed_at.unwrap_or(now);
                 let window = chrono::Duration::from_std(rules.return_window)
                     .unwrap_or(chrono::Duration::MAX);
-                if now - signed > window {
+                // `now` is whole seconds: a return in the second of the sign is 0 s after it,
+                // so "within the window" must be strictly less than it, or a zero window would
+                // let such a return through.
+                if now - signed >= window {
                     return Err(codes::RETURN_WINDOW_PASSED);
                 }
                 t.state = Returned;
@@ -410,6 +413,40 @@ mod tests {
         );
         act(&mut t, Action::Reply).unwrap();
         assert_eq!(t.state, TicketState::Replied);
+    }
+
+    #[test]
+    fn a_zero_return_window_refuses_a_return_in_the_second_of_the_sign() {
+        // The platform's clock is whole seconds: the sign and the return may share one.
+        let second = Utc::now();
+        let closed = Rules {
+            return_window: Duration::ZERO,
+        };
+        let mut t = ticket();
+        apply(&mut t, Action::Sign, &body(Action::Sign), second, &closed).unwrap();
+        assert_eq!(
+            apply(
+                &mut t,
+                Action::Return,
+                &body(Action::Return),
+                second,
+                &closed
+            ),
+            Err(codes::RETURN_WINDOW_PASSED)
+        );
+        assert_eq!(t.state, TicketState::Signed);
+        // Within a real window, the same second is inside it.
+        let mut t = ticket();
+        apply(&mut t, Action::Sign, &body(Action::Sign), second, &RULES).unwrap();
+        apply(
+            &mut t,
+            Action::Return,
+            &body(Action::Return),
+            second,
+            &RULES,
+        )
+        .unwrap();
+        assert_eq!(t.state, TicketState::Returned);
     }
 
     #[test]
